@@ -1,0 +1,35 @@
+# AOS control plane. `make up` and `make test` are all a fresh machine needs (Python 3.11+).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]' && touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+up: $(STAMP) ## start PostgreSQL (embedded by default), every service and Envoy; Ctrl-C stops all
+	$(BIN)/aos up
+
+proto: $(STAMP) ## regenerate stubs, descriptor set and gateway/envoy.yaml from protos/
+	$(BIN)/aos gen
+
+lint: $(STAMP) ## ruff, mypy, import contracts, buf lint, generated-code freshness
+	$(BIN)/ruff format --check . && $(BIN)/ruff check .
+	$(BIN)/mypy && $(BIN)/lint-imports
+	$(BIN)/aos gen --check
+
+test: lint ## lint, then every test (real PostgreSQL, gRPC servers and Envoy)
+	$(BIN)/pytest -q
+
+migrate: $(STAMP) ## create and migrate every service's database
+	$(BIN)/aos migrate
+
+.PHONY: help install up proto lint test migrate

@@ -1,0 +1,99 @@
+"""`aos`: run the stack, migrate, mint dev tokens, regenerate code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli import devauth, stack
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("AOS_DATA_DIR", stack.ROOT / ".aos")).resolve()
+
+
+def _database() -> tuple[str, Any]:
+    """The configured server (AOS_DATABASE_URL), or an embedded one started for this process."""
+    url = os.environ.get("AOS_DATABASE_URL")
+    if url:
+        return url, None
+    pg = stack.embedded_postgres(_data_dir())
+    return pg.get_uri(), pg
+
+
+@app.command()
+def up() -> None:
+    """Start PostgreSQL (embedded unless AOS_DATABASE_URL is set), migrate, start every service and Envoy."""
+    data, port = _data_dir(), int(os.environ.get("AOS_GATEWAY_PORT", "8080"))
+    base, _pg = _database()
+    urls = stack.prepare_databases(base)
+    ports = {svc: stack.free_port() for svc in urls}
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        for svc, url in urls.items():
+            procs.append(stack.start_service(svc, url, ports[svc], ports, logs / f"{svc}.log"))
+        for proc, svc in zip(procs, urls, strict=True):
+            stack.wait_for_port(ports[svc], proc)
+        cfg = stack.envoy_config(data / "run", ports, port, devauth.ensure_keys(data))
+        procs.append(stack.start_envoy(cfg, logs / "envoy.log"))
+        stack.wait_for_port(port, procs[-1])
+        print(f"gateway: http://127.0.0.1:{port}", flush=True)
+        print(f"services: {', '.join(f'{s}=127.0.0.1:{p}' for s, p in ports.items())}; logs in {logs}", flush=True)
+        while not stopping:
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                print(f"stopping: {dead[0].args[0]} exited with {dead[0].returncode}", file=sys.stderr)
+                raise SystemExit(1)
+            time.sleep(0.2)
+    finally:
+        stack.stop(procs)
+
+
+@app.command()
+def migrate() -> None:
+    """Create and migrate every service's database to head."""
+    base, _pg = _database()
+    for svc, url in stack.prepare_databases(base).items():
+        print(f"{svc}: migrated ({url.rsplit('@', 1)[-1]})")
+
+
+@app.command("dev-token")
+def dev_token(
+    user: Annotated[str, typer.Option(help="user id (the token's sub)")],
+    email: Annotated[str, typer.Option()],
+    tenant: Annotated[str | None, typer.Option(help="tenant id (org_id claim)")] = None,
+    role: Annotated[str, typer.Option(help="owner, admin, member or viewer")] = "owner",
+    operator: Annotated[bool, typer.Option(help="an AOS operator (founder) token")] = False,
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
+) -> None:
+    """Print a token signed by the local dev JWKS (never valid outside this machine's stack)."""
+    if role not in ("owner", "admin", "member", "viewer"):
+        raise typer.BadParameter("role must be owner, admin, member or viewer")
+    print(devauth.mint(_data_dir(), user=user, email=email, tenant=tenant, role=role, operator=operator,
+                       ttl_seconds=ttl))
+
+
+@app.command()
+def gen(check: Annotated[bool, typer.Option(help="only report stale generated files")] = False) -> None:
+    """Regenerate Python stubs, the descriptor set and gateway/envoy.yaml from protos/."""
+    from cli import gen as generator
+
+    raise typer.Exit(generator.run(check=check))

@@ -1,0 +1,269 @@
+"""Renders Envoy's configuration from the descriptor set and the gate rules.
+
+Nothing in the generated config is hand-maintained: routes, the transcoder's service list and the
+refusal of internal RPCs all come from the protos, so a new RPC is routed (or refused) by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import descriptor_pb2
+
+from aos.gate.v1 import gate_pb2
+
+# Caller headers only the gateway may set. Stripped from every client request before any other filter
+# runs; X-AOS-Key is the API-key credential itself and is deliberately not in this list.
+CALLER_HEADERS = (
+    "x-aos-tenant-id",
+    "x-aos-actor-type",
+    "x-aos-actor-id",
+    "x-aos-email",
+    "x-aos-email-verified",
+    "x-aos-role",
+    "x-aos-scopes",
+    "x-aos-request-id",
+)
+
+# Verified JWT claims → caller headers (jwt_authn `claim_to_headers`).
+CLAIM_HEADERS = {
+    "sub": "x-aos-actor-id",
+    "org_id": "x-aos-tenant-id",
+    "aos_kind": "x-aos-actor-type",
+    "email": "x-aos-email",
+    "email_verified": "x-aos-email-verified",
+    "role": "x-aos-role",
+}
+
+JWT_ISSUER = "aos-dev"
+JWT_AUDIENCE = "aos"
+
+# The transcoder answers 200 on every success; a service that creates asks for 201 with this
+# response header, which the Lua filter applies to JSON responses only (never to native gRPC).
+STATUS_HINT_LUA = """
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local hint = headers:get("x-aos-http-status")
+  if hint == nil then return end
+  headers:remove("x-aos-http-status")
+  local ctype = headers:get("content-type") or ""
+  if headers:get(":status") == "200" and string.find(ctype, "application/json", 1, true) then
+    headers:replace(":status", hint)
+  end
+end
+"""
+
+
+@dataclass(frozen=True)
+class Method:
+    service: str  # fully qualified, e.g. aos.account.v1.AccountService
+    name: str
+    rule: gate_pb2.Rule
+    http: bool
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.name}"
+
+    @property
+    def cluster(self) -> str:
+        return self.service.split(".")[1]
+
+
+@dataclass
+class Gateway:
+    descriptor_path: str
+    upstreams: dict[str, tuple[str, int]]
+    listen_port: int = 8080
+    jwks_path: str = ".aos/dev/jwks.json"
+    admin_port: int = 0
+    methods: list[Method] = field(default_factory=list)
+
+
+def load_methods(descriptor_set: bytes) -> list[Method]:
+    """Every RPC of the aos.* services with its gate rule; raises when an RPC has none."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    methods, missing = [], []
+    for file in fds.file:
+        if not file.package.startswith("aos."):
+            continue
+        for service in file.service:
+            for rpc in service.method:
+                options = rpc.options
+                full = f"{file.package}.{service.name}.{rpc.name}"
+                if not options.HasExtension(gate_pb2.rule):
+                    missing.append(full)
+                    continue
+                http = options.HasExtension(_http_rule())
+                methods.append(
+                    Method(f"{file.package}.{service.name}", rpc.name, options.Extensions[gate_pb2.rule], http)
+                )
+    if missing:
+        raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
+    return methods
+
+
+def check_rules(methods: list[Method]) -> list[str]:
+    """Contract problems the build refuses: internal RPCs with REST bindings, public RPCs nobody may call."""
+    problems = []
+    for m in methods:
+        internal = m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
+        if m.rule.audience == gate_pb2.AUDIENCE_UNSPECIFIED:
+            problems.append(f"{m.path}: gate rule has no audience")
+        if internal and m.http:
+            problems.append(f"{m.path}: internal RPC must not have an HTTP binding")
+        if not m.rule.principals:
+            problems.append(f"{m.path}: gate rule allows no principal kind")
+    return problems
+
+
+def _http_rule() -> Any:
+    from google.api import annotations_pb2
+
+    return annotations_pb2.http
+
+
+def render(gw: Gateway) -> dict[str, Any]:
+    services = sorted({m.service for m in gw.methods if m.cluster in gw.upstreams})
+    return {
+        "admin": {"address": _addr(gw.admin_port)},
+        "static_resources": {
+            "listeners": [_listener(gw, services)],
+            "clusters": [_cluster(name, host, port) for name, (host, port) in sorted(gw.upstreams.items())],
+        },
+    }
+
+
+def _addr(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _routes(gw: Gateway) -> list[dict[str, Any]]:
+    refused = [
+        {"match": {"path": m.path}, "direct_response": {"status": 404}}
+        for m in gw.methods
+        if m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
+    ]
+    routed = [
+        {"match": {"prefix": f"/{service}/"}, "route": {"cluster": cluster, "timeout": "15s"}}
+        for service, cluster in sorted({(m.service, m.cluster) for m in gw.methods if m.cluster in gw.upstreams})
+    ]
+    # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here.
+    return [*refused, *routed]
+
+
+def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
+    filters = [
+        _filter(
+            "envoy.filters.http.header_mutation",
+            "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            {"mutations": {"request_mutations": [{"remove": h} for h in CALLER_HEADERS]}},
+        ),
+        _filter("envoy.filters.http.jwt_authn", "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication", _jwt(gw)),
+        _filter("envoy.filters.http.lua", "envoy.extensions.filters.http.lua.v3.Lua", {"default_source_code": {"inline_string": STATUS_HINT_LUA}}),
+        _filter(
+            "envoy.filters.http.grpc_json_transcoder",
+            "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+            {
+                "proto_descriptor": gw.descriptor_path,
+                "services": services,
+                "convert_grpc_status": True,
+                "print_options": {"preserve_proto_field_names": True, "always_print_primitive_fields": True},
+                "request_validation_options": {"reject_unknown_method": False},
+            },
+        ),
+        _filter("envoy.filters.http.router", "envoy.extensions.filters.http.router.v3.Router", {}),
+    ]
+    hcm = {
+        "stat_prefix": "aos",
+        "codec_type": "AUTO",
+        "generate_request_id": True,
+        "route_config": {"name": "aos", "virtual_hosts": [{"name": "aos", "domains": ["*"], "routes": _routes(gw)}]},
+        "http_filters": filters,
+        "local_reply_config": _local_replies(),
+    }
+    return {
+        "name": "gateway",
+        "address": _addr(gw.listen_port),
+        "filter_chains": [
+            {
+                "filters": [
+                    _filter(
+                        "envoy.filters.network.http_connection_manager",
+                        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        hcm,
+                    )
+                ]
+            }
+        ],
+    }
+
+
+# Envoy's own refusals, by status, in the legacy {"error", "message"} body.
+LOCAL_REPLY_ERRORS = {400: "invalid_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
+                      503: "unavailable"}
+
+
+def _local_replies() -> dict[str, Any]:
+    """Envoy's own refusals (bad token, malformed JSON, unknown route) as JSON for REST callers; native
+    gRPC callers keep the grpc-status Envoy sends them."""
+    rest = {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"},
+                                         "invert_match": True, "treat_missing_header_as_empty": True}}}
+
+    def mapper(status: int | None, error: str) -> dict[str, Any]:
+        match = rest if status is None else {"and_filter": {"filters": [rest, {"status_code_filter": {
+            "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"aos.reply_{status}"}}}}]}}
+        return {"filter": match,
+                "body_format_override": {"json_format": {"error": error, "message": "%LOCAL_REPLY_BODY%"}}}
+
+    mappers = [mapper(status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
+    return {"mappers": [*mappers, mapper(None, "%RESPONSE_CODE_DETAILS%")]}
+
+
+def _jwt(gw: Gateway) -> dict[str, Any]:
+    provider = {
+        "issuer": JWT_ISSUER,
+        "audiences": [JWT_AUDIENCE],
+        "local_jwks": {"filename": gw.jwks_path},
+        "claim_to_headers": [{"header_name": h, "claim_name": c} for c, h in CLAIM_HEADERS.items()],
+    }
+    # allow_missing: API-key callers carry no JWT; a present but bad token is still refused with 401.
+    requires = {"requires_any": {"requirements": [{"provider_name": "aos"}, {"allow_missing": {}}]}}
+    return {"providers": {"aos": provider}, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}
+
+
+def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STRICT_DNS" if not host[0].isdigit() else "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _addr(port, host)}}]}],
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": "2s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        ],
+    }
+
+
+def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "typed_config": {"@type": f"type.googleapis.com/{type_name}", **config}}
+
+
+def from_descriptor(path: Path, **kwargs: Any) -> Gateway:
+    return Gateway(descriptor_path=str(path), methods=load_methods(path.read_bytes()), **kwargs)

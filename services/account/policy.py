@@ -1,0 +1,49 @@
+"""Account rules with no I/O: plan quota presets, the tenant lifecycle, slugs, attestation hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import NamedTuple
+
+
+class Quotas(NamedTuple):
+    max_workers: int
+    max_runs_per_day: int
+    max_concurrent_runs: int
+    max_tokens_per_month: int
+    max_api_keys: int
+
+
+PLANS = {
+    "free": Quotas(3, 100, 5, 1_000_000, 5),
+    "pro": Quotas(10, 1000, 20, 10_000_000, 20),
+    "enterprise": Quotas(100, 100_000, 100, 1_000_000_000, 100),
+}
+
+# action → (statuses it may start from, status it leads to); SPEC 1.1.
+LIFECYCLE = {
+    "suspend": (("active",), "suspended"),
+    "reactivate": (("suspended",), "active"),
+    "terminate": (("active", "suspended"), "terminated"),
+    "archive": (("terminated",), "archived"),
+}
+
+ROLES = ("owner", "admin", "member", "viewer")
+MANAGERS = ("owner", "admin")
+PROJECT_STATUSES = ("active", "archived")
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:90]
+    return slug or "tenant"
+
+
+def valid_slug(slug: str) -> bool:
+    return re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{1,98}[a-z0-9])", slug) is not None
+
+
+def attestation_hash(tenant_id: str, sdk_version: str, sdk_language: str, client_id: str) -> str:
+    """SPEC 7: sha256 of "<tenant>:<version>:<language>:<client_id>", first 32 hex characters."""
+    raw = f"{tenant_id}:{sdk_version}:{sdk_language}:{client_id}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]

@@ -1,0 +1,20 @@
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aos.account.v1 import account_service_pb2, account_service_pb2_grpc
+from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
+from services.account.servicer import AccountServicer
+from services.common import db, events, server
+
+NAMES = (
+    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    events_service_pb2.DESCRIPTOR.services_by_name["EventLogService"].full_name,
+)
+
+
+def build(engine: AsyncEngine) -> server.Service:
+    """Composition root: the only place the account servicers are wired to a server."""
+    sessions = db.sessionmaker(engine)
+    svc = server.create("aos.account", NAMES, engine)
+    account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(sessions), svc.server)
+    events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
+    return svc

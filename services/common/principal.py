@@ -1,0 +1,82 @@
+"""The caller of an RPC, read from the x-aos-* metadata the gateway (or a calling service) sets.
+
+Services never take a tenant id from a request body, query or client header: only from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import grpc
+
+from services.common.errors import PermissionDenied, Unauthenticated
+
+
+class Kind(StrEnum):
+    HUMAN = "human"
+    API_KEY = "api_key"
+    OPERATOR = "operator"
+    SERVICE = "service"
+
+
+# Event actor_type per principal kind (SPEC 8).
+_ACTOR_TYPES = {Kind.HUMAN: "user", Kind.API_KEY: "sdk", Kind.OPERATOR: "founder", Kind.SERVICE: "system"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Kind
+    actor_id: str
+    tenant_id: str = ""
+    email: str = ""
+    email_verified: bool = False
+    role: str = ""
+    scopes: tuple[str, ...] = ()
+
+    @property
+    def actor_type(self) -> str:
+        return _ACTOR_TYPES[self.kind]
+
+    def has_scope(self, scope: str) -> bool:
+        namespace = scope.split(":", 1)[0]
+        return any(s in ("*", scope, f"{namespace}:*") for s in self.scopes)
+
+    def tenant(self) -> str:
+        """The caller's tenant; a caller without one cannot touch tenant data."""
+        if not self.tenant_id:
+            raise PermissionDenied("the caller belongs to no tenant", reason="TENANT_REQUIRED")
+        return self.tenant_id
+
+    def require_role(self, *roles: str) -> None:
+        if self.kind is Kind.HUMAN and self.role not in roles:
+            raise PermissionDenied(f"requires role {' or '.join(roles)}", reason="ROLE_REQUIRED")
+
+
+def from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Principal | None:
+    headers = {k: v for k, v in metadata if isinstance(v, str) and k.startswith("x-aos-")}
+    kind, actor = headers.get("x-aos-actor-type", ""), headers.get("x-aos-actor-id", "")
+    if kind not in Kind.__members__.values() or not actor:
+        return None
+    return Principal(
+        kind=Kind(kind),
+        actor_id=actor,
+        tenant_id=headers.get("x-aos-tenant-id", ""),
+        email=headers.get("x-aos-email", ""),
+        email_verified=headers.get("x-aos-email-verified", "") == "true",
+        role=headers.get("x-aos-role", ""),
+        scopes=tuple(s for s in headers.get("x-aos-scopes", "").split(",") if s),
+    )
+
+
+def caller(context: grpc.aio.ServicerContext[object, object]) -> Principal:
+    principal = from_metadata(context.invocation_metadata() or ())
+    if principal is None:
+        raise Unauthenticated("authentication required", reason="MISSING_AUTH")
+    return principal
+
+
+def service_metadata(service: str, tenant_id: str = "") -> tuple[tuple[str, str], ...]:
+    """Metadata a service sends when it calls another service's internal RPCs."""
+    return (("x-aos-actor-type", Kind.SERVICE.value), ("x-aos-actor-id", service), ("x-aos-tenant-id", tenant_id))

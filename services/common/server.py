@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.interceptors import ServiceInterceptor, request_id
+
+log = logging.getLogger("aos.server")
+
+
+@dataclass
+class Service:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    names: Sequence[str]
+    engine: AsyncEngine
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    port: int = 0
+    _watch: asyncio.Task[None] | None = None
+
+
+def create(domain: str, names: Sequence[str], engine: AsyncEngine) -> Service:
+    """A grpc.aio server with the shared interceptor, health and reflection; servicers are added by the caller."""
+    server = grpc.aio.server(interceptors=[ServiceInterceptor(domain)])
+    checker = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    return Service(server, checker, names, engine)
+
+
+async def _watch_database(svc: Service, interval: float) -> None:
+    """Health is SERVING only while the database answers; it flips back by itself when it returns."""
+    status = None
+    while True:
+        try:
+            async with asyncio.timeout(max(interval, 1.0)), svc.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            now = health_pb2.HealthCheckResponse.SERVING
+        except Exception:
+            now = health_pb2.HealthCheckResponse.NOT_SERVING
+        if now != status:
+            status = now
+            log.info("health %s", health_pb2.HealthCheckResponse.ServingStatus.Name(now))
+            for name in ("", *svc.names):
+                await svc.health.set(name, now)
+        await asyncio.sleep(interval)
+
+
+async def start(svc: Service, host: str = "127.0.0.1", port: int = 0, health_interval: float = 0.5) -> int:
+    svc.port = svc.server.add_insecure_port(f"{host}:{port}")
+    await svc.server.start()
+    svc._watch = asyncio.create_task(_watch_database(svc, health_interval))
+    return svc.port
+
+
+async def stop(svc: Service, grace: float) -> None:
+    await svc.health.enter_graceful_shutdown()
+    if svc._watch:
+        svc._watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await svc._watch
+    await svc.server.stop(grace)
+    for hook in svc.on_stop:  # e.g. flushing batched writes, after the last RPC finished
+        await hook()
+    await svc.engine.dispose()
+
+
+async def serve(svc: Service, host: str, port: int, grace: float) -> None:
+    """Runs until SIGTERM or SIGINT, then drains in-flight RPCs for up to `grace` seconds."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    bound = await start(svc, host, port)
+    log.info("serving %s on %s:%d", ",".join(svc.names), host, bound)
+    await stopping.wait()
+    await stop(svc, grace)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "msg": record.getMessage(), "request_id": request_id.get()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+async def created(context: grpc.aio.ServicerContext[object, object]) -> None:
+    """Asks the gateway to answer 201 for this REST call (gRPC callers just see a header)."""
+    await context.send_initial_metadata((("x-aos-http-status", "201"),))
