@@ -81,9 +81,9 @@ def run(check: bool = False) -> int:
         out = Path(tmp) / "protos"
         out.mkdir()
         generate(out, Path(tmp) / "aos.binpb", Path(tmp) / "envoy.yaml")
-        fresh = {f"aos/{k}": v for k, v in _generated(out).items()} | {"../gateway/aos.binpb": Path(tmp) / "aos.binpb",
+        fresh = _generated(out) | {"../gateway/aos.binpb": Path(tmp) / "aos.binpb",
                                    "../gateway/envoy.yaml": Path(tmp) / "envoy.yaml"}
-        committed = {f"aos/{k}": v for k, v in _generated(PROTOS).items()}
+        committed = _generated(PROTOS)
         stale = sorted(
             name for name, path in fresh.items()
             if not (PROTOS / name).exists() or not filecmp.cmp(path, PROTOS / name, shallow=False)

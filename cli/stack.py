@@ -49,22 +49,25 @@ def database_url(base: str, name: str) -> str:
     return make_url(async_url(base)).set(database=name).render_as_string(hide_password=False)
 
 
-async def _create_databases(base: str, names: list[str]) -> None:
+async def _create_databases(base: str, names: list[str], fresh: bool) -> None:
     engine = create_async_engine(async_url(base), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
             existing = set((await conn.execute(text("SELECT datname FROM pg_database"))).scalars())
             for name in names:
-                if name not in existing:
+                if fresh and name in existing:
+                    await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+                if fresh or name not in existing:
                     await conn.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         await engine.dispose()
 
 
-def prepare_databases(base: str, prefix: str = "") -> dict[str, str]:
-    """Creates one database per service (if missing), migrates each to head; returns service → URL."""
+def prepare_databases(base: str, prefix: str = "", fresh: bool = False) -> dict[str, str]:
+    """Creates one database per service (if missing, or anew when fresh), migrates each to head;
+    returns service → URL."""
     urls = {svc: database_url(base, f"{prefix}{svc}") for svc in services()}
-    asyncio.run(_create_databases(base, [f"{prefix}{svc}" for svc in urls]))
+    asyncio.run(_create_databases(base, [f"{prefix}{svc}" for svc in urls], fresh))
     for svc, url in urls.items():
         command.upgrade(alembic_config(ROOT / "services" / svc / "alembic.ini", url), "head")
     return urls
@@ -83,15 +86,17 @@ def envoy_config(run_dir: Path, upstreams: dict[str, int], listen_port: int, jwk
 def start_envoy(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
     # --disable-hot-restart: several Envoys (tests, a dev stack) may run side by side on one machine.
     args = [str(BIN / "envoy"), "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn"]
-    return subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
 
 def start_service(svc: str, url: str, port: int, peers: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
     prefix = svc.upper()
     env = os.environ | {f"{prefix}_DATABASE_URL": url, f"{prefix}_GRPC_PORT": str(port)}
     env |= {f"{prefix}_{peer.upper()}_ADDR": f"127.0.0.1:{p}" for peer, p in peers.items() if peer != svc}
-    return subprocess.Popen([sys.executable, "-m", f"services.{svc}"], cwd=ROOT, env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", f"services.{svc}"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

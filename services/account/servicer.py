@@ -43,12 +43,13 @@ def _member_pb(m: Member) -> pb.Member:
     return message
 
 
+def _project_fields(p: Project) -> dict[str, Any]:
+    return {"project_id": p.id, "tenant_id": p.tenant_id, "name": p.name, "description": p.description,
+            "status": p.status.upper(), "created_at": p.created_at, "updated_at": p.updated_at}
+
+
 def _project_pb(p: Project) -> pb.Project:
-    message = pb.Project(project_id=p.id, tenant_id=p.tenant_id, name=p.name, description=p.description,
-                         status=p.status.upper())
-    message.created_at.FromDatetime(p.created_at)
-    message.updated_at.FromDatetime(p.updated_at)
-    return message
+    return pb.Project(**_project_fields(p))
 
 
 class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
@@ -166,13 +167,13 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             if new:
                 await self._emit(session, who, "project.created", tenant.id, project_id=project.id, name=name)
         await created(context)
-        return rpc.CreateProjectResponse(project=_project_pb(project))
+        return rpc.CreateProjectResponse(**_project_fields(project))
 
     async def GetProject(self, request: rpc.GetProjectRequest, context: Context) -> rpc.GetProjectResponse:
         tenant_id = caller(context).tenant()
         async with self._sessions() as session:
             project = await repository.get_project(session, tenant_id, request.project_id)
-        return rpc.GetProjectResponse(project=_project_pb(project))
+        return rpc.GetProjectResponse(**_project_fields(project))
 
     async def ListProjects(self, request: rpc.ListProjectsRequest, context: Context) -> rpc.ListProjectsResponse:
         tenant_id = caller(context).tenant()

@@ -1,0 +1,133 @@
+"""The account REST surface through real Envoy: legacy URLs, 201s, and who may see what."""
+
+import time
+from typing import Any
+
+import grpc
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aos.account.v1 import account_service_pb2 as rpc
+from aos.account.v1 import account_service_pb2_grpc
+from cli import devauth
+from tests.conftest import Gateway
+
+pytestmark = pytest.mark.e2e
+
+
+async def signup(http: httpx.AsyncClient, gateway: Gateway, name: str = "Acme") -> tuple[str, dict[str, str]]:
+    user = f"owner-{time.monotonic_ns()}"
+    reply = await http.post("/v1/tenants", json={"name": name}, headers=gateway.token(user))
+    assert reply.status_code == 201, reply.text
+    tenant = reply.json()["tenant"]["tenant_id"]
+    return tenant, gateway.token(user, tenant=tenant)
+
+
+async def test_signup_and_legacy_project_urls(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    tenant, auth = await signup(http, gateway)
+    created = await http.post("/accounts/projects", json={"name": "web", "description": "shop"}, headers=auth)
+    assert created.status_code == 201
+    project = created.json()
+    assert set(project) >= {"project_id", "name", "description", "status", "created_at", "updated_at"}
+    assert project["status"] == "ACTIVE" and project["tenant_id"] == tenant
+    listed = await http.get("/accounts/projects", params={"limit": 10, "offset": 0}, headers=auth)
+    assert listed.status_code == 200
+    body = listed.json()
+    assert body["total"] == 1 and body["has_more"] is False and body["filters_applied"] == {"tenant_id": tenant}
+    assert [p["project_id"] for p in body["items"]] == [project["project_id"]]
+    one = await http.get(f"/accounts/projects/{project['project_id']}", headers=auth)
+    assert one.status_code == 200 and one.json() == project
+    canonical = await http.get(f"/v1/projects/{project['project_id']}", headers=auth)
+    assert canonical.json() == project
+
+
+async def test_spoofed_tenant_header_never_reaches_another_tenant(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    victim, victim_auth = await signup(http, gateway, "Victim")
+    secret = (await http.post("/accounts/projects", json={"name": "secret"}, headers=victim_auth)).json()
+    _, attacker = await signup(http, gateway, "Attacker")
+    spoof = {"x-aos-tenant-id": victim, "x-aos-actor-type": "service", "x-aos-role": "owner"}
+    listed = await http.get("/accounts/projects", headers=attacker | spoof)
+    assert listed.status_code == 200 and listed.json()["items"] == []
+    got = await http.get(f"/accounts/projects/{secret['project_id']}", headers=attacker | spoof)
+    assert got.status_code == 404
+    anonymous = await http.get("/accounts/projects", headers=spoof)
+    assert anonymous.status_code == 401
+
+
+def forged(gateway: Gateway, **claims: Any) -> dict[str, str]:
+    """A well-formed token with the dev key id, signed by some other RSA key."""
+    real = gateway.token("mallory", tenant="t")["authorization"].split()[1]
+    payload = jwt.decode(real, options={"verify_signature": False}) | claims
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(payload, other, algorithm="RS256", headers={"kid": devauth.KID})
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_bad_expired_and_unsigned_tokens_are_refused(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    victim, victim_auth = await signup(http, gateway, "Target")
+    await http.post("/accounts/projects", json={"name": "secret"}, headers=victim_auth)
+    unsigned = jwt.encode({"sub": "mallory", "org_id": victim, "aos_kind": "human", "iss": "aos-dev", "aud": "aos",
+                           "exp": int(time.time()) + 600}, None, algorithm="none")
+    cases = {
+        "garbage": {"authorization": "Bearer not.a.jwt"},
+        "expired": gateway.token("mallory", tenant=victim, ttl=-120),
+        "unsigned": {"authorization": f"Bearer {unsigned}"},
+        "wrong key": forged(gateway, org_id=victim),
+    }
+    for name, auth in cases.items():
+        reply = await http.get("/accounts/projects", headers=auth)
+        assert reply.status_code == 401, name
+        assert reply.json()["error"] == "invalid_token", name
+        assert "secret" not in reply.text
+
+
+async def test_invalid_input_is_400_naming_the_field_and_writes_nothing(
+        http: httpx.AsyncClient, gateway: Gateway, engines: dict[str, AsyncEngine]) -> None:
+    tenant, auth = await signup(http, gateway)
+    for body, field in (({"name": ""}, "name"), ({"name": "x" * 201}, "name")):
+        reply = await http.post("/accounts/projects", json=body, headers=auth)
+        assert reply.status_code == 400
+        error = reply.json()
+        assert error["code"] == 3 and error["message"].startswith(f"{field}:")
+        assert {"@type": "type.googleapis.com/google.rpc.BadRequest",
+                "field_violations": [{"field": field, "description": error["message"].split(": ", 1)[1],
+                                      "reason": ""}]} in error["details"]
+    page = await http.get("/accounts/projects", params={"page_token": "bogus"}, headers=auth)
+    assert page.status_code == 400 and "page_token" in page.json()["message"]
+    malformed = await http.post("/accounts/projects", content=b'{"name": ', headers=auth
+                                | {"content-type": "application/json"})
+    assert malformed.status_code == 400
+    enum = await http.post("/v1/tenants", json={"name": "x", "plan": "PLAN_PLATINUM"}, headers=auth)
+    assert enum.status_code == 400 and "plan" in enum.text
+    async with engines["account"].connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM project WHERE tenant_id = :t"), {"t": tenant}))
+        assert count.scalar_one() == 0
+        tenants = await conn.execute(text("SELECT count(*) FROM tenant WHERE name = 'x'"))
+        assert tenants.scalar_one() == 0
+
+
+async def test_native_grpc_through_the_gateway(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    tenant, auth = await signup(http, gateway)
+    async with grpc.aio.insecure_channel(gateway.url.removeprefix("http://")) as channel:
+        stub = account_service_pb2_grpc.AccountServiceStub(channel)
+        md = tuple(auth.items())
+        created = await stub.CreateProject(rpc.CreateProjectRequest(name="grpc"), metadata=md, timeout=5)
+        listed = await stub.ListProjects(rpc.ListProjectsRequest(), metadata=md, timeout=5)
+        assert [p.project_id for p in listed.items] == [created.project_id]
+        got = await stub.GetProject(rpc.GetProjectRequest(project_id=created.project_id), metadata=md,
+                                    timeout=5)
+        assert got.tenant_id == tenant
+        # Internal RPCs exist only inside the platform: the edge refuses them, even with a valid token.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetActivationEvidence(rpc.GetActivationEvidenceRequest(tenant_id=tenant), metadata=md,
+                                             timeout=5)
+        assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_unknown_path_is_404_json(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    reply = await http.get("/no/such/thing", headers=gateway.token())
+    assert reply.status_code == 404 and reply.json()["error"] == "not_found"
