@@ -56,11 +56,17 @@ def up() -> None:
         procs.append(stack.start_envoy(cfg, logs / "envoy.log"))
         stack.wait_for_port(port, procs[-1])
         print(f"gateway: http://127.0.0.1:{port}", flush=True)
-        print(f"services: {', '.join(f'{s}=127.0.0.1:{p}' for s, p in ports.items())}; logs in {logs}", flush=True)
+        print(
+            f"services: {', '.join(f'{s}=127.0.0.1:{p}' for s, p in ports.items())}; logs in {logs}",
+            flush=True,
+        )
         while not stopping:
             dead = [p for p in procs if p.poll() is not None]
             if dead:
-                print(f"stopping: {dead[0].args[0]} exited with {dead[0].returncode}", file=sys.stderr)
+                print(
+                    f"stopping: {dead[0].args!r} exited with {dead[0].returncode}",
+                    file=sys.stderr,
+                )
                 raise SystemExit(1)
             time.sleep(0.2)
     finally:
@@ -87,12 +93,23 @@ def dev_token(
     """Print a token signed by the local dev JWKS (never valid outside this machine's stack)."""
     if role not in ("owner", "admin", "member", "viewer"):
         raise typer.BadParameter("role must be owner, admin, member or viewer")
-    print(devauth.mint(_data_dir(), user=user, email=email, tenant=tenant, role=role, operator=operator,
-                       ttl_seconds=ttl))
+    print(
+        devauth.mint(
+            _data_dir(),
+            user=user,
+            email=email,
+            tenant=tenant,
+            role=role,
+            operator=operator,
+            ttl_seconds=ttl,
+        )
+    )
 
 
 @app.command()
-def gen(check: Annotated[bool, typer.Option(help="only report stale generated files")] = False) -> None:
+def gen(
+    check: Annotated[bool, typer.Option(help="only report stale generated files")] = False,
+) -> None:
     """Regenerate Python stubs, the descriptor set and gateway/envoy.yaml from protos/."""
     from cli import gen as generator
 

@@ -42,7 +42,7 @@ def embedded_postgres(data_dir: Path) -> Any:
     import pgserver
 
     (data_dir / "pg").mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(str(data_dir / "pg"), cleanup_mode="stop")
+    return pgserver.get_server(str(data_dir / "pg"), cleanup_mode="stop")  # type: ignore[attr-defined]
 
 
 def database_url(base: str, name: str) -> str:
@@ -74,9 +74,12 @@ def prepare_databases(base: str, prefix: str = "", fresh: bool = False) -> dict[
 
 
 def envoy_config(run_dir: Path, upstreams: dict[str, int], listen_port: int, jwks: Path) -> Path:
-    gw = config.from_descriptor(ROOT / "gateway" / "aos.binpb",
-                                upstreams={s: ("127.0.0.1", p) for s, p in upstreams.items()},
-                                listen_port=listen_port, jwks_path=str(jwks))
+    gw = config.from_descriptor(
+        ROOT / "gateway" / "aos.binpb",
+        upstreams={s: ("127.0.0.1", p) for s, p in upstreams.items()},
+        listen_port=listen_port,
+        jwks_path=str(jwks),
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "envoy.yaml"
     path.write_text(yaml.safe_dump(config.render(gw), sort_keys=False))
@@ -85,7 +88,14 @@ def envoy_config(run_dir: Path, upstreams: dict[str, int], listen_port: int, jwk
 
 def start_envoy(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
     # --disable-hot-restart: several Envoys (tests, a dev stack) may run side by side on one machine.
-    args = [str(BIN / "envoy"), "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn"]
+    args = [
+        str(BIN / "envoy"),
+        "-c",
+        str(cfg),
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+    ]
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
@@ -95,15 +105,20 @@ def start_service(svc: str, url: str, port: int, peers: dict[str, int], log: Pat
     env = os.environ | {f"{prefix}_DATABASE_URL": url, f"{prefix}_GRPC_PORT": str(port)}
     env |= {f"{prefix}_{peer.upper()}_ADDR": f"127.0.0.1:{p}" for peer, p in peers.items() if peer != svc}
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", f"services.{svc}"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", f"services.{svc}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return

@@ -98,7 +98,12 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
                     continue
                 http = options.HasExtension(_http_rule())
                 methods.append(
-                    Method(f"{file.package}.{service.name}", rpc.name, options.Extensions[gate_pb2.rule], http)
+                    Method(
+                        f"{file.package}.{service.name}",
+                        rpc.name,
+                        options.Extensions[gate_pb2.rule],
+                        http,
+                    )
                 )
     if missing:
         raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
@@ -147,7 +152,10 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
         if m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
     ]
     routed = [
-        {"match": {"prefix": f"/{service}/"}, "route": {"cluster": cluster, "timeout": "15s"}}
+        {
+            "match": {"prefix": f"/{service}/"},
+            "route": {"cluster": cluster, "timeout": "15s"},
+        }
         for service, cluster in sorted({(m.service, m.cluster) for m in gw.methods if m.cluster in gw.upstreams})
     ]
     # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here.
@@ -161,8 +169,16 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
             {"mutations": {"request_mutations": [{"remove": h} for h in CALLER_HEADERS]}},
         ),
-        _filter("envoy.filters.http.jwt_authn", "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication", _jwt(gw)),
-        _filter("envoy.filters.http.lua", "envoy.extensions.filters.http.lua.v3.Lua", {"default_source_code": {"inline_string": STATUS_HINT_LUA}}),
+        _filter(
+            "envoy.filters.http.jwt_authn",
+            "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            _jwt(gw),
+        ),
+        _filter(
+            "envoy.filters.http.lua",
+            "envoy.extensions.filters.http.lua.v3.Lua",
+            {"default_source_code": {"inline_string": STATUS_HINT_LUA}},
+        ),
         _filter(
             "envoy.filters.http.grpc_json_transcoder",
             "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
@@ -170,17 +186,27 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
                 "proto_descriptor": gw.descriptor_path,
                 "services": services,
                 "convert_grpc_status": True,
-                "print_options": {"preserve_proto_field_names": True, "always_print_primitive_fields": True},
+                "print_options": {
+                    "preserve_proto_field_names": True,
+                    "always_print_primitive_fields": True,
+                },
                 "request_validation_options": {"reject_unknown_method": False},
             },
         ),
-        _filter("envoy.filters.http.router", "envoy.extensions.filters.http.router.v3.Router", {}),
+        _filter(
+            "envoy.filters.http.router",
+            "envoy.extensions.filters.http.router.v3.Router",
+            {},
+        ),
     ]
     hcm = {
         "stat_prefix": "aos",
         "codec_type": "AUTO",
         "generate_request_id": True,
-        "route_config": {"name": "aos", "virtual_hosts": [{"name": "aos", "domains": ["*"], "routes": _routes(gw)}]},
+        "route_config": {
+            "name": "aos",
+            "virtual_hosts": [{"name": "aos", "domains": ["*"], "routes": _routes(gw)}],
+        },
         "http_filters": filters,
         "local_reply_config": _local_replies(),
     }
@@ -202,21 +228,56 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
 
 
 # Envoy's own refusals, by status, in the legacy {"error", "message"} body.
-LOCAL_REPLY_ERRORS = {400: "invalid_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
-                      503: "unavailable"}
+LOCAL_REPLY_ERRORS = {
+    400: "invalid_request",
+    401: "invalid_token",
+    403: "forbidden",
+    404: "not_found",
+    503: "unavailable",
+}
 
 
 def _local_replies() -> dict[str, Any]:
     """Envoy's own refusals (bad token, malformed JSON, unknown route) as JSON for REST callers; native
     gRPC callers keep the grpc-status Envoy sends them."""
-    rest = {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"},
-                                         "invert_match": True, "treat_missing_header_as_empty": True}}}
+    rest = {
+        "header_filter": {
+            "header": {
+                "name": "content-type",
+                "string_match": {"prefix": "application/grpc"},
+                "invert_match": True,
+                "treat_missing_header_as_empty": True,
+            }
+        }
+    }
 
     def mapper(status: int | None, error: str) -> dict[str, Any]:
-        match = rest if status is None else {"and_filter": {"filters": [rest, {"status_code_filter": {
-            "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"aos.reply_{status}"}}}}]}}
-        return {"filter": match,
-                "body_format_override": {"json_format": {"error": error, "message": "%LOCAL_REPLY_BODY%"}}}
+        match = (
+            rest
+            if status is None
+            else {
+                "and_filter": {
+                    "filters": [
+                        rest,
+                        {
+                            "status_code_filter": {
+                                "comparison": {
+                                    "op": "EQ",
+                                    "value": {
+                                        "default_value": status,
+                                        "runtime_key": f"aos.reply_{status}",
+                                    },
+                                }
+                            }
+                        },
+                    ]
+                }
+            }
+        )
+        return {
+            "filter": match,
+            "body_format_override": {"json_format": {"error": error, "message": "%LOCAL_REPLY_BODY%"}},
+        }
 
     mappers = [mapper(status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
     return {"mappers": [*mappers, mapper(None, "%RESPONSE_CODE_DETAILS%")]}
@@ -231,7 +292,10 @@ def _jwt(gw: Gateway) -> dict[str, Any]:
     }
     # allow_missing: API-key callers carry no JWT; a present but bad token is still refused with 401.
     requires = {"requires_any": {"requirements": [{"provider_name": "aos"}, {"allow_missing": {}}]}}
-    return {"providers": {"aos": provider}, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}
+    return {
+        "providers": {"aos": provider},
+        "rules": [{"match": {"prefix": "/"}, "requires": requires}],
+    }
 
 
 def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
@@ -262,7 +326,10 @@ def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
 
 
 def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "typed_config": {"@type": f"type.googleapis.com/{type_name}", **config}}
+    return {
+        "name": name,
+        "typed_config": {"@type": f"type.googleapis.com/{type_name}", **config},
+    }
 
 
 def from_descriptor(path: Path, **kwargs: Any) -> Gateway:

@@ -70,7 +70,9 @@ async def running(db_urls: dict[str, str]) -> AsyncIterator[dict[str, server.Ser
 
 
 @pytest.fixture(scope="session")
-async def account_channel(running: dict[str, server.Service]) -> AsyncIterator[grpc.aio.Channel]:
+async def account_channel(
+    running: dict[str, server.Service],
+) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running['account'].port}") as channel:
         yield channel
 
@@ -85,15 +87,23 @@ def account(account_channel: grpc.aio.Channel) -> Any:
 def human(tenant: str = "", user: str = "", role: str = "owner", email: str = "") -> tuple[tuple[str, str], ...]:
     """Caller metadata as the gateway sets it for a verified human."""
     user = user or f"user-{uuid.uuid4().hex[:8]}"
-    md = [("x-aos-actor-type", "human"), ("x-aos-actor-id", user), ("x-aos-email", email or f"{user}@example.com"),
-          ("x-aos-email-verified", "true")]
+    md = [
+        ("x-aos-actor-type", "human"),
+        ("x-aos-actor-id", user),
+        ("x-aos-email", email or f"{user}@example.com"),
+        ("x-aos-email-verified", "true"),
+    ]
     if tenant:
         md += [("x-aos-tenant-id", tenant), ("x-aos-role", role)]
     return tuple(md)
 
 
 def operator(user: str = "founder-1") -> tuple[tuple[str, str], ...]:
-    return (("x-aos-actor-type", "operator"), ("x-aos-actor-id", user), ("x-aos-email", f"{user}@aos.dev"))
+    return (
+        ("x-aos-actor-type", "operator"),
+        ("x-aos-actor-id", user),
+        ("x-aos-email", f"{user}@aos.dev"),
+    )
 
 
 def service(name: str = "onboarding") -> tuple[tuple[str, str], ...]:
@@ -105,11 +115,12 @@ async def tenant(account: Any) -> str:
     """A fresh tenant created through the API; the calling human is its owner."""
     from aos.account.v1 import account_service_pb2 as rpc
 
-    reply = await account.CreateTenant(rpc.CreateTenantRequest(name=f"Tenant {uuid.uuid4().hex[:6]}"),
-                                       metadata=human(), timeout=10)
+    reply = await account.CreateTenant(
+        rpc.CreateTenantRequest(name=f"Tenant {uuid.uuid4().hex[:6]}"),
+        metadata=human(),
+        timeout=10,
+    )
     return str(reply.tenant.tenant_id)
-
-
 
 
 @dataclass
@@ -120,11 +131,26 @@ class Gateway:
     data_dir: Path
     admin: str = ""
 
-    def token(self, user: str = "", *, tenant: str | None = None, role: str = "owner", operator: bool = False,
-              email: str = "", ttl: int = 600) -> dict[str, str]:
+    def token(
+        self,
+        user: str = "",
+        *,
+        tenant: str | None = None,
+        role: str = "owner",
+        operator: bool = False,
+        email: str = "",
+        ttl: int = 600,
+    ) -> dict[str, str]:
         user = user or f"user-{uuid.uuid4().hex[:8]}"
-        token = devauth.mint(self.data_dir, user=user, email=email or f"{user}@example.com", tenant=tenant,
-                             role=role, operator=operator, ttl_seconds=ttl)
+        token = devauth.mint(
+            self.data_dir,
+            user=user,
+            email=email or f"{user}@example.com",
+            tenant=tenant,
+            role=role,
+            operator=operator,
+            ttl_seconds=ttl,
+        )
         return {"authorization": f"Bearer {token}"}
 
 
@@ -132,8 +158,12 @@ class Gateway:
 def gateway(running: dict[str, server.Service], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     data = tmp_path_factory.mktemp("gateway")
     port = stack.free_port()
-    cfg = stack.envoy_config(data, {name: svc.port for name, svc in running.items()}, port,
-                             devauth.ensure_keys(data))
+    cfg = stack.envoy_config(
+        data,
+        {name: svc.port for name, svc in running.items()},
+        port,
+        devauth.ensure_keys(data),
+    )
     proc = stack.start_envoy(cfg, data / "envoy.log")
     try:
         stack.wait_for_port(port, proc)

@@ -1,4 +1,3 @@
-
 import uvloop
 
 from services.account import server

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import and_, exists, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -31,33 +32,54 @@ async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
     return tenant
 
 
-async def move_tenant(session: AsyncSession, tenant_id: str, sources: tuple[str, ...], target: str,
-                      reason: str | None) -> Tenant | None:
+async def move_tenant(
+    session: AsyncSession,
+    tenant_id: str,
+    sources: tuple[str, ...],
+    target: str,
+    reason: str | None,
+) -> Tenant | None:
     """Conditional update: None when the tenant is not in one of `sources` (the row decides, not Python)."""
     values: dict[str, object] = {"status": target, "updated_at": func.now()}
     if target in ("suspended", "terminated"):
         values["suspended_reason"] = reason
     elif target == "active":
         values["suspended_reason"] = None
-    stmt = (update(Tenant).where(Tenant.id == tenant_id, Tenant.status.in_(sources)).values(**values)
-            .returning(Tenant).execution_options(synchronize_session=False))
+    stmt = (
+        update(Tenant)
+        .where(Tenant.id == tenant_id, Tenant.status.in_(sources))
+        .values(**values)
+        .returning(Tenant)
+        .execution_options(synchronize_session=False)
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def upsert_member(session: AsyncSession, member: Member) -> Member:
-    stmt = insert(Member).values(tenant_id=member.tenant_id, user_id=member.user_id, email=member.email,
-                                 role=member.role)
-    stmt = stmt.on_conflict_do_update(index_elements=[Member.tenant_id, Member.user_id],
-                                      set_={"role": stmt.excluded.role, "email": stmt.excluded.email})
+    stmt = insert(Member).values(
+        tenant_id=member.tenant_id,
+        user_id=member.user_id,
+        email=member.email,
+        role=member.role,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Member.tenant_id, Member.user_id],
+        set_={"role": stmt.excluded.role, "email": stmt.excluded.email},
+    )
     return (await session.execute(stmt.returning(Member))).scalar_one()
 
 
-async def list_members(session: AsyncSession, tenant_id: str, after: tuple[datetime, str] | None,
-                       size: int) -> list[Member]:
+async def list_members(
+    session: AsyncSession, tenant_id: str, after: tuple[datetime, str] | None, size: int
+) -> list[Member]:
     query = select(Member).where(Member.tenant_id == tenant_id)
     if after:
-        query = query.where(or_(Member.created_at > after[0],
-                                and_(Member.created_at == after[0], Member.user_id > after[1])))
+        query = query.where(
+            or_(
+                Member.created_at > after[0],
+                and_(Member.created_at == after[0], Member.user_id > after[1]),
+            )
+        )
     return list((await session.scalars(query.order_by(Member.created_at, Member.user_id).limit(size))).all())
 
 
@@ -68,8 +90,12 @@ async def add_project(session: AsyncSession, project: Project) -> tuple[Project,
     created = (await session.execute(stmt.returning(Project))).scalar_one_or_none()
     if created is not None:
         return created, True
-    existing = await session.scalar(select(Project).where(Project.tenant_id == project.tenant_id,
-                                                          Project.request_id == project.request_id))
+    existing = await session.scalar(
+        select(Project).where(
+            Project.tenant_id == project.tenant_id,
+            Project.request_id == project.request_id,
+        )
+    )
     assert existing is not None  # the conflicting row exists: rows are never deleted
     return existing, False
 
@@ -81,24 +107,41 @@ async def get_project(session: AsyncSession, tenant_id: str, project_id: str) ->
     return project
 
 
-async def list_projects(session: AsyncSession, tenant_id: str, status: str | None,
-                        after: tuple[datetime, str] | None, offset: int, limit: int) -> tuple[list[Project], int]:
+async def list_projects(
+    session: AsyncSession,
+    tenant_id: str,
+    status: str | None,
+    after: tuple[datetime, str] | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Project], int]:
     """Newest first; keyset after `after`, or the legacy offset. Returns the page and the filtered total."""
     scope = [Project.tenant_id == tenant_id] + ([Project.status == status] if status else [])
     total = await session.scalar(select(func.count()).select_from(Project).where(*scope)) or 0
     query = select(Project).where(*scope)
     if after:
-        query = query.where(or_(Project.created_at < after[0],
-                                and_(Project.created_at == after[0], Project.id < after[1])))
+        query = query.where(
+            or_(
+                Project.created_at < after[0],
+                and_(Project.created_at == after[0], Project.id < after[1]),
+            )
+        )
     query = query.order_by(Project.created_at.desc(), Project.id.desc()).offset(offset).limit(limit)
     return list((await session.scalars(query)).all()), total
 
 
 async def archive_project(session: AsyncSession, tenant_id: str, project_id: str) -> tuple[Project, bool]:
-    stmt = (update(Project).where(Project.id == project_id, Project.tenant_id == tenant_id,
-                                  Project.status == "active")
-            .values(status="archived", updated_at=func.now()).returning(Project)
-            .execution_options(synchronize_session=False))
+    stmt = (
+        update(Project)
+        .where(
+            Project.id == project_id,
+            Project.tenant_id == tenant_id,
+            Project.status == "active",
+        )
+        .values(status="archived", updated_at=func.now())
+        .returning(Project)
+        .execution_options(synchronize_session=False)
+    )
     archived = (await session.execute(stmt)).scalar_one_or_none()
     if archived is not None:
         return archived, True
@@ -108,13 +151,20 @@ async def archive_project(session: AsyncSession, tenant_id: str, project_id: str
 async def upsert_attestation(session: AsyncSession, row: SdkAttestation) -> tuple[SdkAttestation, bool]:
     """SPEC 7: insert, or refresh attested_at and sdk_version of the same (tenant, hash)."""
     now = datetime.now(UTC)
-    stmt = insert(SdkAttestation).values(tenant_id=row.tenant_id, sdk_version=row.sdk_version,
-                                         sdk_language=row.sdk_language, client_id=row.client_id,
-                                         attested_at=now, attestation_hash=row.attestation_hash)
-    stmt = stmt.on_conflict_do_update(constraint="uq_sdk_attestations_tenant_hash",
-                                      set_={"attested_at": now, "sdk_version": stmt.excluded.sdk_version})
+    stmt = insert(SdkAttestation).values(
+        tenant_id=row.tenant_id,
+        sdk_version=row.sdk_version,
+        sdk_language=row.sdk_language,
+        client_id=row.client_id,
+        attested_at=now,
+        attestation_hash=row.attestation_hash,
+    )
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_sdk_attestations_tenant_hash",
+        set_={"attested_at": now, "sdk_version": stmt.excluded.sdk_version},
+    )
     # xmax = 0 only on a freshly inserted row version: tells insert from update in one statement.
-    result = await session.execute(stmt.returning(SdkAttestation, literal_column("(xmax = 0)")))
+    result: Any = await session.execute(stmt.returning(SdkAttestation, literal_column("(xmax = 0)")))
     saved, created = result.one()
     return saved, bool(created)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,7 +17,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.principal import Kind, Principal, caller
 from services.common.server import created
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 OWNER = "account"
 
 
@@ -27,25 +27,41 @@ def _enum_name(enum: Any, value: int, prefix: str) -> str:
 
 def _tenant_pb(t: Tenant) -> pb.Tenant:
     message = pb.Tenant(
-        tenant_id=t.id, name=t.name, slug=t.slug, plan=pb.Plan.Value(f"PLAN_{t.plan.upper()}"),
-        status=pb.TenantStatus.Value(f"TENANT_STATUS_{t.status.upper()}"), suspended_reason=t.suspended_reason or "",
+        tenant_id=t.id,
+        name=t.name,
+        slug=t.slug,
+        plan=pb.Plan.Value(f"PLAN_{t.plan.upper()}"),
+        status=pb.TenantStatus.Value(f"TENANT_STATUS_{t.status.upper()}"),
+        suspended_reason=t.suspended_reason or "",
         billing_email=t.billing_email or "",
-        quotas=pb.Quotas(**{f: getattr(t, f) for f in policy.Quotas._fields}))
+        quotas=pb.Quotas(**{f: getattr(t, f) for f in policy.Quotas._fields}),
+    )
     message.created_at.FromDatetime(t.created_at)
     message.updated_at.FromDatetime(t.updated_at)
     return message
 
 
 def _member_pb(m: Member) -> pb.Member:
-    message = pb.Member(tenant_id=m.tenant_id, user_id=m.user_id, email=m.email,
-                        role=pb.Role.Value(f"ROLE_{m.role.upper()}"))
+    message = pb.Member(
+        tenant_id=m.tenant_id,
+        user_id=m.user_id,
+        email=m.email,
+        role=pb.Role.Value(f"ROLE_{m.role.upper()}"),
+    )
     message.created_at.FromDatetime(m.created_at)
     return message
 
 
 def _project_fields(p: Project) -> dict[str, Any]:
-    return {"project_id": p.id, "tenant_id": p.tenant_id, "name": p.name, "description": p.description,
-            "status": p.status.upper(), "created_at": p.created_at, "updated_at": p.updated_at}
+    return {
+        "project_id": p.id,
+        "tenant_id": p.tenant_id,
+        "name": p.name,
+        "description": p.description,
+        "status": p.status.upper(),
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    }
 
 
 def _project_pb(p: Project) -> pb.Project:
@@ -56,10 +72,23 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def _emit(self, session: AsyncSession, who: Principal, event_type: str, tenant_id: str,
-                    **payload: Any) -> None:
-        await events.emit(session, event_type=event_type, tenant_id=tenant_id, actor_type=who.actor_type,
-                          actor_id=who.actor_id, decision_owner=OWNER, payload=payload)
+    async def _emit(
+        self,
+        session: AsyncSession,
+        who: Principal,
+        event_type: str,
+        tenant_id: str,
+        **payload: Any,
+    ) -> None:
+        await events.emit(
+            session,
+            event_type=event_type,
+            tenant_id=tenant_id,
+            actor_type=who.actor_type,
+            actor_id=who.actor_id,
+            decision_owner=OWNER,
+            payload=payload,
+        )
 
     def _visible_tenant(self, who: Principal, tenant_id: str) -> str:
         # Customers see only their own tenant; any other id looks exactly like a missing one.
@@ -79,13 +108,40 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             slug = request.slug or policy.slugify(name)
             if not request.slug and await repository.slug_taken(session, slug):
                 slug = f"{slug}-{secrets.token_hex(3)}"
-            tenant = await repository.add_tenant(session, Tenant(
-                id=tenant_id, name=name, slug=slug, plan=plan, status="active", billing_email=email,
-                created_by=who.actor_id, **policy.PLANS[plan]._asdict()))
-            owner = await repository.upsert_member(session, Member(tenant_id=tenant_id, user_id=who.actor_id,
-                                                                   email=who.email, role="owner"))
-            await self._emit(session, who, "tenant.created", tenant_id, name=name, slug=slug, plan=plan,
-                             status="active", quotas=policy.PLANS[plan]._asdict(), owner_id=who.actor_id)
+            tenant = await repository.add_tenant(
+                session,
+                Tenant(
+                    id=tenant_id,
+                    name=name,
+                    slug=slug,
+                    plan=plan,
+                    status="active",
+                    billing_email=email,
+                    created_by=who.actor_id,
+                    **policy.PLANS[plan]._asdict(),
+                ),
+            )
+            owner = await repository.upsert_member(
+                session,
+                Member(
+                    tenant_id=tenant_id,
+                    user_id=who.actor_id,
+                    email=who.email,
+                    role="owner",
+                ),
+            )
+            await self._emit(
+                session,
+                who,
+                "tenant.created",
+                tenant_id,
+                name=name,
+                slug=slug,
+                plan=plan,
+                status="active",
+                quotas=policy.PLANS[plan]._asdict(),
+                owner_id=who.actor_id,
+            )
         await created(context)
         return rpc.CreateTenantResponse(tenant=_tenant_pb(tenant), owner=_member_pb(owner))
 
@@ -104,24 +160,38 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             before = await repository.get_tenant(session, tenant_id)
             moved = await repository.move_tenant(session, tenant_id, sources, target, reason or None)
             if moved is None:
-                raise FailedPrecondition(f"cannot {action} a tenant that is {before.status}",
-                                         reason="ILLEGAL_TRANSITION", metadata={"status": before.status})
-            await self._emit(session, who, f"tenant.{target}", tenant_id, from_status=before.status,
-                             to_status=target, reason=reason)
+                raise FailedPrecondition(
+                    f"cannot {action} a tenant that is {before.status}",
+                    reason="ILLEGAL_TRANSITION",
+                    metadata={"status": before.status},
+                )
+            await self._emit(
+                session,
+                who,
+                f"tenant.{target}",
+                tenant_id,
+                from_status=before.status,
+                to_status=target,
+                reason=reason,
+            )
         return _tenant_pb(moved)
 
     async def SuspendTenant(self, request: rpc.SuspendTenantRequest, context: Context) -> rpc.SuspendTenantResponse:
-        return rpc.SuspendTenantResponse(tenant=await self._lifecycle(context, "suspend", request.tenant_id,
-                                                                      request.reason))
+        return rpc.SuspendTenantResponse(
+            tenant=await self._lifecycle(context, "suspend", request.tenant_id, request.reason)
+        )
 
-    async def ReactivateTenant(self, request: rpc.ReactivateTenantRequest,
-                               context: Context) -> rpc.ReactivateTenantResponse:
+    async def ReactivateTenant(
+        self, request: rpc.ReactivateTenantRequest, context: Context
+    ) -> rpc.ReactivateTenantResponse:
         return rpc.ReactivateTenantResponse(tenant=await self._lifecycle(context, "reactivate", request.tenant_id))
 
-    async def TerminateTenant(self, request: rpc.TerminateTenantRequest,
-                              context: Context) -> rpc.TerminateTenantResponse:
-        return rpc.TerminateTenantResponse(tenant=await self._lifecycle(context, "terminate", request.tenant_id,
-                                                                        request.reason))
+    async def TerminateTenant(
+        self, request: rpc.TerminateTenantRequest, context: Context
+    ) -> rpc.TerminateTenantResponse:
+        return rpc.TerminateTenantResponse(
+            tenant=await self._lifecycle(context, "terminate", request.tenant_id, request.reason)
+        )
 
     async def ArchiveTenant(self, request: rpc.ArchiveTenantRequest, context: Context) -> rpc.ArchiveTenantResponse:
         return rpc.ArchiveTenantResponse(tenant=await self._lifecycle(context, "archive", request.tenant_id))
@@ -137,8 +207,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         if role == "owner":
             who.require_role("owner")
         async with self._sessions.begin() as session:
-            member = await repository.upsert_member(session, Member(tenant_id=who.tenant(), user_id=user_id,
-                                                                    email=email, role=role))
+            member = await repository.upsert_member(
+                session,
+                Member(tenant_id=who.tenant(), user_id=user_id, email=email, role=role),
+            )
             await self._emit(session, who, "member.added", who.tenant(), user_id=user_id, role=role)
         return rpc.AddMemberResponse(member=_member_pb(member))
 
@@ -146,8 +218,12 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         tenant_id = caller(context).tenant()
         size = validation.page_size("page_size", request.page_size)
         async with self._sessions() as session:
-            rows = await repository.list_members(session, tenant_id, validation.decode_token(request.page_token),
-                                                 size + 1)
+            rows = await repository.list_members(
+                session,
+                tenant_id,
+                validation.decode_token(request.page_token),
+                size + 1,
+            )
         token = validation.encode_token(rows[size - 1].created_at, rows[size - 1].user_id) if len(rows) > size else ""
         return rpc.ListMembersResponse(members=[_member_pb(m) for m in rows[:size]], next_page_token=token)
 
@@ -161,11 +237,26 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             tenant = await repository.get_tenant(session, who.tenant())
             if tenant.status != "active":
                 raise FailedPrecondition(f"tenant is {tenant.status}", reason="TENANT_INACTIVE")
-            project, new = await repository.add_project(session, Project(
-                id=str(uuid.uuid4()), tenant_id=tenant.id, name=name, description=description, status="active",
-                request_id=request_id))
+            project, new = await repository.add_project(
+                session,
+                Project(
+                    id=str(uuid.uuid4()),
+                    tenant_id=tenant.id,
+                    name=name,
+                    description=description,
+                    status="active",
+                    request_id=request_id,
+                ),
+            )
             if new:
-                await self._emit(session, who, "project.created", tenant.id, project_id=project.id, name=name)
+                await self._emit(
+                    session,
+                    who,
+                    "project.created",
+                    tenant.id,
+                    project_id=project.id,
+                    name=name,
+                )
         await created(context)
         return rpc.CreateProjectResponse(**_project_fields(project))
 
@@ -184,14 +275,24 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         size = validation.page_size("limit" if legacy else "page_size", request.limit or request.page_size)
         offset = validation.between("offset", request.offset, 0, 2**31 - 1)
         async with self._sessions() as session:
-            rows, total = await repository.list_projects(session, tenant_id, status,
-                                                         validation.decode_token(request.page_token), offset, size)
+            rows, total = await repository.list_projects(
+                session,
+                tenant_id,
+                status,
+                validation.decode_token(request.page_token),
+                offset,
+                size,
+            )
         more = len(rows) == size and (offset + size < total if legacy else True)
         token = validation.encode_token(rows[-1].created_at, rows[-1].id) if more and not legacy else ""
         applied = {"tenant_id": tenant_id} | ({"status": status} if status else {})
-        return rpc.ListProjectsResponse(items=[_project_pb(p) for p in rows], total=total,
-                                        has_more=offset + len(rows) < total if legacy else bool(token),
-                                        filters_applied=applied, next_page_token=token)
+        return rpc.ListProjectsResponse(
+            items=[_project_pb(p) for p in rows],
+            total=total,
+            has_more=offset + len(rows) < total if legacy else bool(token),
+            filters_applied=applied,
+            next_page_token=token,
+        )
 
     async def ArchiveProject(self, request: rpc.ArchiveProjectRequest, context: Context) -> rpc.ArchiveProjectResponse:
         who = caller(context)
@@ -199,11 +300,18 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         async with self._sessions.begin() as session:
             project, changed = await repository.archive_project(session, who.tenant(), request.project_id)
             if changed:
-                await self._emit(session, who, "project.archived", project.tenant_id, project_id=project.id)
+                await self._emit(
+                    session,
+                    who,
+                    "project.archived",
+                    project.tenant_id,
+                    project_id=project.id,
+                )
         return rpc.ArchiveProjectResponse(project=_project_pb(project))
 
-    async def RecordSdkAttestation(self, request: rpc.RecordSdkAttestationRequest,
-                                   context: Context) -> rpc.RecordSdkAttestationResponse:
+    async def RecordSdkAttestation(
+        self, request: rpc.RecordSdkAttestationRequest, context: Context
+    ) -> rpc.RecordSdkAttestationResponse:
         who = caller(context)
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 36)
         version = validation.length("sdk_version", request.sdk_version, 1, 100)
@@ -212,18 +320,40 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         digest = policy.attestation_hash(tenant_id, version, language, client_id)
         async with self._sessions.begin() as session:
             await repository.get_tenant(session, tenant_id)
-            row, new = await repository.upsert_attestation(session, SdkAttestation(
-                tenant_id=tenant_id, sdk_version=version, sdk_language=language, client_id=client_id or None,
-                attestation_hash=digest))
-            await self._emit(session, who, "sdk.attested", tenant_id, attestation_hash=digest, sdk_version=version,
-                             sdk_language=language, client_id=client_id, created=new)
-        attestation = pb.SdkAttestation(tenant_id=tenant_id, sdk_version=version, sdk_language=language,
-                                        client_id=client_id, attestation_hash=digest)
+            row, new = await repository.upsert_attestation(
+                session,
+                SdkAttestation(
+                    tenant_id=tenant_id,
+                    sdk_version=version,
+                    sdk_language=language,
+                    client_id=client_id or None,
+                    attestation_hash=digest,
+                ),
+            )
+            await self._emit(
+                session,
+                who,
+                "sdk.attested",
+                tenant_id,
+                attestation_hash=digest,
+                sdk_version=version,
+                sdk_language=language,
+                client_id=client_id,
+                created=new,
+            )
+        attestation = pb.SdkAttestation(
+            tenant_id=tenant_id,
+            sdk_version=version,
+            sdk_language=language,
+            client_id=client_id,
+            attestation_hash=digest,
+        )
         attestation.attested_at.FromDatetime(row.attested_at)
         return rpc.RecordSdkAttestationResponse(attestation=attestation, created=new)
 
-    async def GetActivationEvidence(self, request: rpc.GetActivationEvidenceRequest,
-                                    context: Context) -> rpc.GetActivationEvidenceResponse:
+    async def GetActivationEvidence(
+        self, request: rpc.GetActivationEvidenceRequest, context: Context
+    ) -> rpc.GetActivationEvidenceResponse:
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 36)
         async with self._sessions() as session:
             project, attested = await repository.evidence(session, tenant_id)

@@ -1,15 +1,15 @@
 """One error tree for every service; the ErrorsToStatus interceptor maps it to google.rpc.Status.
 
-    ServiceError
-     ├── InvalidArgument      INVALID_ARGUMENT     (+ BadRequest field violations)
-     ├── Unauthenticated      UNAUTHENTICATED
-     ├── PermissionDenied     PERMISSION_DENIED
-     ├── NotFound             NOT_FOUND            (also another tenant's id: no existence oracle)
-     ├── AlreadyExists        ALREADY_EXISTS
-     ├── FailedPrecondition   FAILED_PRECONDITION  (+ PreconditionFailure violations)
-     ├── ResourceExhausted    RESOURCE_EXHAUSTED
-     ├── Unavailable          UNAVAILABLE          (a dependency is down; names it)
-     └── Internal             INTERNAL
+ServiceError
+ ├── InvalidArgument      INVALID_ARGUMENT     (+ BadRequest field violations)
+ ├── Unauthenticated      UNAUTHENTICATED
+ ├── PermissionDenied     PERMISSION_DENIED
+ ├── NotFound             NOT_FOUND            (also another tenant's id: no existence oracle)
+ ├── AlreadyExists        ALREADY_EXISTS
+ ├── FailedPrecondition   FAILED_PRECONDITION  (+ PreconditionFailure violations)
+ ├── ResourceExhausted    RESOURCE_EXHAUSTED
+ ├── Unavailable          UNAVAILABLE          (a dependency is down; names it)
+ └── Internal             INTERNAL
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ class ServiceError(Exception):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
     default_reason: ClassVar[str] = "INTERNAL"
 
-    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
@@ -77,8 +83,14 @@ class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     default_reason = "FAILED_PRECONDITION"
 
-    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None,
-                 violations: list[tuple[str, str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+        violations: list[tuple[str, str, str]] | None = None,
+    ) -> None:
         super().__init__(message, reason=reason, metadata=metadata)
         self.violations = violations or []  # (type, subject, description)
 
@@ -86,8 +98,10 @@ class FailedPrecondition(ServiceError):
         if not self.violations:
             return []
         failure = error_details_pb2.PreconditionFailure(
-            violations=[error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d)
-                        for t, s, d in self.violations]
+            violations=[
+                error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d)
+                for t, s, d in self.violations
+            ]
         )
         return [_pack(failure)]
 

@@ -20,7 +20,12 @@ from grpc_status import rpc_status
 
 from aos.gate.v1 import gate_pb2
 from services.common import principal
-from services.common.errors import PermissionDenied, ServiceError, Unauthenticated, Unavailable
+from services.common.errors import (
+    PermissionDenied,
+    ServiceError,
+    Unauthenticated,
+    Unavailable,
+)
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 log = logging.getLogger("aos.rpc")
@@ -32,8 +37,15 @@ _KINDS = {
     gate_pb2.PRINCIPAL_KIND_SERVICE: principal.Kind.SERVICE,
 }
 # Errors that mean "the database is not answering": the caller should retry, not see INTERNAL.
-_DOWN = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-         asyncpg.AdminShutdownError, asyncpg.InterfaceError, sqlalchemy.exc.TimeoutError)
+_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
 
 
 def gate_rule(method: str) -> gate_pb2.Rule | None:
@@ -54,7 +66,10 @@ def check(rule: gate_pb2.Rule | None, metadata: Any) -> None:
     if caller is None:
         raise Unauthenticated("authentication required", reason="MISSING_AUTH")
     if caller.kind not in {_KINDS[k] for k in rule.principals}:
-        raise PermissionDenied(f"{caller.kind} callers may not call this method", reason="PRINCIPAL_NOT_ALLOWED")
+        raise PermissionDenied(
+            f"{caller.kind} callers may not call this method",
+            reason="PRINCIPAL_NOT_ALLOWED",
+        )
     if caller.kind in (principal.Kind.HUMAN, principal.Kind.API_KEY) and not rule.tenantless:
         caller.tenant()
     if caller.kind is principal.Kind.API_KEY and rule.scope and not caller.has_scope(rule.scope):
@@ -80,7 +95,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if not isinstance(exc, ServiceError):
             if _unavailable(exc):
                 log.warning("database unavailable: %s", type(exc).__name__)
-                exc = Unavailable("database unavailable", reason="DATABASE_UNAVAILABLE", metadata={"dependency": "database"})
+                exc = Unavailable(
+                    "database unavailable",
+                    reason="DATABASE_UNAVAILABLE",
+                    metadata={"dependency": "database"},
+                )
             else:
                 log.exception("unexpected error")
                 exc = ServiceError("internal error")
@@ -88,20 +107,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _enter(self, details: grpc.HandlerCallDetails, rule: gate_pb2.Rule | None) -> None:
         metadata = details.invocation_metadata or ()
-        request_id.set(next((v for k, v in metadata if k == "x-request-id"), "") or uuid.uuid4().hex)
+        given = next((v for k, v in metadata if k == "x-request-id"), "")
+        request_id.set(given if isinstance(given, str) and given else uuid.uuid4().hex)
         check(rule, metadata)
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         if handler is None:
             return handler
         rule = gate_rule(details.method)
         if handler.unary_unary:
-            inner = handler.unary_unary
+            inner: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
@@ -110,11 +130,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 except Exception as exc:
                     await self._fail(exc, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
         if handler.unary_stream:
-            stream = handler.unary_stream
+            stream: Any = handler.unary_stream
 
             async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 try:

@@ -44,7 +44,10 @@ async def _watch_database(svc: Service, interval: float) -> None:
     status = None
     while True:
         try:
-            async with asyncio.timeout(max(interval, 1.0)), svc.engine.connect() as conn:
+            async with (
+                asyncio.timeout(max(interval, 1.0)),
+                svc.engine.connect() as conn,
+            ):
                 await conn.execute(text("SELECT 1"))
             now = health_pb2.HealthCheckResponse.SERVING
         except Exception:
@@ -90,8 +93,13 @@ async def serve(svc: Service, host: str, port: int, grace: float) -> None:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "msg": record.getMessage(), "request_id": request_id.get()}
+        entry = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": request_id.get(),
+        }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)

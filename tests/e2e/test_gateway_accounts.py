@@ -6,8 +6,8 @@ from typing import Any
 import grpc
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,7 +32,14 @@ async def test_signup_and_legacy_project_urls(http: httpx.AsyncClient, gateway: 
     created = await http.post("/accounts/projects", json={"name": "web", "description": "shop"}, headers=auth)
     assert created.status_code == 201
     project = created.json()
-    assert set(project) >= {"project_id", "name", "description", "status", "created_at", "updated_at"}
+    assert set(project) >= {
+        "project_id",
+        "name",
+        "description",
+        "status",
+        "created_at",
+        "updated_at",
+    }
     assert project["status"] == "ACTIVE" and project["tenant_id"] == tenant
     listed = await http.get("/accounts/projects", params={"limit": 10, "offset": 0}, headers=auth)
     assert listed.status_code == 200
@@ -49,7 +56,11 @@ async def test_spoofed_tenant_header_never_reaches_another_tenant(http: httpx.As
     victim, victim_auth = await signup(http, gateway, "Victim")
     secret = (await http.post("/accounts/projects", json={"name": "secret"}, headers=victim_auth)).json()
     _, attacker = await signup(http, gateway, "Attacker")
-    spoof = {"x-aos-tenant-id": victim, "x-aos-actor-type": "service", "x-aos-role": "owner"}
+    spoof = {
+        "x-aos-tenant-id": victim,
+        "x-aos-actor-type": "service",
+        "x-aos-role": "owner",
+    }
     listed = await http.get("/accounts/projects", headers=attacker | spoof)
     assert listed.status_code == 200 and listed.json()["items"] == []
     got = await http.get(f"/accounts/projects/{secret['project_id']}", headers=attacker | spoof)
@@ -70,8 +81,18 @@ def forged(gateway: Gateway, **claims: Any) -> dict[str, str]:
 async def test_bad_expired_and_unsigned_tokens_are_refused(http: httpx.AsyncClient, gateway: Gateway) -> None:
     victim, victim_auth = await signup(http, gateway, "Target")
     await http.post("/accounts/projects", json={"name": "secret"}, headers=victim_auth)
-    unsigned = jwt.encode({"sub": "mallory", "org_id": victim, "aos_kind": "human", "iss": "aos-dev", "aud": "aos",
-                           "exp": int(time.time()) + 600}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {
+            "sub": "mallory",
+            "org_id": victim,
+            "aos_kind": "human",
+            "iss": "aos-dev",
+            "aud": "aos",
+            "exp": int(time.time()) + 600,
+        },
+        None,
+        algorithm="none",
+    )
     cases = {
         "garbage": {"authorization": "Bearer not.a.jwt"},
         "expired": gateway.token("mallory", tenant=victim, ttl=-120),
@@ -86,25 +107,36 @@ async def test_bad_expired_and_unsigned_tokens_are_refused(http: httpx.AsyncClie
 
 
 async def test_invalid_input_is_400_naming_the_field_and_writes_nothing(
-        http: httpx.AsyncClient, gateway: Gateway, engines: dict[str, AsyncEngine]) -> None:
+    http: httpx.AsyncClient, gateway: Gateway, engines: dict[str, AsyncEngine]
+) -> None:
     tenant, auth = await signup(http, gateway)
     for body, field in (({"name": ""}, "name"), ({"name": "x" * 201}, "name")):
         reply = await http.post("/accounts/projects", json=body, headers=auth)
         assert reply.status_code == 400
         error = reply.json()
         assert error["code"] == 3 and error["message"].startswith(f"{field}:")
-        assert {"@type": "type.googleapis.com/google.rpc.BadRequest",
-                "field_violations": [{"field": field, "description": error["message"].split(": ", 1)[1],
-                                      "reason": ""}]} in error["details"]
+        assert {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "field_violations": [
+                {
+                    "field": field,
+                    "description": error["message"].split(": ", 1)[1],
+                    "reason": "",
+                }
+            ],
+        } in error["details"]
     page = await http.get("/accounts/projects", params={"page_token": "bogus"}, headers=auth)
     assert page.status_code == 400 and "page_token" in page.json()["message"]
-    malformed = await http.post("/accounts/projects", content=b'{"name": ', headers=auth
-                                | {"content-type": "application/json"})
+    malformed = await http.post(
+        "/accounts/projects",
+        content=b'{"name": ',
+        headers=auth | {"content-type": "application/json"},
+    )
     assert malformed.status_code == 400
     enum = await http.post("/v1/tenants", json={"name": "x", "plan": "PLAN_PLATINUM"}, headers=auth)
     assert enum.status_code == 400 and "plan" in enum.text
     async with engines["account"].connect() as conn:
-        count = (await conn.execute(text("SELECT count(*) FROM project WHERE tenant_id = :t"), {"t": tenant}))
+        count = await conn.execute(text("SELECT count(*) FROM project WHERE tenant_id = :t"), {"t": tenant})
         assert count.scalar_one() == 0
         tenants = await conn.execute(text("SELECT count(*) FROM tenant WHERE name = 'x'"))
         assert tenants.scalar_one() == 0
@@ -118,13 +150,15 @@ async def test_native_grpc_through_the_gateway(http: httpx.AsyncClient, gateway:
         created = await stub.CreateProject(rpc.CreateProjectRequest(name="grpc"), metadata=md, timeout=5)
         listed = await stub.ListProjects(rpc.ListProjectsRequest(), metadata=md, timeout=5)
         assert [p.project_id for p in listed.items] == [created.project_id]
-        got = await stub.GetProject(rpc.GetProjectRequest(project_id=created.project_id), metadata=md,
-                                    timeout=5)
+        got = await stub.GetProject(rpc.GetProjectRequest(project_id=created.project_id), metadata=md, timeout=5)
         assert got.tenant_id == tenant
         # Internal RPCs exist only inside the platform: the edge refuses them, even with a valid token.
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.GetActivationEvidence(rpc.GetActivationEvidenceRequest(tenant_id=tenant), metadata=md,
-                                             timeout=5)
+            await stub.GetActivationEvidence(
+                rpc.GetActivationEvidenceRequest(tenant_id=tenant),
+                metadata=md,
+                timeout=5,
+            )
         assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
