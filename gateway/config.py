@@ -40,8 +40,9 @@ CLAIM_HEADERS = {
 JWT_ISSUER = "aos-dev"
 JWT_AUDIENCE = "aos"
 
-# The transcoder answers 200 on every success; a service that creates asks for 201 with this
-# response header, which the Lua filter applies to JSON responses only (never to native gRPC).
+# The transcoder answers 200 on every success and the standard mapping of each gRPC code on errors; where
+# the legacy API answered otherwise (201 on create, 422 on validation) the service sends this header, which
+# the Lua filter applies to transcoded JSON responses only (never to native gRPC).
 STATUS_HINT_LUA = """
 function envoy_on_response(handle)
   local headers = handle:headers()
@@ -49,7 +50,7 @@ function envoy_on_response(handle)
   if hint == nil then return end
   headers:remove("x-aos-http-status")
   local ctype = headers:get("content-type") or ""
-  if headers:get(":status") == "200" and string.find(ctype, "application/json", 1, true) then
+  if string.find(ctype, "application/json", 1, true) then
     headers:replace(":status", hint)
   end
 end
@@ -190,7 +191,8 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
                     "preserve_proto_field_names": True,
                     "always_print_primitive_fields": True,
                 },
-                "request_validation_options": {"reject_unknown_method": False},
+                # Unknown query parameters are refused (400) rather than silently ignored.
+                "request_validation_options": {"reject_unknown_method": False, "reject_unknown_query_parameters": True},
             },
         ),
         _filter(

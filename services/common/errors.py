@@ -24,6 +24,9 @@ from google.rpc import error_details_pb2, status_pb2
 class ServiceError(Exception):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
     default_reason: ClassVar[str] = "INTERNAL"
+    # An HTTP status for REST callers where the legacy API answered something other than the standard
+    # mapping of `code` (e.g. 422 for validation); the gateway applies it. gRPC callers see `code`.
+    http_status: int | None = None
 
     def __init__(
         self,
@@ -50,9 +53,12 @@ class InvalidArgument(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
     default_reason = "INVALID_ARGUMENT"
 
-    def __init__(self, field: str, description: str, *, reason: str | None = None) -> None:
+    def __init__(
+        self, field: str, description: str, *, reason: str | None = None, http_status: int | None = None
+    ) -> None:
         super().__init__(f"{field}: {description}", reason=reason, metadata={"field": field})
         self.violations = [(field, description)]
+        self.http_status = http_status
 
     def details(self) -> list[any_pb2.Any]:
         violations = [error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations]

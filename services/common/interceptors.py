@@ -103,7 +103,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             else:
                 log.exception("unexpected error")
                 exc = ServiceError("internal error")
-        await context.abort_with_status(rpc_status.to_status(exc.to_status(self._domain)))
+        status = rpc_status.to_status(exc.to_status(self._domain))
+        if exc.http_status:  # read by the gateway's status-hint filter, like a 201 on success
+            hint = (("x-aos-http-status", str(exc.http_status)),)
+            status = status._replace(trailing_metadata=status.trailing_metadata + hint)
+        await context.abort_with_status(status)
 
     def _enter(self, details: grpc.HandlerCallDetails, rule: gate_pb2.Rule | None) -> None:
         metadata = details.invocation_metadata or ()
