@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,22 +51,37 @@ async def engines(db_urls: dict[str, str]) -> AsyncIterator[dict[str, AsyncEngin
         await engine.dispose()
 
 
-async def start_service(build: Callable[[AsyncEngine], server.Service], url: str) -> server.Service:
-    """A service's real server (its own engine and pool) on 127.0.0.1 and an ephemeral port."""
-    svc = build(db.create_engine(async_url(url), pool_size=10))
-    await server.start(svc, "127.0.0.1", 0, health_interval=0.2)
-    return svc
+def settings_for(svc: str, url: str, ports: dict[str, int]) -> Any:
+    """A service's own Settings, as its __main__ would read them: database, port, and every peer's
+    address for the `<peer>_addr` fields it declares (env `<SVC>_<PEER>_ADDR` in `aos up`)."""
+    cls = importlib.import_module(f"services.{svc}.settings").Settings
+    peers = {f"{p}_addr": f"127.0.0.1:{port}" for p, port in ports.items() if f"{p}_addr" in cls.model_fields}
+    return cls(database_url=url, grpc_port=ports[svc], **peers)
+
+
+async def start_service(svc: str, settings: Any) -> server.Service:
+    """A service's real server (its own engine and pool) on 127.0.0.1 and its port."""
+    build = importlib.import_module(f"services.{svc}.server").build
+    service = build(settings, db.create_engine(settings.database_url.get_secret_value(), pool_size=10))
+    await server.start(service, "127.0.0.1", settings.grpc_port, health_interval=0.2)
+    return service
 
 
 @pytest.fixture(scope="session")
-async def running(db_urls: dict[str, str]) -> AsyncIterator[dict[str, server.Service]]:
-    """Every service of the tree, each built by its own `server.build(engine)`, on ephemeral ports."""
+def ports(db_urls: dict[str, str]) -> dict[str, int]:
+    """Ports fixed up front, so that services that call each other know their peers before they start."""
+    return {svc: stack.free_port() for svc in db_urls}
+
+
+@pytest.fixture(scope="session")
+async def running(db_urls: dict[str, str], ports: dict[str, int]) -> AsyncIterator[dict[str, server.Service]]:
+    """Every service of the tree, each built by its own `server.build(settings, engine)`."""
     started = {}
     for svc, url in db_urls.items():
-        started[svc] = await start_service(importlib.import_module(f"services.{svc}.server").build, url)
+        started[svc] = await start_service(svc, settings_for(svc, url, ports))
     yield started
-    for svc in started.values():
-        await server.stop(svc, 1.0)
+    for service in started.values():
+        await server.stop(service, 1.0)
 
 
 @pytest.fixture(scope="session")

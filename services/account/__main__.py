@@ -9,7 +9,7 @@ from services.common.server import configure_logging, serve
 async def main() -> None:
     settings = Settings()  # type: ignore[call-arg]  # database_url comes from the environment
     configure_logging(settings.log_level)
-    svc = server.build(db.create_engine(settings.database_url.get_secret_value()))
+    svc = server.build(settings, db.create_engine(settings.database_url.get_secret_value()))
     await serve(svc, settings.grpc_host, settings.grpc_port, settings.grace_seconds)
 
 

@@ -3,6 +3,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aos.account.v1 import account_service_pb2, account_service_pb2_grpc
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from services.account.servicer import AccountServicer
+from services.account.settings import Settings
 from services.common import db, events, server
 
 NAMES = (
@@ -11,7 +12,7 @@ NAMES = (
 )
 
 
-def build(engine: AsyncEngine) -> server.Service:
+def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     """Composition root: the only place the account servicers are wired to a server."""
     sessions = db.sessionmaker(engine)
     svc = server.create("aos.account", NAMES, engine)
