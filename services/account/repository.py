@@ -50,7 +50,7 @@ async def move_tenant(
         .where(Tenant.id == tenant_id, Tenant.status.in_(sources))
         .values(**values)
         .returning(Tenant)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -140,7 +140,7 @@ async def archive_project(session: AsyncSession, tenant_id: str, project_id: str
         )
         .values(status="archived", updated_at=func.now())
         .returning(Project)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     archived = (await session.execute(stmt)).scalar_one_or_none()
     if archived is not None:

@@ -1,0 +1,81 @@
+"""`aos up` (what `make up` runs) on the embedded default: the stack serves REST and gRPC, Ctrl-C stops it."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from aos.account.v1 import account_service_pb2 as rpc
+from aos.account.v1 import account_service_pb2_grpc
+from cli import devauth, stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
+    data, port = tmp_path_factory.mktemp("up"), stack.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "AOS_DATABASE_URL"} | {
+        "AOS_DATA_DIR": str(data),
+        "AOS_GATEWAY_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "aos"), "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("gateway: "):
+                assert line.strip() == f"gateway: http://127.0.0.1:{port}"
+                break
+            assert time.monotonic() < deadline, "aos up did not print the gateway URL in time"
+        else:
+            pytest.fail(f"aos up exited with {proc.wait()}")
+        yield f"http://127.0.0.1:{port}", data, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_stack_serves_rest_and_grpc_then_stops_on_ctrl_c(stack_up: tuple[str, Path, subprocess.Popen[str]]) -> None:
+    url, data, proc = stack_up
+    signup_token = devauth.mint(data, user="founder-of-acme", email="a@acme.test")
+    with httpx.Client(base_url=url, timeout=10) as http:
+        tenant = http.post("/v1/tenants", json={"name": "Acme"}, headers={"authorization": f"Bearer {signup_token}"})
+        assert tenant.status_code == 201, tenant.text
+        tenant_id = tenant.json()["tenant"]["tenant_id"]
+        auth = {
+            "authorization": "Bearer "
+            + devauth.mint(data, user="founder-of-acme", email="a@acme.test", tenant=tenant_id)
+        }
+        created = http.post("/accounts/projects", json={"name": "web"}, headers=auth)
+        assert created.status_code == 201
+        project_id = created.json()["project_id"]
+        assert [p["project_id"] for p in http.get("/accounts/projects", headers=auth).json()["items"]] == [project_id]
+        assert http.get(f"/accounts/projects/{project_id}", headers=auth).json()["name"] == "web"
+    with grpc.insecure_channel(url.removeprefix("http://")) as channel:
+        stub = account_service_pb2_grpc.AccountServiceStub(channel)
+        got = stub.GetProject(rpc.GetProjectRequest(project_id=project_id), metadata=tuple(auth.items()), timeout=5)
+        assert got.tenant_id == tenant_id
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    port = int(url.rsplit(":", 1)[1])
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass

@@ -1,0 +1,55 @@
+"""The build refuses RPCs without a gate rule; the gateway config is generated from the rules."""
+
+import pytest
+from google.protobuf import descriptor_pb2
+
+from aos.gate.v1 import gate_pb2
+from cli import gen
+from gateway import config
+
+
+def descriptor(rule: gate_pb2.Rule | None, http: bool = False) -> bytes:
+    method = descriptor_pb2.MethodDescriptorProto(name="Do", input_type=".aos.x.v1.R", output_type=".aos.x.v1.R")
+    if rule is not None:
+        method.options.Extensions[gate_pb2.rule].CopyFrom(rule)
+    if http:
+        from google.api import annotations_pb2, http_pb2
+
+        method.options.Extensions[annotations_pb2.http].CopyFrom(http_pb2.HttpRule(get="/v1/x"))
+    service = descriptor_pb2.ServiceDescriptorProto(name="XService", method=[method])
+    file = descriptor_pb2.FileDescriptorProto(name="aos/x/v1/x.proto", package="aos.x.v1", service=[service])
+    return descriptor_pb2.FileDescriptorSet(file=[file]).SerializeToString()
+
+
+def test_an_rpc_without_a_rule_fails_the_build() -> None:
+    with pytest.raises(ValueError, match=r"aos\.x\.v1\.XService\.Do"):
+        config.load_methods(descriptor(None))
+
+
+def test_rule_problems_are_reported() -> None:
+    internal_with_rest = config.load_methods(
+        descriptor(
+            gate_pb2.Rule(audience=gate_pb2.AUDIENCE_INTERNAL, principals=[gate_pb2.PRINCIPAL_KIND_SERVICE]), http=True
+        )
+    )
+    assert config.check_rules(internal_with_rest) == [
+        "/aos.x.v1.XService/Do: internal RPC must not have an HTTP binding"
+    ]
+    nobody = config.load_methods(descriptor(gate_pb2.Rule(audience=gate_pb2.AUDIENCE_CUSTOMER)))
+    assert config.check_rules(nobody) == ["/aos.x.v1.XService/Do: gate rule allows no principal kind"]
+
+
+def test_every_rpc_of_the_tree_has_a_valid_rule_and_internal_ones_are_refused_at_the_edge() -> None:
+    methods = config.load_methods(gen.DESCRIPTOR.read_bytes())
+    assert methods and config.check_rules(methods) == []
+    gw = config.Gateway("d", {"account": ("127.0.0.1", 1)}, methods=methods)
+    routes = config.render(gw)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"
+    ]["virtual_hosts"][0]["routes"]
+    refused = {r["match"]["path"] for r in routes if "direct_response" in r}
+    assert refused == {m.path for m in methods if m.rule.audience == gate_pb2.AUDIENCE_INTERNAL}
+    assert "/aos.account.v1.AccountService/GetActivationEvidence" in refused
+
+
+def test_generated_code_and_gateway_config_are_fresh() -> None:
+    assert gen.run(check=True) == 0
