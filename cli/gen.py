@@ -54,8 +54,8 @@ def _protoc(out: Path, descriptor: Path) -> None:
     args += [
         f"--python_out={out}",
         f"--grpc_python_out={out}",
-        f"--mypy_out={out}",
-        f"--mypy_grpc_out={out}",
+        f"--mypy_out=quiet:{out}",
+        f"--mypy_grpc_out=quiet:{out}",
     ]
     args += [
         f"--descriptor_set_out={descriptor}",

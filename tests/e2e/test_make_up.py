@@ -44,6 +44,8 @@ def stack_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
             assert time.monotonic() < deadline, "aos up did not print the gateway URL in time"
         else:
             pytest.fail(f"aos up exited with {proc.wait()}")
+        services = proc.stdout.readline()  # "services: account=127.0.0.1:PORT, ...; logs in ..."
+        (data / "service-ports").write_text(" ".join(p.split(":")[-1] for p in services.split(";")[0].split(", ")))
         yield f"http://127.0.0.1:{port}", data, proc
     finally:
         if proc.poll() is None:
@@ -69,13 +71,29 @@ def test_stack_serves_rest_and_grpc_then_stops_on_ctrl_c(stack_up: tuple[str, Pa
         project_id = created.json()["project_id"]
         assert [p["project_id"] for p in http.get("/accounts/projects", headers=auth).json()["items"]] == [project_id]
         assert http.get(f"/accounts/projects/{project_id}", headers=auth).json()["name"] == "web"
-    with grpc.insecure_channel(url.removeprefix("http://")) as channel:
+    with grpc.insecure_channel(url.removeprefix("http://")) as channel:  # the same RPCs, native gRPC via Envoy
         stub = account_service_pb2_grpc.AccountServiceStub(channel)
-        got = stub.GetProject(rpc.GetProjectRequest(project_id=project_id), metadata=tuple(auth.items()), timeout=5)
-        assert got.tenant_id == tenant_id
+        signup = stub.CreateTenant(
+            rpc.CreateTenantRequest(name="Globex"), metadata=(("authorization", f"Bearer {signup_token}"),), timeout=5
+        )
+        md = (
+            (
+                "authorization",
+                "Bearer "
+                + devauth.mint(data, user="founder-of-acme", email="a@acme.test", tenant=signup.tenant.tenant_id),
+            ),
+        )
+        made = stub.CreateProject(rpc.CreateProjectRequest(name="grpc"), metadata=md, timeout=5)
+        assert [p.project_id for p in stub.ListProjects(rpc.ListProjectsRequest(), metadata=md, timeout=5).items] == [
+            made.project_id
+        ]
+        assert stub.GetProject(rpc.GetProjectRequest(project_id=made.project_id), metadata=md, timeout=5).name == "grpc"
+        with pytest.raises(grpc.RpcError):  # another tenant's project looks missing over gRPC too
+            stub.GetProject(rpc.GetProjectRequest(project_id=project_id), metadata=md, timeout=5)
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
-    port = int(url.rsplit(":", 1)[1])
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        pass
+    ports = [int(url.rsplit(":", 1)[1]), *map(int, (data / "service-ports").read_text().split())]
+    for port in ports:  # Envoy and every service are gone
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
