@@ -79,6 +79,7 @@ def envoy_config(run_dir: Path, upstreams: dict[str, int], listen_port: int, jwk
         upstreams={s: ("127.0.0.1", p) for s, p in upstreams.items()},
         listen_port=listen_port,
         jwks_path=str(jwks),
+        openapi_path=str(ROOT / "gateway" / "openapi.json"),
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "envoy.yaml"

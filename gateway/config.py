@@ -79,6 +79,7 @@ class Gateway:
     upstreams: dict[str, tuple[str, int]]
     listen_port: int = 8080
     jwks_path: str = ".aos/dev/jwks.json"
+    openapi_path: str = "gateway/openapi.json"
     admin_port: int = 0
     methods: list[Method] = field(default_factory=list)
 
@@ -159,8 +160,19 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
         }
         for service, cluster in sorted({(m.service, m.cluster) for m in gw.methods if m.cluster in gw.upstreams})
     ]
+    # The published API document, generated beside the descriptor set.
+    openapi = {
+        "match": {"path": "/openapi.json"},
+        "direct_response": {"status": 200, "body": {"filename": gw.openapi_path}},
+        "response_headers_to_add": [
+            {
+                "header": {"key": "content-type", "value": "application/json"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+    }
     # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here.
-    return [*refused, *routed]
+    return [openapi, *refused, *routed]
 
 
 def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
@@ -207,6 +219,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
         "generate_request_id": True,
         "route_config": {
             "name": "aos",
+            "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
             "virtual_hosts": [{"name": "aos", "domains": ["*"], "routes": _routes(gw)}],
         },
         "http_filters": filters,
@@ -253,36 +266,16 @@ def _local_replies() -> dict[str, Any]:
         }
     }
 
-    def mapper(status: int | None, error: str) -> dict[str, Any]:
-        match = (
-            rest
-            if status is None
-            else {
-                "and_filter": {
-                    "filters": [
-                        rest,
-                        {
-                            "status_code_filter": {
-                                "comparison": {
-                                    "op": "EQ",
-                                    "value": {
-                                        "default_value": status,
-                                        "runtime_key": f"aos.reply_{status}",
-                                    },
-                                }
-                            }
-                        },
-                    ]
-                }
-            }
-        )
+    def mapper(op: str, status: int, error: str) -> dict[str, Any]:
+        code = {"comparison": {"op": op, "value": {"default_value": status, "runtime_key": f"aos.reply_{op}{status}"}}}
         return {
-            "filter": match,
+            "filter": {"and_filter": {"filters": [rest, {"status_code_filter": code}]}},
             "body_format_override": {"json_format": {"error": error, "message": "%LOCAL_REPLY_BODY%"}},
         }
 
-    mappers = [mapper(status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
-    return {"mappers": [*mappers, mapper(None, "%RESPONSE_CODE_DETAILS%")]}
+    # Exact statuses first; then any other error. Successful direct responses (/openapi.json) pass untouched.
+    mappers = [mapper("EQ", status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
+    return {"mappers": [*mappers, mapper("GE", 400, "%RESPONSE_CODE_DETAILS%")]}
 
 
 def _jwt(gw: Gateway) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The account REST surface through real Envoy: legacy URLs, 201s, and who may see what."""
 
+import json
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
-from cli import devauth
+from cli import devauth, gen
 from tests.conftest import Gateway
 
 pytestmark = pytest.mark.e2e
@@ -165,3 +166,15 @@ async def test_native_grpc_through_the_gateway(http: httpx.AsyncClient, gateway:
 async def test_unknown_path_is_404_json(http: httpx.AsyncClient, gateway: Gateway) -> None:
     reply = await http.get("/no/such/thing", headers=gateway.token())
     assert reply.status_code == 404 and reply.json()["error"] == "not_found"
+
+
+async def test_the_gateway_serves_the_committed_openapi_document(http: httpx.AsyncClient) -> None:
+    reply = await http.get("/openapi.json")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
+    document = reply.json()
+    assert document == json.loads((gen.OPENAPI).read_text())
+    assert set(document["paths"]["/accounts/projects"]) == {"get", "post"}
+    assert "201" in document["paths"]["/accounts/projects"]["post"]["responses"]
+    assert "/v1/tenants/{tenant_id}:suspend" in document["paths"]
+    internal = [p for p in document["paths"] if "Evidence" in p or "Attestation" in p]
+    assert internal == []
