@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import signal
 import socket
@@ -45,8 +47,16 @@ def embedded_postgres(data_dir: Path) -> Any:
     return pgserver.get_server(str(data_dir / "pg"), cleanup_mode="stop")  # type: ignore[attr-defined]
 
 
+def role_password(base: str, role: str) -> str:
+    """A per-role password derived from the admin URL's own secret: stable across runs, stored nowhere."""
+    secret = make_url(async_url(base)).password or "aos-dev"
+    return hmac.new(str(secret).encode(), role.encode(), hashlib.sha256).hexdigest()
+
+
 def database_url(base: str, name: str) -> str:
-    return make_url(async_url(base)).set(database=name).render_as_string(hide_password=False)
+    """The URL of database `name` as its owner role `name` (each service connects as itself)."""
+    url = make_url(async_url(base)).set(database=name, username=name, password=role_password(base, name))
+    return url.render_as_string(hide_password=False)
 
 
 async def _create_databases(base: str, names: list[str], fresh: bool) -> None:
@@ -54,18 +64,28 @@ async def _create_databases(base: str, names: list[str], fresh: bool) -> None:
     try:
         async with engine.connect() as conn:
             existing = set((await conn.execute(text("SELECT datname FROM pg_database"))).scalars())
+            roles = set((await conn.execute(text("SELECT rolname FROM pg_roles"))).scalars())
             for name in names:
                 if fresh and name in existing:
                     await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+                password = role_password(base, name)
+                verb = "ALTER" if name in roles else "CREATE"
+                await conn.execute(
+                    text(f"{verb} ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}'")
+                )
                 if fresh or name not in existing:
-                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
+                    await conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
+                else:
+                    await conn.execute(text(f'ALTER DATABASE "{name}" OWNER TO "{name}"'))
+                # Only the owner may connect: another service's role cannot even open this database.
+                await conn.execute(text(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC'))
     finally:
         await engine.dispose()
 
 
 def prepare_databases(base: str, prefix: str = "", fresh: bool = False) -> dict[str, str]:
-    """Creates one database per service (if missing, or anew when fresh), migrates each to head;
-    returns service → URL."""
+    """Creates one database and one owning role per service (if missing, or anew when fresh) and
+    migrates each to head as that role; returns service → URL (as the service's role)."""
     urls = {svc: database_url(base, f"{prefix}{svc}") for svc in services()}
     asyncio.run(_create_databases(base, [f"{prefix}{svc}" for svc in urls], fresh))
     for svc, url in urls.items():
