@@ -34,7 +34,19 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     ".google.protobuf.Value": {},
     ".google.protobuf.Any": {"type": "object", "properties": {"@type": {"type": "string"}}},
 }
-STATUS = {"$ref": "#/components/schemas/google.rpc.Status"}
+# Service errors are google.rpc.Status; the edge's own refusals keep the legacy {"error", "message", ...} body.
+ERROR = {"anyOf": [{"$ref": "#/components/schemas/google.rpc.Status"}, {"$ref": "#/components/schemas/EdgeError"}]}
+EDGE_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "current_state": {"type": "string"},
+        "required_state": {"type": "string"},
+        "endpoint": {"type": "string"},
+    },
+}
 
 
 class _Index:
@@ -128,7 +140,7 @@ def _operation(
     out = {"$ref": f"#/components/schemas/{method.output_type.lstrip('.')}"}
     op["responses"] = {
         ok: {"description": "OK", "content": {"application/json": {"schema": out}}},
-        "default": {"description": "google.rpc.Status", "content": {"application/json": {"schema": STATUS}}},
+        "default": {"description": "error", "content": {"application/json": {"schema": ERROR}}},
     }
     return op
 
@@ -155,6 +167,9 @@ def document(descriptor_set: bytes, title: str = "AOS control plane") -> dict[st
         "openapi": "3.1.0",
         "info": {"title": title, "version": "1.0.0"},
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": index.components(), "securitySchemes": {"bearer": bearer, "apiKey": api_key}},
+        "components": {
+            "schemas": index.components() | {"EdgeError": EDGE_ERROR},
+            "securitySchemes": {"bearer": bearer, "apiKey": api_key},
+        },
         "security": [{"bearer": []}, {"apiKey": []}],
     }

@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 from aos.gate.v1 import gate_pb2
 from services.common import principal
 from services.common.errors import (
+    InvalidArgument,
     PermissionDenied,
     ServiceError,
     Unauthenticated,
@@ -76,13 +77,23 @@ def check(rule: gate_pb2.Rule | None, metadata: Any) -> None:
         raise PermissionDenied(f"API key lacks scope {rule.scope}", reason="SCOPE_REQUIRED")
 
 
-def _unavailable(exc: BaseException) -> bool:
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, _DOWN) or (isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated):
+        if isinstance(seen, kinds) or (
+            isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated and kinds is _DOWN
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _nul(exc: BaseException) -> bool:
+    return _caused_by(exc, (asyncpg.CharacterNotInRepertoireError,))
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return _caused_by(exc, _DOWN)
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -93,7 +104,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         if not isinstance(exc, ServiceError):
-            if _unavailable(exc):
+            if _nul(exc):  # a NUL in a field no validator looked at (ids, filters): still the caller's error
+                exc = InvalidArgument("request", "must not contain NUL characters")
+            elif _unavailable(exc):
                 log.warning("database unavailable: %s", type(exc).__name__)
                 exc = Unavailable(
                     "database unavailable",

@@ -11,6 +11,8 @@ from services.common.errors import InvalidArgument
 def length(field: str, value: str, low: int, high: int) -> str:
     """The trimmed value when its length is within [low, high]; otherwise INVALID_ARGUMENT naming the field."""
     trimmed = value.strip()
+    if "\x00" in trimmed:  # PostgreSQL text cannot hold NUL
+        raise InvalidArgument(field, "must not contain NUL characters")
     if not low <= len(trimmed) <= high:
         raise InvalidArgument(field, f"must be {low}..{high} characters, got {len(trimmed)}")
     return trimmed

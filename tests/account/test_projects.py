@@ -225,3 +225,12 @@ async def test_50_concurrent_creates_emit_a_gapless_sequence(
     assert [e.event_type for e in listed.events] == ["project.created"] * 50
     assert sorted(e.sequence_no for e in listed.events) == list(range(1, 51))
     assert {e.decision_owner for e in listed.events} == {"account"}
+
+
+async def test_nul_characters_are_invalid_input_not_internal_errors(account: Any, tenant: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await account.CreateProject(rpc.CreateProjectRequest(name="a\x00b"), metadata=human(tenant), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and violations(caught.value) == ["name"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await account.GetProject(rpc.GetProjectRequest(project_id="x\x00"), metadata=human(tenant), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
