@@ -36,7 +36,7 @@ class FakeProvider:
 def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            provider.seen.append({"path": self.path, "headers": dict(self.headers)})
+            provider.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}})
             if self.path.startswith("/slow/"):
                 time.sleep(SLOW_SECONDS)
             status = {"/boom/": 500, "/busy/": 429}.get(self.path[:6], 0)
