@@ -113,9 +113,13 @@ async def test_connector_lifecycle_events_evidence_and_isolation(
             "connector.deleted",
         ]
     good = await connector(
-        integrations, tenant_id, name="good", connector_type="http", endpoint=provider.base() + "/models",
+        integrations,
+        tenant_id,
+        name="good",
+        connector_type="http",
+        endpoint=provider.base() + "/models",
         credential=GOOD_KEY,
-    )  # fmt: skip
+    )
     await integrations.EnableConnector(rpc.EnableConnectorRequest(connector_id=good.connector_id), metadata=md)
     await check(integrations, tenant_id, good.connector_id)
     assert (await integrations.GetActivationEvidence(evidence, metadata=service())).has_validated_connector
@@ -141,8 +145,12 @@ async def test_datasources_are_persisted_checked_and_scoped(
         rpc.TestDatasourceRequest(source_id=api.datasource.source_id), metadata=md, timeout=15
     )
     assert degraded.datasource.health_state == "degraded"
-    assert (await integrations.EnableDatasource(rpc.EnableDatasourceRequest(source_id=sid), metadata=md)).datasource.status == "active"  # fmt: skip
-    assert (await integrations.DisableDatasource(rpc.DisableDatasourceRequest(source_id=sid), metadata=md)).datasource.status == "inactive"  # fmt: skip
+    assert (
+        await integrations.EnableDatasource(rpc.EnableDatasourceRequest(source_id=sid), metadata=md)
+    ).datasource.status == "active"
+    assert (
+        await integrations.DisableDatasource(rpc.DisableDatasourceRequest(source_id=sid), metadata=md)
+    ).datasource.status == "inactive"
     listed = await integrations.ListDatasources(rpc.ListDatasourcesRequest(page_size=1), metadata=md)
     assert len(listed.datasources) == 1 and listed.next_page_token
     rest = await integrations.ListDatasources(
