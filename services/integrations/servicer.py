@@ -351,11 +351,13 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         if legacy and (request.page_token or request.page_size):
             raise InvalidArgument("page_token", "cannot be combined with limit/offset")
         size = validation.page_size("limit" if legacy else "page_size", request.limit or request.page_size, 20)
+        # Keyset pages read one row more than they answer, to know whether another page exists.
+        fetch = size if legacy else size + 1
         rows, total = await self._list(
-            context, request.status, request.provider_type, size, request.page_token, request.offset
+            context, request.status, request.provider_type, fetch, request.page_token, request.offset
         )
-        more = len(rows) == size and request.offset + size < total
-        token = validation.encode_token(rows[-1].created_at, rows[-1].id) if more and not legacy else ""
+        token = validation.encode_token(rows[size - 1].created_at, rows[size - 1].id) if len(rows) > size else ""
+        rows = rows[:size]
         meta = pb.ListMeta(timestamp=_now(), request_id=request_id.get(), total=total)
         return rpc.ListIntegrationsResponse(
             success=True, data=[summary_pb(r) for r in rows], meta=meta, next_page_token=token
