@@ -1025,6 +1025,71 @@ class ListConnectorsResponse(_message.Message):
 Global___ListConnectorsResponse: _TypeAlias = ListConnectorsResponse  # noqa: Y015
 
 @_typing.final
+class UpdateConnectorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    name: _builtins.str
+    endpoint: _builtins.str
+    credential: _builtins.str
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replaces the capabilities when non-empty."""
+
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        endpoint: _builtins.str | None = ...,
+        credential: _builtins.str | None = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credential", b"_credential", "_endpoint", b"_endpoint", "_name", b"_name", "credential", b"credential", "endpoint", b"endpoint", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credential", b"_credential", "_endpoint", b"_endpoint", "_name", b"_name", "capabilities", b"capabilities", "connector_id", b"connector_id", "credential", b"credential", "endpoint", b"endpoint", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__credential: _TypeAlias = _typing.Literal["credential"]  # noqa: Y015
+    _WhichOneofArgType__credential: _TypeAlias = _typing.Literal["_credential", b"_credential"]  # noqa: Y015
+    _WhichOneofReturnType__endpoint: _TypeAlias = _typing.Literal["endpoint"]  # noqa: Y015
+    _WhichOneofArgType__endpoint: _TypeAlias = _typing.Literal["_endpoint", b"_endpoint"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential) -> _WhichOneofReturnType__credential | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__endpoint) -> _WhichOneofReturnType__endpoint | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateConnectorRequest: _TypeAlias = UpdateConnectorRequest  # noqa: Y015
+
+@_typing.final
+class UpdateConnectorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connector(self) -> _integration_pb2.Connector: ...
+    def __init__(
+        self,
+        *,
+        connector: _integration_pb2.Connector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateConnectorResponse: _TypeAlias = UpdateConnectorResponse  # noqa: Y015
+
+@_typing.final
 class DeleteConnectorRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1323,6 +1388,78 @@ class ListDatasourcesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDatasourcesResponse: _TypeAlias = ListDatasourcesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateDatasourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    source_id: _builtins.str
+    name: _builtins.str
+    endpoint: _builtins.str
+    credential: _builtins.str
+    description: _builtins.str
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replaces the tags when non-empty."""
+
+    def __init__(
+        self,
+        *,
+        source_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        endpoint: _builtins.str | None = ...,
+        credential: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credential", b"_credential", "_description", b"_description", "_endpoint", b"_endpoint", "_name", b"_name", "credential", b"credential", "description", b"description", "endpoint", b"endpoint", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credential", b"_credential", "_description", b"_description", "_endpoint", b"_endpoint", "_name", b"_name", "credential", b"credential", "description", b"description", "endpoint", b"endpoint", "name", b"name", "source_id", b"source_id", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__credential: _TypeAlias = _typing.Literal["credential"]  # noqa: Y015
+    _WhichOneofArgType__credential: _TypeAlias = _typing.Literal["_credential", b"_credential"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__endpoint: _TypeAlias = _typing.Literal["endpoint"]  # noqa: Y015
+    _WhichOneofArgType__endpoint: _TypeAlias = _typing.Literal["_endpoint", b"_endpoint"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential) -> _WhichOneofReturnType__credential | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__endpoint) -> _WhichOneofReturnType__endpoint | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateDatasourceRequest: _TypeAlias = UpdateDatasourceRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDatasourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasource(self) -> _integration_pb2.Datasource: ...
+    def __init__(
+        self,
+        *,
+        datasource: _integration_pb2.Datasource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDatasourceResponse: _TypeAlias = UpdateDatasourceResponse  # noqa: Y015
 
 @_typing.final
 class DeleteDatasourceRequest(_message.Message):

@@ -106,6 +106,11 @@ class IntegrationsServiceStub:
                 request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsRequest.SerializeToString,
                 response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsResponse.FromString,
                 _registered_method=True)
+        self.UpdateConnector = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/UpdateConnector',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorResponse.FromString,
+                _registered_method=True)
         self.DeleteConnector = channel.unary_unary(
                 '/aos.integrations.v1.IntegrationsService/DeleteConnector',
                 request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteConnectorRequest.SerializeToString,
@@ -140,6 +145,11 @@ class IntegrationsServiceStub:
                 '/aos.integrations.v1.IntegrationsService/ListDatasources',
                 request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesRequest.SerializeToString,
                 response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesResponse.FromString,
+                _registered_method=True)
+        self.UpdateDatasource = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/UpdateDatasource',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceResponse.FromString,
                 _registered_method=True)
         self.DeleteDatasource = channel.unary_unary(
                 '/aos.integrations.v1.IntegrationsService/DeleteDatasource',
@@ -277,6 +287,14 @@ class IntegrationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateConnector(self, request, context):
+        """Changes any subset of name, endpoint and credential (and capabilities); never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteConnector(self, request, context):
         """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted).
         """
@@ -322,6 +340,14 @@ class IntegrationsServiceServicer:
 
     def ListDatasources(self, request, context):
         """Lists the tenant's datasources (not deleted), newest first. Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDatasource(self, request, context):
+        """Changes any subset of name, endpoint and credential (and description, tags); never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -436,6 +462,11 @@ def add_IntegrationsServiceServicer_to_server(servicer, server):
                     request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsRequest.FromString,
                     response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsResponse.SerializeToString,
             ),
+            'UpdateConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConnector,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorResponse.SerializeToString,
+            ),
             'DeleteConnector': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteConnector,
                     request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteConnectorRequest.FromString,
@@ -470,6 +501,11 @@ def add_IntegrationsServiceServicer_to_server(servicer, server):
                     servicer.ListDatasources,
                     request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesRequest.FromString,
                     response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesResponse.SerializeToString,
+            ),
+            'UpdateDatasource': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDatasource,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceResponse.SerializeToString,
             ),
             'DeleteDatasource': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteDatasource,
@@ -888,6 +924,33 @@ class IntegrationsService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/UpdateConnector',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteConnector(request,
             target,
             options=(),
@@ -1066,6 +1129,33 @@ class IntegrationsService:
             '/aos.integrations.v1.IntegrationsService/ListDatasources',
             aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesRequest.SerializeToString,
             aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDatasource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/UpdateDatasource',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,10 @@ class IntegrationsServiceStub:
     """Reads a connector of the caller's tenant. Errors: NOT_FOUND."""
     ListConnectors: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.ListConnectorsRequest, _integrations_service_pb2.ListConnectorsResponse]
     """Lists the tenant's connectors (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+    UpdateConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateConnectorRequest, _integrations_service_pb2.UpdateConnectorResponse]
+    """Changes any subset of name, endpoint and credential (and capabilities); never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
     DeleteConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteConnectorRequest, _integrations_service_pb2.DeleteConnectorResponse]
     """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
     EnableConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableConnectorRequest, _integrations_service_pb2.EnableConnectorResponse]
@@ -91,6 +95,10 @@ class IntegrationsServiceStub:
     """Reads a datasource of the caller's tenant. Errors: NOT_FOUND."""
     ListDatasources: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.ListDatasourcesRequest, _integrations_service_pb2.ListDatasourcesResponse]
     """Lists the tenant's datasources (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+    UpdateDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateDatasourceRequest, _integrations_service_pb2.UpdateDatasourceResponse]
+    """Changes any subset of name, endpoint and credential (and description, tags); never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
     DeleteDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteDatasourceRequest, _integrations_service_pb2.DeleteDatasourceResponse]
     """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
     EnableDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableDatasourceRequest, _integrations_service_pb2.EnableDatasourceResponse]
@@ -151,6 +159,10 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     """Reads a connector of the caller's tenant. Errors: NOT_FOUND."""
     ListConnectors: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.ListConnectorsRequest, _integrations_service_pb2.ListConnectorsResponse]  # type: ignore[assignment]
     """Lists the tenant's connectors (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+    UpdateConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateConnectorRequest, _integrations_service_pb2.UpdateConnectorResponse]  # type: ignore[assignment]
+    """Changes any subset of name, endpoint and credential (and capabilities); never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
     DeleteConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteConnectorRequest, _integrations_service_pb2.DeleteConnectorResponse]  # type: ignore[assignment]
     """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
     EnableConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableConnectorRequest, _integrations_service_pb2.EnableConnectorResponse]  # type: ignore[assignment]
@@ -167,6 +179,10 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     """Reads a datasource of the caller's tenant. Errors: NOT_FOUND."""
     ListDatasources: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.ListDatasourcesRequest, _integrations_service_pb2.ListDatasourcesResponse]  # type: ignore[assignment]
     """Lists the tenant's datasources (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+    UpdateDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateDatasourceRequest, _integrations_service_pb2.UpdateDatasourceResponse]  # type: ignore[assignment]
+    """Changes any subset of name, endpoint and credential (and description, tags); never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
     DeleteDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteDatasourceRequest, _integrations_service_pb2.DeleteDatasourceResponse]  # type: ignore[assignment]
     """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
     EnableDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableDatasourceRequest, _integrations_service_pb2.EnableDatasourceResponse]  # type: ignore[assignment]
@@ -310,6 +326,16 @@ class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists the tenant's connectors (not deleted), newest first. Errors: INVALID_ARGUMENT."""
 
     @_abc_1.abstractmethod
+    def UpdateConnector(
+        self,
+        request: _integrations_service_pb2.UpdateConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.UpdateConnectorResponse, _abc.Awaitable[_integrations_service_pb2.UpdateConnectorResponse]]:
+        """Changes any subset of name, endpoint and credential (and capabilities); never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
+
+    @_abc_1.abstractmethod
     def DeleteConnector(
         self,
         request: _integrations_service_pb2.DeleteConnectorRequest,
@@ -366,6 +392,16 @@ class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_integrations_service_pb2.ListDatasourcesResponse, _abc.Awaitable[_integrations_service_pb2.ListDatasourcesResponse]]:
         """Lists the tenant's datasources (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+
+    @_abc_1.abstractmethod
+    def UpdateDatasource(
+        self,
+        request: _integrations_service_pb2.UpdateDatasourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.UpdateDatasourceResponse, _abc.Awaitable[_integrations_service_pb2.UpdateDatasourceResponse]]:
+        """Changes any subset of name, endpoint and credential (and description, tags); never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
 
     @_abc_1.abstractmethod
     def DeleteDatasource(
