@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.integrations.v1 import integrations_service_pb2 as rpc
 from tests.conftest import human
-from tests.integrations.conftest import GOOD_KEY
+from tests.integrations.conftest import GOOD_KEY, FakeProvider
 
 SECRET = "sk-live-" + "s3cr3t" * 6
 
@@ -95,19 +95,33 @@ async def test_duplicate_name_is_already_exists_but_another_tenant_may_use_it(
 
 
 async def test_credential_never_leaves_in_clear(
-    integrations: Any, tenant_id: str, engines: dict[str, AsyncEngine], caplog: pytest.LogCaptureFixture
+    integrations: Any,
+    tenant_id: str,
+    engines: dict[str, AsyncEngine],
+    caplog: pytest.LogCaptureFixture,
+    provider: FakeProvider,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     md = human(tenant_id)
-    created = await integrations.CreateIntegration(create("leak-check", credential=SECRET), metadata=md, timeout=5)
-    got = await integrations.GetIntegration(rpc.GetIntegrationRequest(integration_id=created.data.id), metadata=md)
+    base = struct_pb2.Struct(fields={"base_url": struct_pb2.Value(string_value=provider.base())})
+    created = await integrations.CreateIntegration(
+        create("leak-check", credential=SECRET, config=base), metadata=md, timeout=5
+    )
+    iid = created.data.id
+    got = await integrations.GetIntegration(rpc.GetIntegrationRequest(integration_id=iid), metadata=md)
     listed = await integrations.ListIntegrations(rpc.ListIntegrationsRequest(), metadata=md, timeout=5)
-    for reply in (created, got, listed):
+    tested = await integrations.TestIntegration(rpc.TestIntegrationRequest(integration_id=iid), metadata=md)
+    assert tested.data.health_state == "failing"  # the provider saw the real (wrong) key
+    assert provider.seen[-1]["headers"]["authorization"] == f"Bearer {SECRET}"
+    updated = await integrations.UpdateIntegration(
+        rpc.UpdateIntegrationRequest(integration_id=iid, credential=SECRET + "2"), metadata=md
+    )
+    for reply in (created, got, listed, tested, updated):
         assert SECRET.encode() not in reply.SerializeToString()
     dump = await rows(engines, "SELECT row_to_json(i)::text FROM integration i WHERE tenant_id = :t", t=tenant_id)
     dump += await rows(engines, "SELECT row_to_json(e)::text FROM event e WHERE tenant_id = :t", t=tenant_id)
     dump += await rows(engines, "SELECT row_to_json(k)::text FROM tenant_key k WHERE tenant_id = :t", t=tenant_id)
-    assert len(dump) == 3 and all(SECRET not in row[0] for row in dump)
-    stored = await rows(engines, "SELECT credential_ref FROM integration WHERE id = :i", i=created.data.id)
+    assert len(dump) == 5 and all(SECRET not in row[0] for row in dump)
+    stored = await rows(engines, "SELECT credential_ref FROM integration WHERE id = :i", i=iid)
     assert stored[0][0].startswith("encrypted://")
-    assert SECRET not in caplog.text
+    assert "tested" in caplog.text and SECRET not in caplog.text

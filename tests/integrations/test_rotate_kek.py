@@ -63,10 +63,23 @@ async def test_rotation_rewraps_all_data_keys_and_credentials_still_decrypt(
     settings = settings.model_copy(update={"keks": {k: type(DEV_KEK)(v) for k, v in BOTH.items()}, "active_kek": "k2"})
     replica = await start_service("integrations", settings)
     try:
-        assert "re-wrapped" in await rotate(db_urls["integrations"], "k2")
-        assert await kek_ids(engines) == {"k2"}
         async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}") as channel:
             stub = integrations_service_pb2_grpc.IntegrationsServiceStub(channel)
+
+            async def keep_testing() -> list[str]:
+                states = []
+                while not rotation.done():
+                    tested = await stub.TestIntegration(
+                        rpc.TestIntegrationRequest(integration_id=iid), metadata=human(tenant_id), timeout=10
+                    )
+                    states.append(tested.data.health_state)
+                return states
+
+            rotation = asyncio.ensure_future(rotate(db_urls["integrations"], "k2"))
+            states = await keep_testing()  # the replica serves throughout the rotation
+            assert "re-wrapped" in await rotation
+            assert states and set(states) == {"healthy"}
+            assert await kek_ids(engines) == {"k2"}
             tested = await stub.TestIntegration(
                 rpc.TestIntegrationRequest(integration_id=iid), metadata=human(tenant_id), timeout=10
             )
