@@ -124,12 +124,15 @@ def classify(status: int) -> tuple[str, str]:
 
 async def probe_http(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> Outcome:
     """One GET; Refused propagates (the caller turns it into a refusal, not a health state)."""
-    started = time.monotonic()
+    started, deadline = time.monotonic(), http.timeout.read or 5.0
     try:
-        reply = await http.get(url, headers=headers)
+        # One deadline for the whole exchange: httpx's timeouts are per phase and per read, so a server
+        # trickling bytes could otherwise hold the check open.
+        async with asyncio.timeout(deadline):
+            reply = await http.get(url, headers=headers)
         state, message = classify(reply.status_code)
-    except httpx.TimeoutException:
-        state, message = "degraded", f"timed out after {http.timeout.read}s"
+    except (httpx.TimeoutException, TimeoutError):
+        state, message = "degraded", f"timed out after {deadline}s"
     except httpx.HTTPError as exc:
         state, message = "degraded", f"unreachable ({type(exc).__name__})"
     return Outcome(state, message, round((time.monotonic() - started) * 1000))

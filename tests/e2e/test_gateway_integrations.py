@@ -59,6 +59,9 @@ async def test_legacy_integration_journey(
     assert dup.status_code == 409 and "already exists" in dup.json()["message"]
 
     assert (await http.put(f"/integrations/{iid}", json={}, headers=auth)).status_code == 400
+    status_change = await http.put(f"/integrations/{iid}", json={"status": "enabled"}, headers=auth)
+    assert status_change.status_code == 400  # status is not a field of the update: only the machine moves it
+    assert (await http.get("/integrations/not-a-uuid", headers=auth)).status_code == 400
     renamed = await http.put(
         f"/integrations/{iid}", json={"credential": GOOD_KEY, "default_model": "gpt"}, headers=auth
     )
