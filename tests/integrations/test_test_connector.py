@@ -157,8 +157,19 @@ async def test_datasources_are_persisted_checked_and_scoped(
         rpc.ListDatasourcesRequest(page_size=1, page_token=listed.next_page_token), metadata=md
     )
     assert {listed.datasources[0].source_id, rest.datasources[0].source_id} == {sid, api.datasource.source_id}
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await integrations.GetDatasource(rpc.GetDatasourceRequest(source_id=sid), metadata=human("x-" + tenant_id))
-    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    other = human("x-" + tenant_id)
+    for name, request in (
+        ("GetDatasource", rpc.GetDatasourceRequest(source_id=sid)),
+        ("UpdateDatasource", rpc.UpdateDatasourceRequest(source_id=sid, name="stolen")),
+        ("EnableDatasource", rpc.EnableDatasourceRequest(source_id=sid)),
+        ("DisableDatasource", rpc.DisableDatasourceRequest(source_id=sid)),
+        ("DeleteDatasource", rpc.DeleteDatasourceRequest(source_id=sid)),
+        ("TestDatasource", rpc.TestDatasourceRequest(source_id=sid)),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await getattr(integrations, name)(request, metadata=other, timeout=5)
+        assert caught.value.code() is grpc.StatusCode.NOT_FOUND, name
+    mine = await integrations.GetDatasource(rpc.GetDatasourceRequest(source_id=sid), metadata=md)
+    assert mine.datasource.name == "warehouse" and mine.datasource.status == "inactive"
     gone = await integrations.DeleteDatasource(rpc.DeleteDatasourceRequest(source_id=sid), metadata=md)
     assert gone.datasource.status == "deprecated"
