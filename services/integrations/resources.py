@@ -22,6 +22,8 @@ from services.integrations.settings import Settings
 OWNER = "integrations"
 log = logging.getLogger("aos.integrations")
 _PAST = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}
+# Fields whose change invalidates the latest test.
+_RETEST = {"credential_ref", "config", "endpoint"}
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,12 @@ class Resources:
         async with self._sessions.begin() as session:
             if secret:
                 values["credential_ref"] = await self._seal(session, who.tenant(), kind, row_id, secret)
+            fields = sorted(values)
+            if _RETEST & set(values):
+                # What the last test validated has changed: it no longer counts as evidence until tested again.
+                values |= {"health_state": "unknown", "health_message": "changed since the last test"}
             row = await repository.change(session, kind.model, who.tenant(), row_id, values)
-            await self._emit(session, who, "updated", row, fields=sorted(values))
+            await self._emit(session, who, "updated", row, fields=fields, health_state=row.health_state)
         return row
 
     async def move(self, who: Principal, kind: Kind, row_id: str, action: str) -> Any:

@@ -138,9 +138,15 @@ async def test_evidence_needs_enabled_live_and_latest_test_passed(
             )
         ).scalar_one()
     assert payload["integration_id"] == iid and payload["health_state"] == "healthy" and payload["passed"] is True
-    await integrations.UpdateIntegration(
+    changed = await integrations.UpdateIntegration(
         rpc.UpdateIntegrationRequest(integration_id=iid, config=config(base_url=provider.base("boom"))), metadata=md
     )
+    assert changed.data.health_state == "unknown"  # the endpoint changed: the old result no longer counts
+    assert not await evidence(integrations, tenant_id)
+    renamed = await integrations.UpdateIntegration(
+        rpc.UpdateIntegrationRequest(integration_id=iid, name="renamed"), metadata=md
+    )
+    assert renamed.data.health_state == "unknown"
     assert (await run_test(integrations, tenant_id, iid)).health_state == "degraded"
     assert not await evidence(integrations, tenant_id)  # the latest validation failed
     await integrations.UpdateIntegration(
@@ -151,6 +157,8 @@ async def test_evidence_needs_enabled_live_and_latest_test_passed(
     assert not await evidence(integrations, tenant_id)
     await integrations.EnableIntegration(rpc.EnableIntegrationRequest(integration_id=iid), metadata=md)
     assert await evidence(integrations, tenant_id)
+    await integrations.UpdateIntegration(rpc.UpdateIntegrationRequest(integration_id=iid, name="again"), metadata=md)
+    assert await evidence(integrations, tenant_id)  # a rename does not touch what was validated
     await integrations.DeleteIntegration(rpc.DeleteIntegrationRequest(integration_id=iid), metadata=md)
     assert not await evidence(integrations, tenant_id)
 

@@ -38,7 +38,11 @@ async def test_connector_update_reseals_the_credential_and_emits_updated(
                 {"t": tenant_id},
             )
         ).scalar_one()
-    assert payload == {"connector_id": cid, "fields": ["capabilities", "credential_ref", "endpoint"]}
+    assert payload == {
+        "connector_id": cid,
+        "fields": ["capabilities", "credential_ref", "endpoint"],
+        "health_state": "unknown",
+    }
     with pytest.raises(grpc.aio.AioRpcError) as empty:
         await integrations.UpdateConnector(rpc.UpdateConnectorRequest(connector_id=cid), metadata=md)
     assert empty.value.code() is grpc.StatusCode.INVALID_ARGUMENT

@@ -37,7 +37,7 @@ async def test_partial_update_changes_only_the_given_fields(
                 {"t": tenant_id},
             )
         ).scalar_one()
-    assert payload == {"integration_id": iid, "fields": ["default_model", "rate_limit_rpm"]}
+    assert payload == {"integration_id": iid, "fields": ["default_model", "rate_limit_rpm"], "health_state": "unknown"}
 
 
 @pytest.mark.parametrize(
