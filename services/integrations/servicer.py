@@ -16,7 +16,7 @@ from services.common.interceptors import request_id
 from services.common.principal import caller
 from services.common.server import created
 from services.integrations import outbound, policy, repository
-from services.integrations.models import Connector, Datasource, Integration
+from services.integrations.models import Connector, Datasource, Integration, Managed
 from services.integrations.resources import CONNECTORS, DATASOURCES, INTEGRATIONS, Kind, Resources
 from services.integrations.settings import Settings
 
@@ -32,86 +32,44 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
+def _managed(r: Managed) -> dict[str, Any]:
+    """The fields every resource message shares (never credential_ref or config)."""
+    return {
+        "tenant_id": r.tenant_id, "name": r.name, "status": r.status, "health_state": r.health_state,
+        "health_message": r.health_message or "", "latency_ms": r.latency_ms, "has_credential": bool(r.credential_ref),
+        "deleted": r.deleted_at is not None,
+        **_ts(health_checked_at=r.health_checked_at, created_at=r.created_at, updated_at=r.updated_at),
+    }  # fmt: skip
+
+
 def integration_pb(r: Integration) -> pb.Integration:
     return pb.Integration(
-        id=r.id,
-        tenant_id=r.tenant_id,
-        name=r.name,
-        provider_type=r.provider_type,
-        status=r.status,
-        health_state=r.health_state,
-        health_message=r.health_message or "",
-        latency_ms=r.latency_ms,
-        default_model=r.default_model or "",
-        budget_limit_cents=r.budget_limit_cents,
-        token_limit_month=r.token_limit_month,
-        rate_limit_rpm=r.rate_limit_rpm,
-        has_credential=bool(r.credential_ref),
-        deleted=r.deleted_at is not None,
-        created_by=r.created_by or "",
-        **_ts(
-            health_checked_at=r.health_checked_at,
-            deleted_at=r.deleted_at,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-        ),
-    )
+        id=r.id, provider_type=r.provider_type, default_model=r.default_model or "",
+        budget_limit_cents=r.budget_limit_cents, token_limit_month=r.token_limit_month,
+        rate_limit_rpm=r.rate_limit_rpm, created_by=r.created_by or "", **_ts(deleted_at=r.deleted_at), **_managed(r),
+    )  # fmt: skip
 
 
 def summary_pb(r: Integration) -> pb.IntegrationSummary:
     return pb.IntegrationSummary(
-        id=r.id,
-        name=r.name,
-        provider_type=r.provider_type,
-        status=r.status,
-        health_state=r.health_state,
-        default_model=r.default_model or "",
-        **_ts(created_at=r.created_at),
-    )
+        id=r.id, name=r.name, provider_type=r.provider_type, status=r.status, health_state=r.health_state,
+        default_model=r.default_model or "", **_ts(created_at=r.created_at),
+    )  # fmt: skip
 
 
 def connector_pb(r: Connector) -> pb.Connector:
     return pb.Connector(
-        connector_id=r.id,
-        tenant_id=r.tenant_id,
-        name=r.name,
-        connector_type=r.connector_type,
-        status=r.status,
-        capabilities=r.capabilities,
-        endpoint=r.endpoint,
-        health_state=r.health_state,
-        health_message=r.health_message or "",
-        latency_ms=r.latency_ms,
-        has_credential=bool(r.credential_ref),
-        connection_count=r.connection_count,
-        error_count=r.error_count,
-        deleted=r.deleted_at is not None,
-        **_ts(
-            health_checked_at=r.health_checked_at,
-            last_connected=r.last_connected,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-        ),
-    )
+        connector_id=r.id, connector_type=r.connector_type, capabilities=r.capabilities, endpoint=r.endpoint,
+        connection_count=r.connection_count, error_count=r.error_count, **_ts(last_connected=r.last_connected),
+        **_managed(r),
+    )  # fmt: skip
 
 
 def datasource_pb(r: Datasource) -> pb.Datasource:
     return pb.Datasource(
-        source_id=r.id,
-        tenant_id=r.tenant_id,
-        name=r.name,
-        source_type=r.source_type,
-        status=r.status,
-        description=r.description,
-        tags=r.tags,
-        endpoint=r.endpoint,
-        health_state=r.health_state,
-        health_message=r.health_message or "",
-        latency_ms=r.latency_ms,
-        has_credential=bool(r.credential_ref),
-        deleted=r.deleted_at is not None,
-        **_ts(health_checked_at=r.health_checked_at, created_at=r.created_at, updated_at=r.updated_at),
-    )
+        source_id=r.id, source_type=r.source_type, description=r.description, tags=r.tags, endpoint=r.endpoint,
+        **_managed(r),
+    )  # fmt: skip
 
 
 def _meta() -> pb.Meta:

@@ -60,6 +60,8 @@ async def test_enable_disable_enable_delete_then_enable_is_refused(
     assert err.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert err.details() == "Cannot enable deleted integration"
     assert dict(err.trailing_metadata() or ())["x-aos-http-status"] == "409"
+    untestable = await refused(integrations, tenant_id, "test", iid)
+    assert untestable.code() is grpc.StatusCode.FAILED_PRECONDITION and "deleted" in untestable.details()
     assert await event_types(engines, tenant_id) == [
         "integration.created",
         "integration.enabled",
