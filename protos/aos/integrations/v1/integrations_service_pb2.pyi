@@ -3,8 +3,13 @@
 isort:skip_file
 """
 
+from aos.integrations.v1 import integration_pb2 as _integration_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -15,6 +20,1602 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class CreateIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROVIDER_TYPE_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_REF_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
+    BUDGET_LIMIT_CENTS_FIELD_NUMBER: _builtins.int
+    TOKEN_LIMIT_MONTH_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """1..255 characters, unique in the tenant."""
+    provider_type: _builtins.str
+    """openai, anthropic, azure_openai, bedrock or custom (case-insensitive)."""
+    credential_ref: _builtins.str
+    """A reference (encrypted://… or, in dev, env://VAR); never a raw secret."""
+    credential: _builtins.str
+    """Write-only secret; stored encrypted (AES-256-GCM, per-tenant data key), never returned."""
+    default_model: _builtins.str
+    """At most 100 characters."""
+    budget_limit_cents: _builtins.int
+    """>= 0; 0 = unlimited."""
+    token_limit_month: _builtins.int
+    rate_limit_rpm: _builtins.int
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct:
+        """Provider settings, e.g. base_url, api_version, region. Never returned."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        provider_type: _builtins.str = ...,
+        credential_ref: _builtins.str = ...,
+        credential: _builtins.str = ...,
+        config: _struct_pb2.Struct | None = ...,
+        default_model: _builtins.str = ...,
+        budget_limit_cents: _builtins.int = ...,
+        token_limit_month: _builtins.int = ...,
+        rate_limit_rpm: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "name", b"name", "provider_type", b"provider_type", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateIntegrationRequest: _TypeAlias = CreateIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class CreateIntegrationResponse(_message.Message):
+    """The legacy envelope {success, data, meta}."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> _integration_pb2.Integration: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: _integration_pb2.Integration | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateIntegrationResponse: _TypeAlias = CreateIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class GetIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIntegrationRequest: _TypeAlias = GetIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class GetIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> _integration_pb2.Integration: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: _integration_pb2.Integration | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIntegrationResponse: _TypeAlias = GetIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class ListIntegrationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROVIDER_TYPE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """Optional filters (lower-case values)."""
+    provider_type: _builtins.str
+    page_size: _builtins.int
+    """Keyset paging: 1..100, default 20."""
+    page_token: _builtins.str
+    limit: _builtins.int
+    """Legacy paging: limit 1..100 (default 20), offset >= 0."""
+    offset: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        provider_type: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "provider_type", b"provider_type", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIntegrationsRequest: _TypeAlias = ListIntegrationsRequest  # noqa: Y015
+
+@_typing.final
+class ListIntegrationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    next_page_token: _builtins.str
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[_integration_pb2.IntegrationSummary]: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.ListMeta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: _abc.Iterable[_integration_pb2.IntegrationSummary] | None = ...,
+        meta: _integration_pb2.ListMeta | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "next_page_token", b"next_page_token", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIntegrationsResponse: _TypeAlias = ListIntegrationsResponse  # noqa: Y015
+
+@_typing.final
+class ListIntegrationsFacadeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROVIDER_TYPE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    provider_type: _builtins.str
+    limit: _builtins.int
+    offset: _builtins.int
+    as_of: _builtins.str
+    """Not supported; present only so that it is refused with UNSUPPORTED_PARAM."""
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        provider_type: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        as_of: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "limit", b"limit", "offset", b"offset", "provider_type", b"provider_type", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIntegrationsFacadeRequest: _TypeAlias = ListIntegrationsFacadeRequest  # noqa: Y015
+
+@_typing.final
+class Pagination(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    NEXT_OFFSET_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    offset: _builtins.int
+    next_offset: _builtins.int
+    """Absent on the last page."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        next_offset: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_offset", b"_next_offset", "next_offset", b"next_offset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_offset", b"_next_offset", "limit", b"limit", "next_offset", b"next_offset", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_offset: _TypeAlias = _typing.Literal["next_offset"]  # noqa: Y015
+    _WhichOneofArgType__next_offset: _TypeAlias = _typing.Literal["_next_offset", b"_next_offset"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_offset) -> _WhichOneofReturnType__next_offset | None: ...
+
+Global___Pagination: _TypeAlias = Pagination  # noqa: Y015
+
+@_typing.final
+class FacadeMeta(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    correlation_id: _builtins.str
+    as_of: _builtins.str
+    """Always absent (null in the legacy API)."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+        as_of: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "as_of", b"as_of", "correlation_id", b"correlation_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
+
+Global___FacadeMeta: _TypeAlias = FacadeMeta  # noqa: Y015
+
+@_typing.final
+class ListIntegrationsFacadeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATIONS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def integrations(self) -> _containers.RepeatedCompositeFieldContainer[_integration_pb2.IntegrationSummary]: ...
+    @_builtins.property
+    def pagination(self) -> Global___Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def meta(self) -> Global___FacadeMeta: ...
+    def __init__(
+        self,
+        *,
+        integrations: _abc.Iterable[_integration_pb2.IntegrationSummary] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: Global___Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        meta: Global___FacadeMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "integrations", b"integrations", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIntegrationsFacadeResponse: _TypeAlias = ListIntegrationsFacadeResponse  # noqa: Y015
+
+@_typing.final
+class UpdateIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_REF_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
+    BUDGET_LIMIT_CENTS_FIELD_NUMBER: _builtins.int
+    TOKEN_LIMIT_MONTH_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    name: _builtins.str
+    credential_ref: _builtins.str
+    credential: _builtins.str
+    default_model: _builtins.str
+    budget_limit_cents: _builtins.int
+    token_limit_month: _builtins.int
+    rate_limit_rpm: _builtins.int
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        credential_ref: _builtins.str | None = ...,
+        credential: _builtins.str | None = ...,
+        config: _struct_pb2.Struct | None = ...,
+        default_model: _builtins.str | None = ...,
+        budget_limit_cents: _builtins.int | None = ...,
+        token_limit_month: _builtins.int | None = ...,
+        rate_limit_rpm: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents", "_credential", b"_credential", "_credential_ref", b"_credential_ref", "_default_model", b"_default_model", "_name", b"_name", "_rate_limit_rpm", b"_rate_limit_rpm", "_token_limit_month", b"_token_limit_month", "budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "name", b"name", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents", "_credential", b"_credential", "_credential_ref", b"_credential_ref", "_default_model", b"_default_model", "_name", b"_name", "_rate_limit_rpm", b"_rate_limit_rpm", "_token_limit_month", b"_token_limit_month", "budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "integration_id", b"integration_id", "name", b"name", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_limit_cents: _TypeAlias = _typing.Literal["budget_limit_cents"]  # noqa: Y015
+    _WhichOneofArgType__budget_limit_cents: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents"]  # noqa: Y015
+    _WhichOneofReturnType__credential: _TypeAlias = _typing.Literal["credential"]  # noqa: Y015
+    _WhichOneofArgType__credential: _TypeAlias = _typing.Literal["_credential", b"_credential"]  # noqa: Y015
+    _WhichOneofReturnType__credential_ref: _TypeAlias = _typing.Literal["credential_ref"]  # noqa: Y015
+    _WhichOneofArgType__credential_ref: _TypeAlias = _typing.Literal["_credential_ref", b"_credential_ref"]  # noqa: Y015
+    _WhichOneofReturnType__default_model: _TypeAlias = _typing.Literal["default_model"]  # noqa: Y015
+    _WhichOneofArgType__default_model: _TypeAlias = _typing.Literal["_default_model", b"_default_model"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__rate_limit_rpm: _TypeAlias = _typing.Literal["rate_limit_rpm"]  # noqa: Y015
+    _WhichOneofArgType__rate_limit_rpm: _TypeAlias = _typing.Literal["_rate_limit_rpm", b"_rate_limit_rpm"]  # noqa: Y015
+    _WhichOneofReturnType__token_limit_month: _TypeAlias = _typing.Literal["token_limit_month"]  # noqa: Y015
+    _WhichOneofArgType__token_limit_month: _TypeAlias = _typing.Literal["_token_limit_month", b"_token_limit_month"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_limit_cents) -> _WhichOneofReturnType__budget_limit_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential) -> _WhichOneofReturnType__credential | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential_ref) -> _WhichOneofReturnType__credential_ref | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_model) -> _WhichOneofReturnType__default_model | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_limit_rpm) -> _WhichOneofReturnType__rate_limit_rpm | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__token_limit_month) -> _WhichOneofReturnType__token_limit_month | None: ...
+
+Global___UpdateIntegrationRequest: _TypeAlias = UpdateIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class UpdateIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> _integration_pb2.Integration: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: _integration_pb2.Integration | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateIntegrationResponse: _TypeAlias = UpdateIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class DeleteIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteIntegrationRequest: _TypeAlias = DeleteIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class DeleteResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.bool
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.bool = ...,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteResult: _TypeAlias = DeleteResult  # noqa: Y015
+
+@_typing.final
+class DeleteIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> Global___DeleteResult: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: Global___DeleteResult | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteIntegrationResponse: _TypeAlias = DeleteIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class EnableIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableIntegrationRequest: _TypeAlias = EnableIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class StatusResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    status: _builtins.str
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id", "message", b"message", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusResult: _TypeAlias = StatusResult  # noqa: Y015
+
+@_typing.final
+class EnableIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> Global___StatusResult: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: Global___StatusResult | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableIntegrationResponse: _TypeAlias = EnableIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class DisableIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableIntegrationRequest: _TypeAlias = DisableIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class DisableIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> Global___StatusResult: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: Global___StatusResult | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableIntegrationResponse: _TypeAlias = DisableIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class TestIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestIntegrationRequest: _TypeAlias = TestIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class TestResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    HEALTH_STATE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    health_state: _builtins.str
+    """healthy, degraded or failing."""
+    message: _builtins.str
+    latency_ms: _builtins.int
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+        health_state: _builtins.str = ...,
+        message: _builtins.str = ...,
+        latency_ms: _builtins.int = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "health_state", b"health_state", "integration_id", b"integration_id", "latency_ms", b"latency_ms", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestResult: _TypeAlias = TestResult  # noqa: Y015
+
+@_typing.final
+class TestIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> Global___TestResult: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: Global___TestResult | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestIntegrationResponse: _TypeAlias = TestIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class GetIntegrationHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIntegrationHealthRequest: _TypeAlias = GetIntegrationHealthRequest  # noqa: Y015
+
+@_typing.final
+class HealthResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    HEALTH_STATE_FIELD_NUMBER: _builtins.int
+    HEALTH_MESSAGE_FIELD_NUMBER: _builtins.int
+    HEALTH_CHECKED_AT_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    health_state: _builtins.str
+    health_message: _builtins.str
+    latency_ms: _builtins.int
+    @_builtins.property
+    def health_checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+        health_state: _builtins.str = ...,
+        health_message: _builtins.str = ...,
+        health_checked_at: _timestamp_pb2.Timestamp | None = ...,
+        latency_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_checked_at", b"health_checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["health_checked_at", b"health_checked_at", "health_message", b"health_message", "health_state", b"health_state", "integration_id", b"integration_id", "latency_ms", b"latency_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthResult: _TypeAlias = HealthResult  # noqa: Y015
+
+@_typing.final
+class GetIntegrationHealthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> Global___HealthResult: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: Global___HealthResult | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIntegrationHealthResponse: _TypeAlias = GetIntegrationHealthResponse  # noqa: Y015
+
+@_typing.final
+class GetIntegrationLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIntegrationLimitsRequest: _TypeAlias = GetIntegrationLimitsRequest  # noqa: Y015
+
+@_typing.final
+class LimitsResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    BUDGET_LIMIT_CENTS_FIELD_NUMBER: _builtins.int
+    BUDGET_USED_CENTS_FIELD_NUMBER: _builtins.int
+    BUDGET_PERCENT_FIELD_NUMBER: _builtins.int
+    TOKEN_LIMIT_MONTH_FIELD_NUMBER: _builtins.int
+    TOKENS_USED_MONTH_FIELD_NUMBER: _builtins.int
+    TOKEN_PERCENT_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    REQUESTS_THIS_MINUTE_FIELD_NUMBER: _builtins.int
+    RATE_PERCENT_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    budget_limit_cents: _builtins.int
+    budget_used_cents: _builtins.int
+    budget_percent: _builtins.float
+    token_limit_month: _builtins.int
+    tokens_used_month: _builtins.int
+    token_percent: _builtins.float
+    rate_limit_rpm: _builtins.int
+    requests_this_minute: _builtins.int
+    rate_percent: _builtins.float
+    @_builtins.property
+    def period_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def period_end(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+        budget_limit_cents: _builtins.int = ...,
+        budget_used_cents: _builtins.int = ...,
+        budget_percent: _builtins.float = ...,
+        token_limit_month: _builtins.int = ...,
+        tokens_used_month: _builtins.int = ...,
+        token_percent: _builtins.float = ...,
+        rate_limit_rpm: _builtins.int = ...,
+        requests_this_minute: _builtins.int = ...,
+        rate_percent: _builtins.float = ...,
+        period_start: _timestamp_pb2.Timestamp | None = ...,
+        period_end: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period_end", b"period_end", "period_start", b"period_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_limit_cents", b"budget_limit_cents", "budget_percent", b"budget_percent", "budget_used_cents", b"budget_used_cents", "integration_id", b"integration_id", "period_end", b"period_end", "period_start", b"period_start", "rate_limit_rpm", b"rate_limit_rpm", "rate_percent", b"rate_percent", "requests_this_minute", b"requests_this_minute", "token_limit_month", b"token_limit_month", "token_percent", b"token_percent", "tokens_used_month", b"tokens_used_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LimitsResult: _TypeAlias = LimitsResult  # noqa: Y015
+
+@_typing.final
+class GetIntegrationLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    @_builtins.property
+    def data(self) -> Global___LimitsResult: ...
+    @_builtins.property
+    def meta(self) -> _integration_pb2.Meta: ...
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        data: Global___LimitsResult | None = ...,
+        meta: _integration_pb2.Meta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "meta", b"meta", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIntegrationLimitsResponse: _TypeAlias = GetIntegrationLimitsResponse  # noqa: Y015
+
+@_typing.final
+class CreateConnectorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONNECTOR_TYPE_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    connector_type: _builtins.str
+    endpoint: _builtins.str
+    """http(s) URL the connector talks to (for sql, put the DSN in `credential`)."""
+    credential: _builtins.str
+    """Write-only secret (http: bearer token; sql: the connection URL); stored encrypted, never returned."""
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Empty = the type's defaults (SPEC 1.6)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        connector_type: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        credential: _builtins.str = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "connector_type", b"connector_type", "credential", b"credential", "endpoint", b"endpoint", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateConnectorRequest: _TypeAlias = CreateConnectorRequest  # noqa: Y015
+
+@_typing.final
+class CreateConnectorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connector(self) -> _integration_pb2.Connector: ...
+    def __init__(
+        self,
+        *,
+        connector: _integration_pb2.Connector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateConnectorResponse: _TypeAlias = CreateConnectorResponse  # noqa: Y015
+
+@_typing.final
+class GetConnectorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetConnectorRequest: _TypeAlias = GetConnectorRequest  # noqa: Y015
+
+@_typing.final
+class GetConnectorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connector(self) -> _integration_pb2.Connector: ...
+    def __init__(
+        self,
+        *,
+        connector: _integration_pb2.Connector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetConnectorResponse: _TypeAlias = GetConnectorResponse  # noqa: Y015
+
+@_typing.final
+class ListConnectorsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    status: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConnectorsRequest: _TypeAlias = ListConnectorsRequest  # noqa: Y015
+
+@_typing.final
+class ListConnectorsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTORS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def connectors(self) -> _containers.RepeatedCompositeFieldContainer[_integration_pb2.Connector]: ...
+    def __init__(
+        self,
+        *,
+        connectors: _abc.Iterable[_integration_pb2.Connector] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connectors", b"connectors", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConnectorsResponse: _TypeAlias = ListConnectorsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateConnectorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    name: _builtins.str
+    endpoint: _builtins.str
+    credential: _builtins.str
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replaces the capabilities when non-empty."""
+
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        endpoint: _builtins.str | None = ...,
+        credential: _builtins.str | None = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credential", b"_credential", "_endpoint", b"_endpoint", "_name", b"_name", "credential", b"credential", "endpoint", b"endpoint", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credential", b"_credential", "_endpoint", b"_endpoint", "_name", b"_name", "capabilities", b"capabilities", "connector_id", b"connector_id", "credential", b"credential", "endpoint", b"endpoint", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__credential: _TypeAlias = _typing.Literal["credential"]  # noqa: Y015
+    _WhichOneofArgType__credential: _TypeAlias = _typing.Literal["_credential", b"_credential"]  # noqa: Y015
+    _WhichOneofReturnType__endpoint: _TypeAlias = _typing.Literal["endpoint"]  # noqa: Y015
+    _WhichOneofArgType__endpoint: _TypeAlias = _typing.Literal["_endpoint", b"_endpoint"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential) -> _WhichOneofReturnType__credential | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__endpoint) -> _WhichOneofReturnType__endpoint | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateConnectorRequest: _TypeAlias = UpdateConnectorRequest  # noqa: Y015
+
+@_typing.final
+class UpdateConnectorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connector(self) -> _integration_pb2.Connector: ...
+    def __init__(
+        self,
+        *,
+        connector: _integration_pb2.Connector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateConnectorResponse: _TypeAlias = UpdateConnectorResponse  # noqa: Y015
+
+@_typing.final
+class DeleteConnectorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteConnectorRequest: _TypeAlias = DeleteConnectorRequest  # noqa: Y015
+
+@_typing.final
+class DeleteConnectorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connector(self) -> _integration_pb2.Connector: ...
+    def __init__(
+        self,
+        *,
+        connector: _integration_pb2.Connector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteConnectorResponse: _TypeAlias = DeleteConnectorResponse  # noqa: Y015
+
+@_typing.final
+class EnableConnectorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableConnectorRequest: _TypeAlias = EnableConnectorRequest  # noqa: Y015
+
+@_typing.final
+class EnableConnectorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connector(self) -> _integration_pb2.Connector: ...
+    def __init__(
+        self,
+        *,
+        connector: _integration_pb2.Connector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableConnectorResponse: _TypeAlias = EnableConnectorResponse  # noqa: Y015
+
+@_typing.final
+class DisableConnectorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableConnectorRequest: _TypeAlias = DisableConnectorRequest  # noqa: Y015
+
+@_typing.final
+class DisableConnectorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connector(self) -> _integration_pb2.Connector: ...
+    def __init__(
+        self,
+        *,
+        connector: _integration_pb2.Connector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableConnectorResponse: _TypeAlias = DisableConnectorResponse  # noqa: Y015
+
+@_typing.final
+class TestConnectorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestConnectorRequest: _TypeAlias = TestConnectorRequest  # noqa: Y015
+
+@_typing.final
+class TestConnectorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connector(self) -> _integration_pb2.Connector: ...
+    def __init__(
+        self,
+        *,
+        connector: _integration_pb2.Connector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestConnectorResponse: _TypeAlias = TestConnectorResponse  # noqa: Y015
+
+@_typing.final
+class CreateDatasourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    source_type: _builtins.str
+    endpoint: _builtins.str
+    """http(s) URL for api sources (for database, put the DSN in `credential`)."""
+    credential: _builtins.str
+    """Write-only secret (api: bearer token; database: the connection URL); stored encrypted, never returned."""
+    description: _builtins.str
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        source_type: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        credential: _builtins.str = ...,
+        description: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "description", b"description", "endpoint", b"endpoint", "name", b"name", "source_type", b"source_type", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDatasourceRequest: _TypeAlias = CreateDatasourceRequest  # noqa: Y015
+
+@_typing.final
+class CreateDatasourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasource(self) -> _integration_pb2.Datasource: ...
+    def __init__(
+        self,
+        *,
+        datasource: _integration_pb2.Datasource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDatasourceResponse: _TypeAlias = CreateDatasourceResponse  # noqa: Y015
+
+@_typing.final
+class GetDatasourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    source_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        source_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source_id", b"source_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDatasourceRequest: _TypeAlias = GetDatasourceRequest  # noqa: Y015
+
+@_typing.final
+class GetDatasourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasource(self) -> _integration_pb2.Datasource: ...
+    def __init__(
+        self,
+        *,
+        datasource: _integration_pb2.Datasource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDatasourceResponse: _TypeAlias = GetDatasourceResponse  # noqa: Y015
+
+@_typing.final
+class ListDatasourcesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    status: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDatasourcesRequest: _TypeAlias = ListDatasourcesRequest  # noqa: Y015
+
+@_typing.final
+class ListDatasourcesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def datasources(self) -> _containers.RepeatedCompositeFieldContainer[_integration_pb2.Datasource]: ...
+    def __init__(
+        self,
+        *,
+        datasources: _abc.Iterable[_integration_pb2.Datasource] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasources", b"datasources", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDatasourcesResponse: _TypeAlias = ListDatasourcesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateDatasourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    source_id: _builtins.str
+    name: _builtins.str
+    endpoint: _builtins.str
+    credential: _builtins.str
+    description: _builtins.str
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replaces the tags when non-empty."""
+
+    def __init__(
+        self,
+        *,
+        source_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        endpoint: _builtins.str | None = ...,
+        credential: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credential", b"_credential", "_description", b"_description", "_endpoint", b"_endpoint", "_name", b"_name", "credential", b"credential", "description", b"description", "endpoint", b"endpoint", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credential", b"_credential", "_description", b"_description", "_endpoint", b"_endpoint", "_name", b"_name", "credential", b"credential", "description", b"description", "endpoint", b"endpoint", "name", b"name", "source_id", b"source_id", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__credential: _TypeAlias = _typing.Literal["credential"]  # noqa: Y015
+    _WhichOneofArgType__credential: _TypeAlias = _typing.Literal["_credential", b"_credential"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__endpoint: _TypeAlias = _typing.Literal["endpoint"]  # noqa: Y015
+    _WhichOneofArgType__endpoint: _TypeAlias = _typing.Literal["_endpoint", b"_endpoint"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential) -> _WhichOneofReturnType__credential | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__endpoint) -> _WhichOneofReturnType__endpoint | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateDatasourceRequest: _TypeAlias = UpdateDatasourceRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDatasourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasource(self) -> _integration_pb2.Datasource: ...
+    def __init__(
+        self,
+        *,
+        datasource: _integration_pb2.Datasource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDatasourceResponse: _TypeAlias = UpdateDatasourceResponse  # noqa: Y015
+
+@_typing.final
+class DeleteDatasourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    source_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        source_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source_id", b"source_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteDatasourceRequest: _TypeAlias = DeleteDatasourceRequest  # noqa: Y015
+
+@_typing.final
+class DeleteDatasourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasource(self) -> _integration_pb2.Datasource: ...
+    def __init__(
+        self,
+        *,
+        datasource: _integration_pb2.Datasource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteDatasourceResponse: _TypeAlias = DeleteDatasourceResponse  # noqa: Y015
+
+@_typing.final
+class EnableDatasourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    source_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        source_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source_id", b"source_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableDatasourceRequest: _TypeAlias = EnableDatasourceRequest  # noqa: Y015
+
+@_typing.final
+class EnableDatasourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasource(self) -> _integration_pb2.Datasource: ...
+    def __init__(
+        self,
+        *,
+        datasource: _integration_pb2.Datasource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableDatasourceResponse: _TypeAlias = EnableDatasourceResponse  # noqa: Y015
+
+@_typing.final
+class DisableDatasourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    source_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        source_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source_id", b"source_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableDatasourceRequest: _TypeAlias = DisableDatasourceRequest  # noqa: Y015
+
+@_typing.final
+class DisableDatasourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasource(self) -> _integration_pb2.Datasource: ...
+    def __init__(
+        self,
+        *,
+        datasource: _integration_pb2.Datasource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableDatasourceResponse: _TypeAlias = DisableDatasourceResponse  # noqa: Y015
+
+@_typing.final
+class TestDatasourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    source_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        source_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source_id", b"source_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestDatasourceRequest: _TypeAlias = TestDatasourceRequest  # noqa: Y015
+
+@_typing.final
+class TestDatasourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasource(self) -> _integration_pb2.Datasource: ...
+    def __init__(
+        self,
+        *,
+        datasource: _integration_pb2.Datasource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasource", b"datasource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestDatasourceResponse: _TypeAlias = TestDatasourceResponse  # noqa: Y015
 
 @_typing.final
 class GetActivationEvidenceRequest(_message.Message):

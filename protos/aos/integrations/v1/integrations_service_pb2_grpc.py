@@ -36,6 +36,141 @@ class IntegrationsServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/CreateIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateIntegrationResponse.FromString,
+                _registered_method=True)
+        self.GetIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/GetIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationResponse.FromString,
+                _registered_method=True)
+        self.ListIntegrations = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/ListIntegrations',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsResponse.FromString,
+                _registered_method=True)
+        self.ListIntegrationsFacade = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/ListIntegrationsFacade',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsFacadeRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsFacadeResponse.FromString,
+                _registered_method=True)
+        self.UpdateIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/UpdateIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateIntegrationResponse.FromString,
+                _registered_method=True)
+        self.DeleteIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/DeleteIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteIntegrationResponse.FromString,
+                _registered_method=True)
+        self.EnableIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/EnableIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableIntegrationResponse.FromString,
+                _registered_method=True)
+        self.DisableIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/DisableIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableIntegrationResponse.FromString,
+                _registered_method=True)
+        self.TestIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/TestIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestIntegrationResponse.FromString,
+                _registered_method=True)
+        self.GetIntegrationHealth = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/GetIntegrationHealth',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationHealthRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationHealthResponse.FromString,
+                _registered_method=True)
+        self.GetIntegrationLimits = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/GetIntegrationLimits',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsResponse.FromString,
+                _registered_method=True)
+        self.CreateConnector = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/CreateConnector',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateConnectorRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateConnectorResponse.FromString,
+                _registered_method=True)
+        self.GetConnector = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/GetConnector',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetConnectorRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetConnectorResponse.FromString,
+                _registered_method=True)
+        self.ListConnectors = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/ListConnectors',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsResponse.FromString,
+                _registered_method=True)
+        self.UpdateConnector = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/UpdateConnector',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorResponse.FromString,
+                _registered_method=True)
+        self.DeleteConnector = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/DeleteConnector',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteConnectorRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteConnectorResponse.FromString,
+                _registered_method=True)
+        self.EnableConnector = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/EnableConnector',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableConnectorRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableConnectorResponse.FromString,
+                _registered_method=True)
+        self.DisableConnector = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/DisableConnector',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableConnectorRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableConnectorResponse.FromString,
+                _registered_method=True)
+        self.TestConnector = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/TestConnector',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestConnectorRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestConnectorResponse.FromString,
+                _registered_method=True)
+        self.CreateDatasource = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/CreateDatasource',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateDatasourceRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateDatasourceResponse.FromString,
+                _registered_method=True)
+        self.GetDatasource = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/GetDatasource',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetDatasourceRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetDatasourceResponse.FromString,
+                _registered_method=True)
+        self.ListDatasources = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/ListDatasources',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesResponse.FromString,
+                _registered_method=True)
+        self.UpdateDatasource = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/UpdateDatasource',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceResponse.FromString,
+                _registered_method=True)
+        self.DeleteDatasource = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/DeleteDatasource',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteDatasourceRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteDatasourceResponse.FromString,
+                _registered_method=True)
+        self.EnableDatasource = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/EnableDatasource',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableDatasourceRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableDatasourceResponse.FromString,
+                _registered_method=True)
+        self.DisableDatasource = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/DisableDatasource',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableDatasourceRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableDatasourceResponse.FromString,
+                _registered_method=True)
+        self.TestDatasource = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/TestDatasource',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestDatasourceRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestDatasourceResponse.FromString,
+                _registered_method=True)
         self.GetActivationEvidence = channel.unary_unary(
                 '/aos.integrations.v1.IntegrationsService/GetActivationEvidence',
                 request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetActivationEvidenceRequest.SerializeToString,
@@ -48,6 +183,205 @@ class IntegrationsServiceServicer:
     credentials and real validation. Another tenant's id answers NOT_FOUND.
     """
 
+    def CreateIntegration(self, request, context):
+        """Registers an integration (status created, health unknown); answers 201.
+        Errors: INVALID_ARGUMENT (names the field; raw secrets in credential_ref), ALREADY_EXISTS (name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIntegration(self, request, context):
+        """Reads an integration of the caller's tenant. Errors: NOT_FOUND, INVALID_ARGUMENT (integration_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIntegrations(self, request, context):
+        """Lists the tenant's integrations (not deleted), newest first: page_token, or the legacy limit/offset.
+        Errors: INVALID_ARGUMENT (status, provider_type, page_size, limit, offset, page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIntegrationsFacade(self, request, context):
+        """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
+        Errors: INVALID_ARGUMENT (status, provider_type, limit, offset; as_of → UNSUPPORTED_PARAM).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateIntegration(self, request, context):
+        """Changes any subset of name, credential, credential_ref, config, default_model and limits; never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteIntegration(self, request, context):
+        """Soft delete: status disabled, deleted set; the row stays for telemetry.
+        Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted, 409).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableIntegration(self, request, context):
+        """created|disabled → enabled. Errors: NOT_FOUND, FAILED_PRECONDITION (409: deleted, error, already enabled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableIntegration(self, request, context):
+        """enabled → disabled. Errors: NOT_FOUND, FAILED_PRECONDITION (409: not enabled, deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestIntegration(self, request, context):
+        """Calls the provider with the decrypted credential and stores health and latency.
+        Errors: NOT_FOUND, FAILED_PRECONDITION (deleted), INVALID_ARGUMENT (config.base_url refused or missing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIntegrationHealth(self, request, context):
+        """The cached result of the latest test. Errors: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIntegrationLimits(self, request, context):
+        """Limits and this calendar month's usage (SPEC 6.4). Errors: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateConnector(self, request, context):
+        """Registers a connector; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConnector(self, request, context):
+        """Reads a connector of the caller's tenant. Errors: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConnectors(self, request, context):
+        """Lists the tenant's connectors (not deleted), newest first. Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateConnector(self, request, context):
+        """Changes any subset of name, endpoint and credential (and capabilities); never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConnector(self, request, context):
+        """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableConnector(self, request, context):
+        """Enables a connector. Errors: NOT_FOUND, FAILED_PRECONDITION (409: illegal transition).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableConnector(self, request, context):
+        """Disables an enabled connector. Errors: NOT_FOUND, FAILED_PRECONDITION (409).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestConnector(self, request, context):
+        """Validates for real (http: a request to the endpoint; sql/database: connect and SELECT 1).
+        Errors: NOT_FOUND, FAILED_PRECONDITION (deleted, type without a check), INVALID_ARGUMENT (endpoint refused).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDatasource(self, request, context):
+        """Registers a datasource; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDatasource(self, request, context):
+        """Reads a datasource of the caller's tenant. Errors: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasources(self, request, context):
+        """Lists the tenant's datasources (not deleted), newest first. Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDatasource(self, request, context):
+        """Changes any subset of name, endpoint and credential (and description, tags); never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDatasource(self, request, context):
+        """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableDatasource(self, request, context):
+        """Enables a datasource. Errors: NOT_FOUND, FAILED_PRECONDITION (409: illegal transition).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableDatasource(self, request, context):
+        """Disables an enabled datasource. Errors: NOT_FOUND, FAILED_PRECONDITION (409).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestDatasource(self, request, context):
+        """Validates for real (http: a request to the endpoint; sql/database: connect and SELECT 1).
+        Errors: NOT_FOUND, FAILED_PRECONDITION (deleted, type without a check), INVALID_ARGUMENT (endpoint refused).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetActivationEvidence(self, request, context):
         """Activation evidence held by integrations, for onboarding's predicate. Errors: INVALID_ARGUMENT.
         """
@@ -58,6 +392,141 @@ class IntegrationsServiceServicer:
 
 def add_IntegrationsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateIntegrationResponse.SerializeToString,
+            ),
+            'GetIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationResponse.SerializeToString,
+            ),
+            'ListIntegrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIntegrations,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsResponse.SerializeToString,
+            ),
+            'ListIntegrationsFacade': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIntegrationsFacade,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsFacadeRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsFacadeResponse.SerializeToString,
+            ),
+            'UpdateIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateIntegrationResponse.SerializeToString,
+            ),
+            'DeleteIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteIntegrationResponse.SerializeToString,
+            ),
+            'EnableIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableIntegrationResponse.SerializeToString,
+            ),
+            'DisableIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableIntegrationResponse.SerializeToString,
+            ),
+            'TestIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestIntegrationResponse.SerializeToString,
+            ),
+            'GetIntegrationHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIntegrationHealth,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationHealthRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationHealthResponse.SerializeToString,
+            ),
+            'GetIntegrationLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIntegrationLimits,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsResponse.SerializeToString,
+            ),
+            'CreateConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConnector,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateConnectorRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateConnectorResponse.SerializeToString,
+            ),
+            'GetConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConnector,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetConnectorRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetConnectorResponse.SerializeToString,
+            ),
+            'ListConnectors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConnectors,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsResponse.SerializeToString,
+            ),
+            'UpdateConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConnector,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorResponse.SerializeToString,
+            ),
+            'DeleteConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConnector,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteConnectorRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteConnectorResponse.SerializeToString,
+            ),
+            'EnableConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableConnector,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableConnectorRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableConnectorResponse.SerializeToString,
+            ),
+            'DisableConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableConnector,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableConnectorRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableConnectorResponse.SerializeToString,
+            ),
+            'TestConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestConnector,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestConnectorRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestConnectorResponse.SerializeToString,
+            ),
+            'CreateDatasource': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDatasource,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateDatasourceRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateDatasourceResponse.SerializeToString,
+            ),
+            'GetDatasource': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatasource,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetDatasourceRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetDatasourceResponse.SerializeToString,
+            ),
+            'ListDatasources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasources,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesResponse.SerializeToString,
+            ),
+            'UpdateDatasource': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDatasource,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceResponse.SerializeToString,
+            ),
+            'DeleteDatasource': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDatasource,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteDatasourceRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteDatasourceResponse.SerializeToString,
+            ),
+            'EnableDatasource': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableDatasource,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableDatasourceRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableDatasourceResponse.SerializeToString,
+            ),
+            'DisableDatasource': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableDatasource,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableDatasourceRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableDatasourceResponse.SerializeToString,
+            ),
+            'TestDatasource': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestDatasource,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestDatasourceRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestDatasourceResponse.SerializeToString,
+            ),
             'GetActivationEvidence': grpc.unary_unary_rpc_method_handler(
                     servicer.GetActivationEvidence,
                     request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetActivationEvidenceRequest.FromString,
@@ -75,6 +544,735 @@ class IntegrationsService:
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
     credentials and real validation. Another tenant's id answers NOT_FOUND.
     """
+
+    @staticmethod
+    def CreateIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/CreateIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/GetIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIntegrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/ListIntegrations',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIntegrationsFacade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/ListIntegrationsFacade',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsFacadeRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListIntegrationsFacadeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/UpdateIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/DeleteIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/EnableIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/DisableIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/TestIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIntegrationHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/GetIntegrationHealth',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationHealthRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIntegrationLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/GetIntegrationLimits',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/CreateConnector',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateConnectorRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/GetConnector',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetConnectorRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConnectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/ListConnectors',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListConnectorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/UpdateConnector',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/DeleteConnector',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteConnectorRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/EnableConnector',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableConnectorRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/DisableConnector',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableConnectorRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/TestConnector',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestConnectorRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDatasource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/CreateDatasource',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateDatasourceRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateDatasourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDatasource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/GetDatasource',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetDatasourceRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetDatasourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/ListDatasources',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.ListDatasourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDatasource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/UpdateDatasource',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateDatasourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDatasource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/DeleteDatasource',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteDatasourceRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DeleteDatasourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableDatasource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/EnableDatasource',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableDatasourceRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.EnableDatasourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableDatasource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/DisableDatasource',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableDatasourceRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.DisableDatasourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestDatasource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/TestDatasource',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestDatasourceRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.TestDatasourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetActivationEvidence(request,

@@ -35,6 +35,80 @@ class IntegrationsServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IntegrationsServiceAsyncStub: ...
+    CreateIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateIntegrationRequest, _integrations_service_pb2.CreateIntegrationResponse]
+    """Registers an integration (status created, health unknown); answers 201.
+    Errors: INVALID_ARGUMENT (names the field; raw secrets in credential_ref), ALREADY_EXISTS (name).
+    """
+    GetIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationRequest, _integrations_service_pb2.GetIntegrationResponse]
+    """Reads an integration of the caller's tenant. Errors: NOT_FOUND, INVALID_ARGUMENT (integration_id)."""
+    ListIntegrations: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.ListIntegrationsRequest, _integrations_service_pb2.ListIntegrationsResponse]
+    """Lists the tenant's integrations (not deleted), newest first: page_token, or the legacy limit/offset.
+    Errors: INVALID_ARGUMENT (status, provider_type, page_size, limit, offset, page_token).
+    """
+    ListIntegrationsFacade: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.ListIntegrationsFacadeRequest, _integrations_service_pb2.ListIntegrationsFacadeResponse]
+    """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
+    Errors: INVALID_ARGUMENT (status, provider_type, limit, offset; as_of → UNSUPPORTED_PARAM).
+    """
+    UpdateIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateIntegrationRequest, _integrations_service_pb2.UpdateIntegrationResponse]
+    """Changes any subset of name, credential, credential_ref, config, default_model and limits; never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
+    DeleteIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteIntegrationRequest, _integrations_service_pb2.DeleteIntegrationResponse]
+    """Soft delete: status disabled, deleted set; the row stays for telemetry.
+    Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted, 409).
+    """
+    EnableIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableIntegrationRequest, _integrations_service_pb2.EnableIntegrationResponse]
+    """created|disabled → enabled. Errors: NOT_FOUND, FAILED_PRECONDITION (409: deleted, error, already enabled)."""
+    DisableIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.DisableIntegrationRequest, _integrations_service_pb2.DisableIntegrationResponse]
+    """enabled → disabled. Errors: NOT_FOUND, FAILED_PRECONDITION (409: not enabled, deleted)."""
+    TestIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.TestIntegrationRequest, _integrations_service_pb2.TestIntegrationResponse]
+    """Calls the provider with the decrypted credential and stores health and latency.
+    Errors: NOT_FOUND, FAILED_PRECONDITION (deleted), INVALID_ARGUMENT (config.base_url refused or missing).
+    """
+    GetIntegrationHealth: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationHealthRequest, _integrations_service_pb2.GetIntegrationHealthResponse]
+    """The cached result of the latest test. Errors: NOT_FOUND."""
+    GetIntegrationLimits: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationLimitsRequest, _integrations_service_pb2.GetIntegrationLimitsResponse]
+    """Limits and this calendar month's usage (SPEC 6.4). Errors: NOT_FOUND."""
+    CreateConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateConnectorRequest, _integrations_service_pb2.CreateConnectorResponse]
+    """Registers a connector; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
+    GetConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetConnectorRequest, _integrations_service_pb2.GetConnectorResponse]
+    """Reads a connector of the caller's tenant. Errors: NOT_FOUND."""
+    ListConnectors: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.ListConnectorsRequest, _integrations_service_pb2.ListConnectorsResponse]
+    """Lists the tenant's connectors (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+    UpdateConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateConnectorRequest, _integrations_service_pb2.UpdateConnectorResponse]
+    """Changes any subset of name, endpoint and credential (and capabilities); never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
+    DeleteConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteConnectorRequest, _integrations_service_pb2.DeleteConnectorResponse]
+    """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
+    EnableConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableConnectorRequest, _integrations_service_pb2.EnableConnectorResponse]
+    """Enables a connector. Errors: NOT_FOUND, FAILED_PRECONDITION (409: illegal transition)."""
+    DisableConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.DisableConnectorRequest, _integrations_service_pb2.DisableConnectorResponse]
+    """Disables an enabled connector. Errors: NOT_FOUND, FAILED_PRECONDITION (409)."""
+    TestConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.TestConnectorRequest, _integrations_service_pb2.TestConnectorResponse]
+    """Validates for real (http: a request to the endpoint; sql/database: connect and SELECT 1).
+    Errors: NOT_FOUND, FAILED_PRECONDITION (deleted, type without a check), INVALID_ARGUMENT (endpoint refused).
+    """
+    CreateDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateDatasourceRequest, _integrations_service_pb2.CreateDatasourceResponse]
+    """Registers a datasource; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
+    GetDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetDatasourceRequest, _integrations_service_pb2.GetDatasourceResponse]
+    """Reads a datasource of the caller's tenant. Errors: NOT_FOUND."""
+    ListDatasources: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.ListDatasourcesRequest, _integrations_service_pb2.ListDatasourcesResponse]
+    """Lists the tenant's datasources (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+    UpdateDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateDatasourceRequest, _integrations_service_pb2.UpdateDatasourceResponse]
+    """Changes any subset of name, endpoint and credential (and description, tags); never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
+    DeleteDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteDatasourceRequest, _integrations_service_pb2.DeleteDatasourceResponse]
+    """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
+    EnableDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableDatasourceRequest, _integrations_service_pb2.EnableDatasourceResponse]
+    """Enables a datasource. Errors: NOT_FOUND, FAILED_PRECONDITION (409: illegal transition)."""
+    DisableDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.DisableDatasourceRequest, _integrations_service_pb2.DisableDatasourceResponse]
+    """Disables an enabled datasource. Errors: NOT_FOUND, FAILED_PRECONDITION (409)."""
+    TestDatasource: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.TestDatasourceRequest, _integrations_service_pb2.TestDatasourceResponse]
+    """Validates for real (http: a request to the endpoint; sql/database: connect and SELECT 1).
+    Errors: NOT_FOUND, FAILED_PRECONDITION (deleted, type without a check), INVALID_ARGUMENT (endpoint refused).
+    """
     GetActivationEvidence: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetActivationEvidenceRequest, _integrations_service_pb2.GetActivationEvidenceResponse]
     """Activation evidence held by integrations, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
 
@@ -45,6 +119,80 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateIntegrationRequest, _integrations_service_pb2.CreateIntegrationResponse]  # type: ignore[assignment]
+    """Registers an integration (status created, health unknown); answers 201.
+    Errors: INVALID_ARGUMENT (names the field; raw secrets in credential_ref), ALREADY_EXISTS (name).
+    """
+    GetIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationRequest, _integrations_service_pb2.GetIntegrationResponse]  # type: ignore[assignment]
+    """Reads an integration of the caller's tenant. Errors: NOT_FOUND, INVALID_ARGUMENT (integration_id)."""
+    ListIntegrations: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.ListIntegrationsRequest, _integrations_service_pb2.ListIntegrationsResponse]  # type: ignore[assignment]
+    """Lists the tenant's integrations (not deleted), newest first: page_token, or the legacy limit/offset.
+    Errors: INVALID_ARGUMENT (status, provider_type, page_size, limit, offset, page_token).
+    """
+    ListIntegrationsFacade: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.ListIntegrationsFacadeRequest, _integrations_service_pb2.ListIntegrationsFacadeResponse]  # type: ignore[assignment]
+    """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
+    Errors: INVALID_ARGUMENT (status, provider_type, limit, offset; as_of → UNSUPPORTED_PARAM).
+    """
+    UpdateIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateIntegrationRequest, _integrations_service_pb2.UpdateIntegrationResponse]  # type: ignore[assignment]
+    """Changes any subset of name, credential, credential_ref, config, default_model and limits; never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
+    DeleteIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteIntegrationRequest, _integrations_service_pb2.DeleteIntegrationResponse]  # type: ignore[assignment]
+    """Soft delete: status disabled, deleted set; the row stays for telemetry.
+    Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted, 409).
+    """
+    EnableIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableIntegrationRequest, _integrations_service_pb2.EnableIntegrationResponse]  # type: ignore[assignment]
+    """created|disabled → enabled. Errors: NOT_FOUND, FAILED_PRECONDITION (409: deleted, error, already enabled)."""
+    DisableIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.DisableIntegrationRequest, _integrations_service_pb2.DisableIntegrationResponse]  # type: ignore[assignment]
+    """enabled → disabled. Errors: NOT_FOUND, FAILED_PRECONDITION (409: not enabled, deleted)."""
+    TestIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.TestIntegrationRequest, _integrations_service_pb2.TestIntegrationResponse]  # type: ignore[assignment]
+    """Calls the provider with the decrypted credential and stores health and latency.
+    Errors: NOT_FOUND, FAILED_PRECONDITION (deleted), INVALID_ARGUMENT (config.base_url refused or missing).
+    """
+    GetIntegrationHealth: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationHealthRequest, _integrations_service_pb2.GetIntegrationHealthResponse]  # type: ignore[assignment]
+    """The cached result of the latest test. Errors: NOT_FOUND."""
+    GetIntegrationLimits: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationLimitsRequest, _integrations_service_pb2.GetIntegrationLimitsResponse]  # type: ignore[assignment]
+    """Limits and this calendar month's usage (SPEC 6.4). Errors: NOT_FOUND."""
+    CreateConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateConnectorRequest, _integrations_service_pb2.CreateConnectorResponse]  # type: ignore[assignment]
+    """Registers a connector; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
+    GetConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetConnectorRequest, _integrations_service_pb2.GetConnectorResponse]  # type: ignore[assignment]
+    """Reads a connector of the caller's tenant. Errors: NOT_FOUND."""
+    ListConnectors: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.ListConnectorsRequest, _integrations_service_pb2.ListConnectorsResponse]  # type: ignore[assignment]
+    """Lists the tenant's connectors (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+    UpdateConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateConnectorRequest, _integrations_service_pb2.UpdateConnectorResponse]  # type: ignore[assignment]
+    """Changes any subset of name, endpoint and credential (and capabilities); never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
+    DeleteConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteConnectorRequest, _integrations_service_pb2.DeleteConnectorResponse]  # type: ignore[assignment]
+    """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
+    EnableConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableConnectorRequest, _integrations_service_pb2.EnableConnectorResponse]  # type: ignore[assignment]
+    """Enables a connector. Errors: NOT_FOUND, FAILED_PRECONDITION (409: illegal transition)."""
+    DisableConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.DisableConnectorRequest, _integrations_service_pb2.DisableConnectorResponse]  # type: ignore[assignment]
+    """Disables an enabled connector. Errors: NOT_FOUND, FAILED_PRECONDITION (409)."""
+    TestConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.TestConnectorRequest, _integrations_service_pb2.TestConnectorResponse]  # type: ignore[assignment]
+    """Validates for real (http: a request to the endpoint; sql/database: connect and SELECT 1).
+    Errors: NOT_FOUND, FAILED_PRECONDITION (deleted, type without a check), INVALID_ARGUMENT (endpoint refused).
+    """
+    CreateDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateDatasourceRequest, _integrations_service_pb2.CreateDatasourceResponse]  # type: ignore[assignment]
+    """Registers a datasource; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
+    GetDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetDatasourceRequest, _integrations_service_pb2.GetDatasourceResponse]  # type: ignore[assignment]
+    """Reads a datasource of the caller's tenant. Errors: NOT_FOUND."""
+    ListDatasources: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.ListDatasourcesRequest, _integrations_service_pb2.ListDatasourcesResponse]  # type: ignore[assignment]
+    """Lists the tenant's datasources (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+    UpdateDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateDatasourceRequest, _integrations_service_pb2.UpdateDatasourceResponse]  # type: ignore[assignment]
+    """Changes any subset of name, endpoint and credential (and description, tags); never status.
+    Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+    """
+    DeleteDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.DeleteDatasourceRequest, _integrations_service_pb2.DeleteDatasourceResponse]  # type: ignore[assignment]
+    """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
+    EnableDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.EnableDatasourceRequest, _integrations_service_pb2.EnableDatasourceResponse]  # type: ignore[assignment]
+    """Enables a datasource. Errors: NOT_FOUND, FAILED_PRECONDITION (409: illegal transition)."""
+    DisableDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.DisableDatasourceRequest, _integrations_service_pb2.DisableDatasourceResponse]  # type: ignore[assignment]
+    """Disables an enabled datasource. Errors: NOT_FOUND, FAILED_PRECONDITION (409)."""
+    TestDatasource: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.TestDatasourceRequest, _integrations_service_pb2.TestDatasourceResponse]  # type: ignore[assignment]
+    """Validates for real (http: a request to the endpoint; sql/database: connect and SELECT 1).
+    Errors: NOT_FOUND, FAILED_PRECONDITION (deleted, type without a check), INVALID_ARGUMENT (endpoint refused).
+    """
     GetActivationEvidence: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetActivationEvidenceRequest, _integrations_service_pb2.GetActivationEvidenceResponse]  # type: ignore[assignment]
     """Activation evidence held by integrations, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
 
@@ -52,6 +200,242 @@ class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
     credentials and real validation. Another tenant's id answers NOT_FOUND.
     """
+
+    @_abc_1.abstractmethod
+    def CreateIntegration(
+        self,
+        request: _integrations_service_pb2.CreateIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.CreateIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.CreateIntegrationResponse]]:
+        """Registers an integration (status created, health unknown); answers 201.
+        Errors: INVALID_ARGUMENT (names the field; raw secrets in credential_ref), ALREADY_EXISTS (name).
+        """
+
+    @_abc_1.abstractmethod
+    def GetIntegration(
+        self,
+        request: _integrations_service_pb2.GetIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.GetIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.GetIntegrationResponse]]:
+        """Reads an integration of the caller's tenant. Errors: NOT_FOUND, INVALID_ARGUMENT (integration_id)."""
+
+    @_abc_1.abstractmethod
+    def ListIntegrations(
+        self,
+        request: _integrations_service_pb2.ListIntegrationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.ListIntegrationsResponse, _abc.Awaitable[_integrations_service_pb2.ListIntegrationsResponse]]:
+        """Lists the tenant's integrations (not deleted), newest first: page_token, or the legacy limit/offset.
+        Errors: INVALID_ARGUMENT (status, provider_type, page_size, limit, offset, page_token).
+        """
+
+    @_abc_1.abstractmethod
+    def ListIntegrationsFacade(
+        self,
+        request: _integrations_service_pb2.ListIntegrationsFacadeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.ListIntegrationsFacadeResponse, _abc.Awaitable[_integrations_service_pb2.ListIntegrationsFacadeResponse]]:
+        """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
+        Errors: INVALID_ARGUMENT (status, provider_type, limit, offset; as_of → UNSUPPORTED_PARAM).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateIntegration(
+        self,
+        request: _integrations_service_pb2.UpdateIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.UpdateIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.UpdateIntegrationResponse]]:
+        """Changes any subset of name, credential, credential_ref, config, default_model and limits; never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteIntegration(
+        self,
+        request: _integrations_service_pb2.DeleteIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.DeleteIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.DeleteIntegrationResponse]]:
+        """Soft delete: status disabled, deleted set; the row stays for telemetry.
+        Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted, 409).
+        """
+
+    @_abc_1.abstractmethod
+    def EnableIntegration(
+        self,
+        request: _integrations_service_pb2.EnableIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.EnableIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.EnableIntegrationResponse]]:
+        """created|disabled → enabled. Errors: NOT_FOUND, FAILED_PRECONDITION (409: deleted, error, already enabled)."""
+
+    @_abc_1.abstractmethod
+    def DisableIntegration(
+        self,
+        request: _integrations_service_pb2.DisableIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.DisableIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.DisableIntegrationResponse]]:
+        """enabled → disabled. Errors: NOT_FOUND, FAILED_PRECONDITION (409: not enabled, deleted)."""
+
+    @_abc_1.abstractmethod
+    def TestIntegration(
+        self,
+        request: _integrations_service_pb2.TestIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.TestIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.TestIntegrationResponse]]:
+        """Calls the provider with the decrypted credential and stores health and latency.
+        Errors: NOT_FOUND, FAILED_PRECONDITION (deleted), INVALID_ARGUMENT (config.base_url refused or missing).
+        """
+
+    @_abc_1.abstractmethod
+    def GetIntegrationHealth(
+        self,
+        request: _integrations_service_pb2.GetIntegrationHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.GetIntegrationHealthResponse, _abc.Awaitable[_integrations_service_pb2.GetIntegrationHealthResponse]]:
+        """The cached result of the latest test. Errors: NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def GetIntegrationLimits(
+        self,
+        request: _integrations_service_pb2.GetIntegrationLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.GetIntegrationLimitsResponse, _abc.Awaitable[_integrations_service_pb2.GetIntegrationLimitsResponse]]:
+        """Limits and this calendar month's usage (SPEC 6.4). Errors: NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def CreateConnector(
+        self,
+        request: _integrations_service_pb2.CreateConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.CreateConnectorResponse, _abc.Awaitable[_integrations_service_pb2.CreateConnectorResponse]]:
+        """Registers a connector; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
+
+    @_abc_1.abstractmethod
+    def GetConnector(
+        self,
+        request: _integrations_service_pb2.GetConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.GetConnectorResponse, _abc.Awaitable[_integrations_service_pb2.GetConnectorResponse]]:
+        """Reads a connector of the caller's tenant. Errors: NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def ListConnectors(
+        self,
+        request: _integrations_service_pb2.ListConnectorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.ListConnectorsResponse, _abc.Awaitable[_integrations_service_pb2.ListConnectorsResponse]]:
+        """Lists the tenant's connectors (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+
+    @_abc_1.abstractmethod
+    def UpdateConnector(
+        self,
+        request: _integrations_service_pb2.UpdateConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.UpdateConnectorResponse, _abc.Awaitable[_integrations_service_pb2.UpdateConnectorResponse]]:
+        """Changes any subset of name, endpoint and credential (and capabilities); never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteConnector(
+        self,
+        request: _integrations_service_pb2.DeleteConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.DeleteConnectorResponse, _abc.Awaitable[_integrations_service_pb2.DeleteConnectorResponse]]:
+        """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
+
+    @_abc_1.abstractmethod
+    def EnableConnector(
+        self,
+        request: _integrations_service_pb2.EnableConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.EnableConnectorResponse, _abc.Awaitable[_integrations_service_pb2.EnableConnectorResponse]]:
+        """Enables a connector. Errors: NOT_FOUND, FAILED_PRECONDITION (409: illegal transition)."""
+
+    @_abc_1.abstractmethod
+    def DisableConnector(
+        self,
+        request: _integrations_service_pb2.DisableConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.DisableConnectorResponse, _abc.Awaitable[_integrations_service_pb2.DisableConnectorResponse]]:
+        """Disables an enabled connector. Errors: NOT_FOUND, FAILED_PRECONDITION (409)."""
+
+    @_abc_1.abstractmethod
+    def TestConnector(
+        self,
+        request: _integrations_service_pb2.TestConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.TestConnectorResponse, _abc.Awaitable[_integrations_service_pb2.TestConnectorResponse]]:
+        """Validates for real (http: a request to the endpoint; sql/database: connect and SELECT 1).
+        Errors: NOT_FOUND, FAILED_PRECONDITION (deleted, type without a check), INVALID_ARGUMENT (endpoint refused).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateDatasource(
+        self,
+        request: _integrations_service_pb2.CreateDatasourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.CreateDatasourceResponse, _abc.Awaitable[_integrations_service_pb2.CreateDatasourceResponse]]:
+        """Registers a datasource; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
+
+    @_abc_1.abstractmethod
+    def GetDatasource(
+        self,
+        request: _integrations_service_pb2.GetDatasourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.GetDatasourceResponse, _abc.Awaitable[_integrations_service_pb2.GetDatasourceResponse]]:
+        """Reads a datasource of the caller's tenant. Errors: NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def ListDatasources(
+        self,
+        request: _integrations_service_pb2.ListDatasourcesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.ListDatasourcesResponse, _abc.Awaitable[_integrations_service_pb2.ListDatasourcesResponse]]:
+        """Lists the tenant's datasources (not deleted), newest first. Errors: INVALID_ARGUMENT."""
+
+    @_abc_1.abstractmethod
+    def UpdateDatasource(
+        self,
+        request: _integrations_service_pb2.UpdateDatasourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.UpdateDatasourceResponse, _abc.Awaitable[_integrations_service_pb2.UpdateDatasourceResponse]]:
+        """Changes any subset of name, endpoint and credential (and description, tags); never status.
+        Errors: INVALID_ARGUMENT (no fields, bad field), NOT_FOUND, ALREADY_EXISTS (name), FAILED_PRECONDITION (deleted).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteDatasource(
+        self,
+        request: _integrations_service_pb2.DeleteDatasourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.DeleteDatasourceResponse, _abc.Awaitable[_integrations_service_pb2.DeleteDatasourceResponse]]:
+        """Soft delete (status deprecated). Errors: NOT_FOUND, FAILED_PRECONDITION (already deleted)."""
+
+    @_abc_1.abstractmethod
+    def EnableDatasource(
+        self,
+        request: _integrations_service_pb2.EnableDatasourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.EnableDatasourceResponse, _abc.Awaitable[_integrations_service_pb2.EnableDatasourceResponse]]:
+        """Enables a datasource. Errors: NOT_FOUND, FAILED_PRECONDITION (409: illegal transition)."""
+
+    @_abc_1.abstractmethod
+    def DisableDatasource(
+        self,
+        request: _integrations_service_pb2.DisableDatasourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.DisableDatasourceResponse, _abc.Awaitable[_integrations_service_pb2.DisableDatasourceResponse]]:
+        """Disables an enabled datasource. Errors: NOT_FOUND, FAILED_PRECONDITION (409)."""
+
+    @_abc_1.abstractmethod
+    def TestDatasource(
+        self,
+        request: _integrations_service_pb2.TestDatasourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.TestDatasourceResponse, _abc.Awaitable[_integrations_service_pb2.TestDatasourceResponse]]:
+        """Validates for real (http: a request to the endpoint; sql/database: connect and SELECT 1).
+        Errors: NOT_FOUND, FAILED_PRECONDITION (deleted, type without a check), INVALID_ARGUMENT (endpoint refused).
+        """
 
     @_abc_1.abstractmethod
     def GetActivationEvidence(
