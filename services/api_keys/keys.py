@@ -18,7 +18,9 @@ DEFAULT_SCOPES = ("run:*", "read:*")
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 _NEW = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{RANDOM_CHARS},}}")
-_LEGACY = re.compile(rf"{PREFIX}[A-Za-z0-9_-]{{43}}")
+# Legacy keys are 32 random bytes in unpadded URL-safe base64: 43 characters, the last of which carries
+# only 4 bits (its two low bits are zero), so it is one of these 16.
+_LEGACY = re.compile(rf"{PREFIX}[A-Za-z0-9_-]{{42}}[AEIMQUYcgkosw048]")
 
 
 class Issued(NamedTuple):
