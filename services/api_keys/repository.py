@@ -80,7 +80,8 @@ async def change(session: AsyncSession, tenant_id: str, key_id: str, **values: A
         .where(ApiKey.id == key_id, ApiKey.tenant_id == tenant_id)
         .values(**values)
         .returning(ApiKey)
-        .execution_options(synchronize_session=False)
+        # populate_existing: the session may already hold this row (read under lock just before).
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     key = (await session.execute(stmt)).scalar_one_or_none()
     if key is None:

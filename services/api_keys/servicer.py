@@ -122,7 +122,9 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         old: dict[str, Any],
         new: dict[str, Any],
     ) -> None:
-        """The audit row, the event and (for verdict changes) the cache NOTIFY, in the RPC's transaction."""
+        """The audit row, the event and (for verdict changes) the cache NOTIFY, in the RPC's transaction.
+        Other replicas drop the key at commit; the handler also drops it here after commit, so a caller
+        reads its own write without waiting for the notification."""
         await repository.audit(
             session,
             ApiKeyAudit(
@@ -293,6 +295,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
                 session, tenant_id, before.id, status="revoked", revoked_at=func.now(), revoked_reason=reason
             )
             await self._record(session, who, key, "revoke", {"status": before.status}, {"reason": reason})
+        self._verifier.invalidate(f"key:{key.id}")
         meta = pb.EnvelopeMeta(request_id=request_id.get())
         meta.timestamp.FromDatetime(datetime.now(UTC))
         return rpc.RevokeApiKeyResponse(
@@ -340,6 +343,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             await self._record(
                 session, who, old, "rotate", {}, {"new_key_id": new.id, "grace_expires_at": until.isoformat()}
             )
+        self._verifier.invalidate(f"key:{old.id}")
         return rpc.RotateApiKeyResponse(api_key=api_key_pb(new), key=issued.secret, previous=api_key_pb(old))
 
     async def EnableApiKey(self, request: rpc.EnableApiKeyRequest, context: Context) -> rpc.EnableApiKeyResponse:
@@ -361,6 +365,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
                     )
                 key = await repository.change(session, tenant_id, key.id, status="active")
                 await self._record(session, who, key, "enable", {"status": "disabled"}, {"status": "active"})
+        self._verifier.invalidate(f"key:{key.id}")
         return rpc.EnableApiKeyResponse(api_key=api_key_pb(key))
 
     async def DisableApiKey(self, request: rpc.DisableApiKeyRequest, context: Context) -> rpc.DisableApiKeyResponse:
@@ -374,6 +379,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             if key.status == "active":
                 key = await repository.change(session, tenant_id, key.id, status="disabled")
                 await self._record(session, who, key, "disable", {"status": "active"}, {"status": "disabled"})
+        self._verifier.invalidate(f"key:{key.id}")
         return rpc.DisableApiKeyResponse(api_key=api_key_pb(key))
 
     async def VerifyApiKey(self, request: rpc.VerifyApiKeyRequest, context: Context) -> rpc.VerifyApiKeyResponse:

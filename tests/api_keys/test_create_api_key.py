@@ -58,9 +58,7 @@ async def test_invalid_requests_name_the_field_and_write_nothing(
     keys: Any, tenant: str, engines: dict[str, AsyncEngine], fields: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await keys.CreateApiKey(
-            rpc.CreateApiKeyRequest(**({"name": "ok"} | fields)), metadata=human(tenant), timeout=5
-        )
+        await keys.CreateApiKey(rpc.CreateApiKeyRequest(**({"name": "ok"} | fields)), metadata=human(tenant), timeout=5)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert field in (caught.value.details() or "")
     assert await sql(engines, "SELECT id FROM api_key WHERE tenant_id = :t", t=tenant) == []
@@ -127,7 +125,7 @@ async def test_the_secret_is_in_one_response_and_nowhere_else(
         assert made.key.encode() not in reply.SerializeToString()
     assert made.key not in caplog.text
     for table in ("api_key", "api_key_audit", "event", "tenant_state"):
-        dump = await sql(engines, f"SELECT CAST(t.* AS text) FROM {table} t")  # noqa: S608 - fixed names
+        dump = await sql(engines, f"SELECT CAST(t.* AS text) FROM {table} t")
         assert dump and not any(made.key in row[0] for row in dump), table
     random_part = made.key[4:-6]
     assert not any(random_part in row[0] for row in await sql(engines, "SELECT CAST(t.* AS text) FROM api_key t"))

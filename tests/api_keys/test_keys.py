@@ -59,7 +59,9 @@ def test_a_lapsed_active_key_reads_as_expired() -> None:
     assert keys.status("disabled", None, now) == "disabled"
 
 
-@pytest.mark.parametrize(("scope", "ok"), [("keys:read", True), ("run:*", True), ("*", True), ("Keys", False), ("", False)])
+@pytest.mark.parametrize(
+    ("scope", "ok"), [("keys:read", True), ("run:*", True), ("*", True), ("Keys", False), ("", False)]
+)
 def test_scope_syntax(scope: str, ok: bool) -> None:
     assert bool(keys.SCOPE.fullmatch(scope)) is ok
 
