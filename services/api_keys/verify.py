@@ -121,7 +121,7 @@ class Verifier:
             return None
         found = verdict(row)
         # Only while listening, and only if no invalidation arrived during the query (it may concern this row).
-        if self.listening.is_set() and generation == self._generation:
+        if self._cache_size > 0 and self.listening.is_set() and generation == self._generation:
             if len(self._cache) >= self._cache_size:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[digest] = found
