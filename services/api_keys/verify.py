@@ -101,11 +101,13 @@ class Verifier:
             await self._pool.close()
 
     async def verify(self, secret: str) -> rpc.VerifyApiKeyResponse:
-        if not keys.well_formed(secret):
-            return NOT_FOUND  # no hash, no query: a malformed key costs nothing
+        if len(secret) > keys.MAX_PRESENTED:
+            return NOT_FOUND  # not even hashed
         digest = keys.digest(secret)
-        found = self._cache.get(digest)
+        found = self._cache.get(digest)  # only well-formed keys are ever cached: a hit needs no format check
         if found is None:
+            if not keys.well_formed(secret):
+                return NOT_FOUND  # no query: a malformed key costs no database work
             found = await self._lookup(digest)
             if found is None:
                 return NOT_FOUND

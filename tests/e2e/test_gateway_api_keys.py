@@ -94,7 +94,7 @@ async def test_another_tenants_key_is_404_and_stays_active(http: httpx.AsyncClie
 
 
 async def test_viewers_read_but_cannot_manage(http: httpx.AsyncClient, gateway: Gateway) -> None:
-    tenant, owner = await signup(http, gateway)
+    tenant, _ = await signup(http, gateway)
     viewer = gateway.token("viewer-1", tenant=tenant, role="viewer")
     assert (await http.post("/tenant/api-keys", json={"name": "v"}, headers=viewer)).status_code == 403
     assert (await http.get("/api-keys", headers=viewer)).status_code == 200
