@@ -27,6 +27,7 @@ from services.api_keys.repository import CHANNEL
 log = logging.getLogger("aos.api_keys.verify")
 
 DEFAULT_RPM = 1000
+PROBE_SECONDS = 0.4
 NOT_FOUND = rpc.VerifyApiKeyResponse(code=rpc.VERIFY_CODE_NOT_FOUND)
 _LOOKUP = (
     "SELECT k.id, k.tenant_id, k.status, k.expires_at, k.permissions::text AS permissions, k.rate_limit_rpm, "
@@ -83,6 +84,7 @@ class Verifier:
         self._cache: dict[str, Verdict] = {}
         self._generation = 0
         self.listening = asyncio.Event()
+        self.listener_pid: int | None = None  # the LISTENing backend, for operators (and tests)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._usage: dict[str, list[float]] = {}
@@ -161,14 +163,26 @@ class Verifier:
                 conn.add_termination_listener(lambda _c, done=lost: done.set())
                 await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: self.invalidate(payload))
                 self._drop_all()  # whatever changed while nobody listened
+                self.listener_pid = conn.get_server_pid()
                 self.listening.set()
-                await lost.wait()
+                await self._alive(conn, lost)
                 log.warning("cache listener lost its connection; cache bypassed until it is back")
             finally:
                 self.listening.clear()
                 self._drop_all()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close(timeout=1))
+
+    async def _alive(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Returns when the listening connection is gone. A silent network failure sends no termination
+        callback, so the connection is also probed: a cache may trust it for at most PROBE_SECONDS."""
+        while not lost.is_set():
+            try:
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), PROBE_SECONDS)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), PROBE_SECONDS)
 
     def _record(self, key_id: str) -> None:
         seen = self._usage.get(key_id)

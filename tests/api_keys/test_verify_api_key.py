@@ -125,6 +125,9 @@ async def test_a_suspended_tenants_keys_are_tenant_inactive(keys: Any, account: 
         acc.SuspendTenantRequest(tenant_id=tenant, reason="unpaid"), metadata=operator(), timeout=5
     )
     await eventually(lambda: _code(keys, made.key), rpc.VERIFY_CODE_TENANT_INACTIVE, 2.0)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await create(keys, tenant)  # SPEC 1.1: new keys only while the tenant is active
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     await account.ReactivateTenant(acc.ReactivateTenantRequest(tenant_id=tenant), metadata=operator(), timeout=5)
     await eventually(lambda: _code(keys, made.key), rpc.VERIFY_CODE_VALID, 2.0)
 
@@ -147,3 +150,18 @@ async def test_customers_cannot_call_verify(keys: Any, tenant: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await keys.VerifyApiKey(rpc.VerifyApiKeyRequest(secret="x"), metadata=human(tenant), timeout=5)
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_losing_the_listener_empties_and_bypasses_the_cache_until_it_is_back(
+    keys: Any, tenant: str, engines: dict[str, AsyncEngine], make_replica: Callable[..., Any]
+) -> None:
+    made = await create(keys, tenant)
+    async with make_replica() as (other, stub):
+        await asyncio.wait_for(other.verifier.listening.wait(), 5)
+        assert (await verify(stub, made.key)).code == rpc.VERIFY_CODE_VALID  # cached
+        await sql(engines, "SELECT pg_terminate_backend(:pid)", pid=other.verifier.listener_pid)
+        # A change no replica is told about (written behind the service's back) is seen once the listener
+        # is found gone, because the cache was emptied with it.
+        await sql(engines, "UPDATE api_key SET status = 'disabled' WHERE id = :k", k=made.id)
+        await eventually(lambda: _code(stub, made.key), rpc.VERIFY_CODE_DISABLED, 3.0)
+        await asyncio.wait_for(other.verifier.listening.wait(), 5)  # and it listens again
