@@ -7,14 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 import grpc
-from google.protobuf import struct_pb2
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from aos.api_keys.v1 import api_key_pb2 as pb
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
 from aos.api_keys.v1 import api_keys_service_pb2_grpc
-from services.api_keys import keys, repository
+from services.api_keys import keys, repository, responses
 from services.api_keys.clients import Account
 from services.api_keys.models import ApiKey, ApiKeyAudit
 from services.api_keys.verify import Verifier
@@ -29,7 +27,6 @@ OWNER = "api_keys"
 MANAGERS = ("owner", "admin")
 READERS = ("owner", "admin", "member", "viewer")
 STATUSES = ("active", "revoked", "expired", "disabled")
-MAX_INT32 = 2**31 - 1
 
 
 @contextlib.contextmanager
@@ -40,60 +37,6 @@ def unprocessable() -> Iterator[None]:
     except InvalidArgument as exc:
         exc.http_status = 422
         raise
-
-
-def _api_key_fields(k: ApiKey) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "key_id": k.id,
-        "name": k.name,
-        "prefix": k.key_prefix,
-        "status": keys.status(k.status, k.expires_at, datetime.now(UTC)).upper(),
-        "created_at": k.created_at,
-        "total_requests": min(k.total_requests, MAX_INT32),
-        "permissions": k.permissions,
-        "allowed_workers": k.allowed_workers,
-        "rate_limit_rpm": k.rate_limit_rpm or 0,
-        "max_concurrent_runs": k.max_concurrent_runs or 0,
-        "revoked_reason": k.revoked_reason or "",
-        "rotated_to_key_id": k.rotated_to or "",
-    }
-    for name in ("last_used_at", "expires_at", "revoked_at"):
-        if (value := getattr(k, name)) is not None:
-            fields[name] = value
-    return fields
-
-
-def api_key_pb(k: ApiKey) -> pb.ApiKey:
-    return pb.ApiKey(**_api_key_fields(k))
-
-
-def _tenant_pb(k: ApiKey) -> pb.TenantApiKey:
-    f = _api_key_fields(k)
-    return pb.TenantApiKey(
-        id=k.id,
-        name=k.name,
-        key_prefix=k.key_prefix,
-        status=f["status"].lower(),
-        total_requests=f["total_requests"],
-        **{n: f[n] for n in ("last_used_at", "expires_at", "created_at") if n in f},
-    )
-
-
-def _created_pb(k: ApiKey, secret: str) -> rpc.CreateApiKeyResponse:
-    f = _api_key_fields(k)
-    return rpc.CreateApiKeyResponse(
-        id=k.id,
-        name=k.name,
-        key_prefix=k.key_prefix,
-        key=secret,
-        status=f["status"].lower(),
-        total_requests=f["total_requests"],
-        permissions=k.permissions,
-        allowed_workers=k.allowed_workers,
-        rate_limit_rpm=f["rate_limit_rpm"],
-        max_concurrent_runs=f["max_concurrent_runs"],
-        **{n: f[n] for n in ("last_used_at", "expires_at", "created_at") if n in f},
-    )
 
 
 def _optional(request: Any, field: str, low: int, high: int) -> int | None:
@@ -107,6 +50,41 @@ def _strings(field: str, values: Any, pattern: Any = None, high: int = 100) -> l
     if pattern is not None and (bad := next((v for v in cleaned if not pattern.fullmatch(v)), None)):
         raise InvalidArgument(field, f"{bad!r} is not a scope like 'keys:read', 'run:*' or '*'")
     return list(dict.fromkeys(cleaned))
+
+
+def _new_key(request: rpc.CreateApiKeyRequest, who: Principal) -> tuple[ApiKey, str]:
+    """The validated row of a new key and its secret; INVALID_ARGUMENT (422 on REST) names the field."""
+    with unprocessable():
+        name = validation.length("name", request.name, 1, 100)
+        days = _optional(request, "expires_in_days", 1, 365)
+        row = ApiKey(
+            id=str(uuid.uuid4()),
+            tenant_id=who.tenant(),
+            created_by=who.actor_id,
+            name=name,
+            status="active",
+            expires_at=datetime.now(UTC) + timedelta(days=days) if days else None,
+            permissions=_strings("permissions", request.permissions, keys.SCOPE) or list(keys.DEFAULT_SCOPES),
+            allowed_workers=_strings("allowed_workers", request.allowed_workers),
+            rate_limit_rpm=_optional(request, "rate_limit_rpm", 1, 1000),
+            max_concurrent_runs=_optional(request, "max_concurrent_runs", 1, 100),
+            request_id=validation.length("request_id", request.request_id, 0, 100) or None,
+        )
+    issued = keys.issue()
+    row.key_prefix, row.key_hash = issued.prefix, issued.digest
+    return row, issued.secret
+
+
+async def _within_quota(session: AsyncSession, tenant_id: str, limit: int) -> int:
+    """Valid keys in use, or RESOURCE_EXHAUSTED at the plan's limit. Callers hold the tenant row's lock."""
+    in_use = await repository.count_valid(session, tenant_id)
+    if in_use >= limit:
+        raise ResourceExhausted(
+            f"API key limit exceeded: {in_use} of {limit} keys in use",
+            reason="API_KEY_LIMIT_EXCEEDED",
+            metadata={"limit": str(limit)},
+        )
+    return in_use
 
 
 class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
@@ -153,61 +131,28 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     async def CreateApiKey(self, request: rpc.CreateApiKeyRequest, context: Context) -> rpc.CreateApiKeyResponse:
         who = caller(context)
         who.require_role(*MANAGERS)
-        tenant_id = who.tenant()
-        with unprocessable():
-            name = validation.length("name", request.name, 1, 100)
-            days = _optional(request, "expires_in_days", 1, 365)
-            settings = {
-                "permissions": _strings("permissions", request.permissions, keys.SCOPE) or list(keys.DEFAULT_SCOPES),
-                "allowed_workers": _strings("allowed_workers", request.allowed_workers),
-                "rate_limit_rpm": _optional(request, "rate_limit_rpm", 1, 1000),
-                "max_concurrent_runs": _optional(request, "max_concurrent_runs", 1, 100),
-            }
-            request_key = validation.length("request_id", request.request_id, 0, 100) or None
-        tenant = await self._account.tenant(tenant_id)  # call out first; never inside the transaction
+        new, secret = _new_key(request, who)
+        tenant = await self._account.tenant(new.tenant_id)  # call out first; never inside the transaction
         async with self._sessions.begin() as session:
-            await repository.lock_tenant(session, tenant_id, tenant.status, tenant.max_api_keys)
-            replay = await repository.by_request_id(session, tenant_id, request_key)
-            if replay is not None:
-                key, secret = replay, ""
+            await repository.lock_tenant(session, new.tenant_id, tenant.status, tenant.max_api_keys)
+            key = await repository.by_request_id(session, new.tenant_id, new.request_id)
+            if key is not None:
+                secret = ""  # a retry: the first response was the only one with the secret
             else:
                 if tenant.status != "active":
                     raise FailedPrecondition(f"tenant is {tenant.status}", reason="TENANT_INACTIVE")
-                in_use = await repository.count_valid(session, tenant_id)
-                if in_use >= tenant.max_api_keys:
-                    raise ResourceExhausted(
-                        f"API key limit exceeded: {in_use} of {tenant.max_api_keys} keys in use",
-                        reason="API_KEY_LIMIT_EXCEEDED",
-                        metadata={"limit": str(tenant.max_api_keys)},
-                    )
-                issued = keys.issue()
-                expires = datetime.now(UTC) + timedelta(days=days) if days else None
-                key = await repository.add(
-                    session,
-                    ApiKey(
-                        id=str(uuid.uuid4()),
-                        tenant_id=tenant_id,
-                        created_by=who.actor_id,
-                        name=name,
-                        key_prefix=issued.prefix,
-                        key_hash=issued.digest,
-                        status="active",
-                        expires_at=expires,
-                        request_id=request_key,
-                        **settings,
-                    ),
-                )
-                secret = issued.secret
-                await self._record(session, who, key, "create", {}, {"name": name, "first_key": in_use == 0})
+                in_use = await _within_quota(session, new.tenant_id, tenant.max_api_keys)
+                key = await repository.add(session, new)
+                await self._record(session, who, key, "create", {}, {"name": key.name, "first_valid_key": in_use == 0})
         await created(context)
-        return _created_pb(key, secret)
+        return responses.created(key, secret)
 
     async def GetApiKey(self, request: rpc.GetApiKeyRequest, context: Context) -> rpc.GetApiKeyResponse:
         who = caller(context)
         who.require_role(*READERS)
         async with self._sessions() as session:
             key = await repository.get(session, who.tenant(), request.key_id)
-        return rpc.GetApiKeyResponse(**_api_key_fields(key))
+        return rpc.GetApiKeyResponse(**responses.api_key_fields(key))
 
     async def ListApiKeys(self, request: rpc.ListApiKeysRequest, context: Context) -> rpc.ListApiKeysResponse:
         who = caller(context)
@@ -219,7 +164,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             if legacy and (request.page_token or request.page_size):
                 raise InvalidArgument("page_token", "cannot be combined with limit/offset")
             size = validation.page_size("limit" if legacy else "page_size", request.limit or request.page_size)
-            offset = validation.between("offset", request.offset, 0, MAX_INT32)
+            offset = validation.between("offset", request.offset, 0, responses.MAX_INT32)
             after = validation.decode_token(request.page_token)
         where = [repository.by_status(status)] if status else []
         async with self._sessions() as session:
@@ -227,7 +172,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         more = len(rows) == size and (offset + size < total if legacy else True)
         token = validation.encode_token(rows[-1].created_at, rows[-1].id) if more and not legacy else ""
         return rpc.ListApiKeysResponse(
-            items=[api_key_pb(k) for k in rows],
+            items=[responses.api_key_pb(k) for k in rows],
             total=total,
             has_more=offset + len(rows) < total if legacy else bool(token),
             filters_applied={"tenant_id": tenant_id} | ({"status": status} if status else {}),
@@ -242,7 +187,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         where = [] if request.include_revoked else [ApiKey.status != "revoked"]
         async with self._sessions() as session:
             rows, _ = await repository.list_keys(session, who.tenant(), where, None, 0, 1000)
-        return rpc.ListTenantApiKeysResponse(keys=[_tenant_pb(k) for k in rows])
+        return rpc.ListTenantApiKeysResponse(keys=[responses.tenant_api_key(k) for k in rows])
 
     async def ListPublicApiKeys(
         self, request: rpc.ListPublicApiKeysRequest, context: Context
@@ -254,34 +199,15 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         try:
             status = validation.one_of("status", request.status, ("", "active", "revoked", "expired")) or None
             limit = _optional(request, "limit", 1, 100) or 50
-            offset = validation.between("offset", request.offset, 0, MAX_INT32)
+            offset = validation.between("offset", request.offset, 0, responses.MAX_INT32)
         except InvalidArgument as exc:
             exc.reason = "INVALID_QUERY"
             raise
         where = [repository.by_status(status)] if status else []
         async with self._sessions() as session:
             rows, total = await repository.list_keys(session, who.tenant(), where, None, offset, limit)
-        more = offset + len(rows) < total
-        headers = dict(context.invocation_metadata() or ())
-        reply = rpc.ListPublicApiKeysResponse(
-            keys=[api_key_pb(k) for k in rows],
-            total=total,
-            has_more=more,
-            pagination=pb.Pagination(
-                limit=limit,
-                offset=offset,
-                next_offset=struct_pb2.Value(number_value=offset + len(rows))
-                if more
-                else struct_pb2.Value(null_value=struct_pb2.NULL_VALUE),
-            ),
-            meta=pb.ListMeta(
-                request_id=request_id.get(),
-                correlation_id=str(headers.get("x-correlation-id", "")),
-                as_of=struct_pb2.Value(null_value=struct_pb2.NULL_VALUE),
-            ),
-        )
-        reply.generated_at.FromDatetime(datetime.now(UTC))
-        return reply
+        correlation = dict(context.invocation_metadata() or ()).get("x-correlation-id", "")
+        return responses.public_list(rows, total, limit, offset, request_id.get(), str(correlation))
 
     async def RevokeApiKey(self, request: rpc.RevokeApiKeyRequest, context: Context) -> rpc.RevokeApiKeyResponse:
         who = caller(context)
@@ -296,14 +222,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             )
             await self._record(session, who, key, "revoke", {"status": before.status}, {"reason": reason})
         self._verifier.invalidate(f"key:{key.id}")
-        meta = pb.EnvelopeMeta(request_id=request_id.get())
-        meta.timestamp.FromDatetime(datetime.now(UTC))
-        return rpc.RevokeApiKeyResponse(
-            success=True,
-            data=pb.RevokeResult(success=True, message=f"API key {key.id} revoked"),
-            meta=meta,
-            api_key=api_key_pb(key),
-        )
+        return responses.revoked(key, request_id.get())
 
     async def RotateApiKey(self, request: rpc.RotateApiKeyRequest, context: Context) -> rpc.RotateApiKeyResponse:
         who = caller(context)
@@ -344,7 +263,9 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
                 session, who, old, "rotate", {}, {"new_key_id": new.id, "grace_expires_at": until.isoformat()}
             )
         self._verifier.invalidate(f"key:{old.id}")
-        return rpc.RotateApiKeyResponse(api_key=api_key_pb(new), key=issued.secret, previous=api_key_pb(old))
+        return rpc.RotateApiKeyResponse(
+            api_key=responses.api_key_pb(new), key=issued.secret, previous=responses.api_key_pb(old)
+        )
 
     async def EnableApiKey(self, request: rpc.EnableApiKeyRequest, context: Context) -> rpc.EnableApiKeyResponse:
         who = caller(context)
@@ -357,16 +278,11 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             if key.status == "revoked":
                 raise FailedPrecondition("a revoked key cannot be enabled", reason="API_KEY_REVOKED")
             if key.status == "disabled":
-                in_use = await repository.count_valid(session, tenant_id)
-                if in_use >= tenant.max_api_keys:
-                    raise ResourceExhausted(
-                        f"API key limit exceeded: {in_use} of {tenant.max_api_keys} keys in use",
-                        reason="API_KEY_LIMIT_EXCEEDED",
-                    )
+                await _within_quota(session, tenant_id, tenant.max_api_keys)
                 key = await repository.change(session, tenant_id, key.id, status="active")
                 await self._record(session, who, key, "enable", {"status": "disabled"}, {"status": "active"})
         self._verifier.invalidate(f"key:{key.id}")
-        return rpc.EnableApiKeyResponse(api_key=api_key_pb(key))
+        return rpc.EnableApiKeyResponse(api_key=responses.api_key_pb(key))
 
     async def DisableApiKey(self, request: rpc.DisableApiKeyRequest, context: Context) -> rpc.DisableApiKeyResponse:
         who = caller(context)
@@ -380,7 +296,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
                 key = await repository.change(session, tenant_id, key.id, status="disabled")
                 await self._record(session, who, key, "disable", {"status": "active"}, {"status": "disabled"})
         self._verifier.invalidate(f"key:{key.id}")
-        return rpc.DisableApiKeyResponse(api_key=api_key_pb(key))
+        return rpc.DisableApiKeyResponse(api_key=responses.api_key_pb(key))
 
     async def VerifyApiKey(self, request: rpc.VerifyApiKeyRequest, context: Context) -> rpc.VerifyApiKeyResponse:
         return await self._verifier.verify(request.secret)
