@@ -29,5 +29,6 @@ class Follower:
             if status:
                 quota = payload.get("quotas", {}).get("max_api_keys")
                 await repository.mirror_tenant(session, event.tenant_id, status, int(quota) if quota else None)
-                await repository.notify(session, "tenant", event.tenant_id)
+                if event.event_type != "tenant.created":  # a new tenant has no cached verdicts to drop
+                    await repository.notify(session, "tenant", event.tenant_id)
             await repository.save_cursor(session, SOURCE, token)
