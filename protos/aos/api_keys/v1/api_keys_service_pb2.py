@@ -22,30 +22,91 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from aos.api_keys.v1 import api_key_pb2 as aos_dot_api__keys_dot_v1_dot_api__key__pb2
 from aos.gate.v1 import gate_pb2 as aos_dot_gate_dot_v1_dot_gate__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aos/api_keys/v1/api_keys_service.proto\x12\x0f\x61os.api_keys.v1\x1a\x16\x61os/gate/v1/gate.proto\"%\n\x13VerifyApiKeyRequest\x12\x0e\n\x06secret\x18\x01 \x01(\t\"\x8c\x01\n\x14VerifyApiKeyResponse\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.aos.api_keys.v1.VerifyCode\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x16\n\x0erate_limit_rpm\x18\x05 \x01(\x05\"1\n\x1cGetActivationEvidenceRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"6\n\x1dGetActivationEvidenceResponse\x12\x15\n\rhas_valid_key\x18\x01 \x01(\x08*\xc8\x01\n\nVerifyCode\x12\x1b\n\x17VERIFY_CODE_UNSPECIFIED\x10\x00\x12\x15\n\x11VERIFY_CODE_VALID\x10\x01\x12\x19\n\x15VERIFY_CODE_NOT_FOUND\x10\x02\x12\x17\n\x13VERIFY_CODE_REVOKED\x10\x03\x12\x17\n\x13VERIFY_CODE_EXPIRED\x10\x04\x12\x18\n\x14VERIFY_CODE_DISABLED\x10\x05\x12\x1f\n\x1bVERIFY_CODE_TENANT_INACTIVE\x10\x06\x32\xfc\x01\n\x0e\x41piKeysService\x12\x66\n\x0cVerifyApiKey\x12$.aos.api_keys.v1.VerifyApiKeyRequest\x1a%.aos.api_keys.v1.VerifyApiKeyResponse\"\t\xaa\xd4\x18\x05\x08\x04\x12\x01\x04\x12\x81\x01\n\x15GetActivationEvidence\x12-.aos.api_keys.v1.GetActivationEvidenceRequest\x1a..aos.api_keys.v1.GetActivationEvidenceResponse\"\t\xaa\xd4\x18\x05\x08\x04\x12\x01\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aos/api_keys/v1/api_keys_service.proto\x12\x0f\x61os.api_keys.v1\x1a\x1d\x61os/api_keys/v1/api_key.proto\x1a\x16\x61os/gate/v1/gate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"%\n\x13VerifyApiKeyRequest\x12\x0e\n\x06secret\x18\x01 \x01(\t\"\x8c\x01\n\x14VerifyApiKeyResponse\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.aos.api_keys.v1.VerifyCode\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x16\n\x0erate_limit_rpm\x18\x05 \x01(\x05\"1\n\x1cGetActivationEvidenceRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"6\n\x1dGetActivationEvidenceResponse\x12\x15\n\rhas_valid_key\x18\x01 \x01(\x08\"\x81\x02\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bpermissions\x18\x02 \x03(\t\x12\x17\n\x0f\x61llowed_workers\x18\x03 \x03(\t\x12\x1c\n\x0f\x65xpires_in_days\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x0erate_limit_rpm\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12 \n\x13max_concurrent_runs\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x12\n\x10_expires_in_daysB\x11\n\x0f_rate_limit_rpmB\x16\n\x14_max_concurrent_runs\"\xee\x02\n\x14\x43reateApiKeyResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nkey_prefix\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x30\n\x0clast_used_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etotal_requests\x18\x07 \x01(\x05\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bpermissions\x18\n \x03(\t\x12\x17\n\x0f\x61llowed_workers\x18\x0b \x03(\t\x12\x16\n\x0erate_limit_rpm\x18\x0c \x01(\x05\x12\x1b\n\x13max_concurrent_runs\x18\r \x01(\x05\"\"\n\x10GetApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\xc1\x03\n\x11GetApiKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etotal_requests\x18\x08 \x01(\x05\x12\x13\n\x0bpermissions\x18\t \x03(\t\x12\x17\n\x0f\x61llowed_workers\x18\n \x03(\t\x12\x16\n\x0erate_limit_rpm\x18\x0b \x01(\x05\x12\x1b\n\x13max_concurrent_runs\x18\x0c \x01(\x05\x12.\n\nrevoked_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0erevoked_reason\x18\x0e \x01(\t\x12\x19\n\x11rotated_to_key_id\x18\x0f \x01(\t\"j\n\x12ListApiKeysRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0e\n\x06offset\x18\x05 \x01(\x05\"\x81\x02\n\x13ListApiKeysResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.aos.api_keys.v1.ApiKey\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x10\n\x08has_more\x18\x03 \x01(\x08\x12Q\n\x0f\x66ilters_applied\x18\x04 \x03(\x0b\x32\x38.aos.api_keys.v1.ListApiKeysResponse.FiltersAppliedEntry\x12\x17\n\x0fnext_page_token\x18\x05 \x01(\t\x1a\x35\n\x13\x46iltersAppliedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"3\n\x18ListTenantApiKeysRequest\x12\x17\n\x0finclude_revoked\x18\x01 \x01(\x08\"H\n\x19ListTenantApiKeysResponse\x12+\n\x04keys\x18\x01 \x03(\x0b\x32\x1d.aos.api_keys.v1.TenantApiKey\"g\n\x18ListPublicApiKeysRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x03 \x01(\x05\x12\r\n\x05\x61s_of\x18\x04 \x01(\tB\x08\n\x06_limit\"\xef\x01\n\x19ListPublicApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.aos.api_keys.v1.ApiKey\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x10\n\x08has_more\x18\x03 \x01(\x08\x12/\n\npagination\x18\x04 \x01(\x0b\x32\x1b.aos.api_keys.v1.Pagination\x12\x30\n\x0cgenerated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04meta\x18\x06 \x01(\x0b\x32\x19.aos.api_keys.v1.ListMeta\"5\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xab\x01\n\x14RevokeApiKeyResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12+\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1d.aos.api_keys.v1.RevokeResult\x12+\n\x04meta\x18\x03 \x01(\x0b\x32\x1d.aos.api_keys.v1.EnvelopeMeta\x12(\n\x07\x61pi_key\x18\x04 \x01(\x0b\x32\x17.aos.api_keys.v1.ApiKey\"]\n\x13RotateApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x1f\n\x12grace_period_hours\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x15\n\x13_grace_period_hours\"x\n\x14RotateApiKeyResponse\x12(\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x17.aos.api_keys.v1.ApiKey\x12\x0b\n\x03key\x18\x02 \x01(\t\x12)\n\x08previous\x18\x03 \x01(\x0b\x32\x17.aos.api_keys.v1.ApiKey\"%\n\x13\x45nableApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"@\n\x14\x45nableApiKeyResponse\x12(\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x17.aos.api_keys.v1.ApiKey\"&\n\x14\x44isableApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"A\n\x15\x44isableApiKeyResponse\x12(\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x17.aos.api_keys.v1.ApiKey*\xc8\x01\n\nVerifyCode\x12\x1b\n\x17VERIFY_CODE_UNSPECIFIED\x10\x00\x12\x15\n\x11VERIFY_CODE_VALID\x10\x01\x12\x19\n\x15VERIFY_CODE_NOT_FOUND\x10\x02\x12\x17\n\x13VERIFY_CODE_REVOKED\x10\x03\x12\x17\n\x13VERIFY_CODE_EXPIRED\x10\x04\x12\x18\n\x14VERIFY_CODE_DISABLED\x10\x05\x12\x1f\n\x1bVERIFY_CODE_TENANT_INACTIVE\x10\x06\x32\xb8\r\n\x0e\x41piKeysService\x12\xa4\x01\n\x0c\x43reateApiKey\x12$.aos.api_keys.v1.CreateApiKeyRequest\x1a%.aos.api_keys.v1.CreateApiKeyResponse\"G\xaa\xd4\x18\x15\x08\x01\x12\x02\x01\x02\x1a\x0bkeys:create \x02\x82\xd3\xe4\x93\x02(\"\x0c/v1/api-keys:\x01*Z\x15\"\x10/tenant/api-keys:\x01*\x12\x9e\x01\n\tGetApiKey\x12!.aos.api_keys.v1.GetApiKeyRequest\x1a\".aos.api_keys.v1.GetApiKeyResponse\"J\xaa\xd4\x18\x13\x08\x01\x12\x02\x01\x02\x1a\tkeys:read \x02\x82\xd3\xe4\x93\x02-\x12\x15/v1/api-keys/{key_id}Z\x14\x12\x12/api-keys/{key_id}\x12\x92\x01\n\x0bListApiKeys\x12#.aos.api_keys.v1.ListApiKeysRequest\x1a$.aos.api_keys.v1.ListApiKeysResponse\"8\xaa\xd4\x18\x13\x08\x01\x12\x02\x01\x02\x1a\tkeys:read \x02\x82\xd3\xe4\x93\x02\x1b\x12\x0c/v1/api-keysZ\x0b\x12\t/api-keys\x12\x9b\x01\n\x11ListTenantApiKeys\x12).aos.api_keys.v1.ListTenantApiKeysRequest\x1a*.aos.api_keys.v1.ListTenantApiKeysResponse\"/\xaa\xd4\x18\x13\x08\x01\x12\x02\x01\x02\x1a\tkeys:read \x02\x82\xd3\xe4\x93\x02\x12\x12\x10/tenant/api-keys\x12\x9d\x01\n\x11ListPublicApiKeys\x12).aos.api_keys.v1.ListPublicApiKeysRequest\x1a*.aos.api_keys.v1.ListPublicApiKeysResponse\"1\xaa\xd4\x18\x13\x08\x01\x12\x02\x01\x02\x1a\tkeys:read \x05\x82\xd3\xe4\x93\x02\x14\x12\x12/cus/api_keys/list\x12\xba\x01\n\x0cRevokeApiKey\x12$.aos.api_keys.v1.RevokeApiKeyRequest\x1a%.aos.api_keys.v1.RevokeApiKeyResponse\"]\xaa\xd4\x18\x15\x08\x01\x12\x02\x01\x02\x1a\x0bkeys:revoke \x02\x82\xd3\xe4\x93\x02>\"\x1c/v1/api-keys/{key_id}:revoke:\x01*Z\x1b*\x19/tenant/api-keys/{key_id}\x12\x9d\x01\n\x0cRotateApiKey\x12$.aos.api_keys.v1.RotateApiKeyRequest\x1a%.aos.api_keys.v1.RotateApiKeyResponse\"@\xaa\xd4\x18\x15\x08\x01\x12\x02\x01\x02\x1a\x0bkeys:create \x02\x82\xd3\xe4\x93\x02!\"\x1c/v1/api-keys/{key_id}:rotate:\x01*\x12\x9d\x01\n\x0c\x45nableApiKey\x12$.aos.api_keys.v1.EnableApiKeyRequest\x1a%.aos.api_keys.v1.EnableApiKeyResponse\"@\xaa\xd4\x18\x15\x08\x01\x12\x02\x01\x02\x1a\x0bkeys:create \x02\x82\xd3\xe4\x93\x02!\"\x1c/v1/api-keys/{key_id}:enable:\x01*\x12\xa1\x01\n\rDisableApiKey\x12%.aos.api_keys.v1.DisableApiKeyRequest\x1a&.aos.api_keys.v1.DisableApiKeyResponse\"A\xaa\xd4\x18\x15\x08\x01\x12\x02\x01\x02\x1a\x0bkeys:revoke \x02\x82\xd3\xe4\x93\x02\"\"\x1d/v1/api-keys/{key_id}:disable:\x01*\x12\x66\n\x0cVerifyApiKey\x12$.aos.api_keys.v1.VerifyApiKeyRequest\x1a%.aos.api_keys.v1.VerifyApiKeyResponse\"\t\xaa\xd4\x18\x05\x08\x04\x12\x01\x04\x12\x81\x01\n\x15GetActivationEvidence\x12-.aos.api_keys.v1.GetActivationEvidenceRequest\x1a..aos.api_keys.v1.GetActivationEvidenceResponse\"\t\xaa\xd4\x18\x05\x08\x04\x12\x01\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aos.api_keys.v1.api_keys_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTAPIKEYSRESPONSE_FILTERSAPPLIEDENTRY']._loaded_options = None
+  _globals['_LISTAPIKEYSRESPONSE_FILTERSAPPLIEDENTRY']._serialized_options = b'8\001'
+  _globals['_APIKEYSSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\252\324\030\025\010\001\022\002\001\002\032\013keys:create \002\202\323\344\223\002(\"\014/v1/api-keys:\001*Z\025\"\020/tenant/api-keys:\001*'
+  _globals['_APIKEYSSERVICE'].methods_by_name['GetApiKey']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['GetApiKey']._serialized_options = b'\252\324\030\023\010\001\022\002\001\002\032\tkeys:read \002\202\323\344\223\002-\022\025/v1/api-keys/{key_id}Z\024\022\022/api-keys/{key_id}'
+  _globals['_APIKEYSSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\252\324\030\023\010\001\022\002\001\002\032\tkeys:read \002\202\323\344\223\002\033\022\014/v1/api-keysZ\013\022\t/api-keys'
+  _globals['_APIKEYSSERVICE'].methods_by_name['ListTenantApiKeys']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['ListTenantApiKeys']._serialized_options = b'\252\324\030\023\010\001\022\002\001\002\032\tkeys:read \002\202\323\344\223\002\022\022\020/tenant/api-keys'
+  _globals['_APIKEYSSERVICE'].methods_by_name['ListPublicApiKeys']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['ListPublicApiKeys']._serialized_options = b'\252\324\030\023\010\001\022\002\001\002\032\tkeys:read \005\202\323\344\223\002\024\022\022/cus/api_keys/list'
+  _globals['_APIKEYSSERVICE'].methods_by_name['RevokeApiKey']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\252\324\030\025\010\001\022\002\001\002\032\013keys:revoke \002\202\323\344\223\002>\"\034/v1/api-keys/{key_id}:revoke:\001*Z\033*\031/tenant/api-keys/{key_id}'
+  _globals['_APIKEYSSERVICE'].methods_by_name['RotateApiKey']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['RotateApiKey']._serialized_options = b'\252\324\030\025\010\001\022\002\001\002\032\013keys:create \002\202\323\344\223\002!\"\034/v1/api-keys/{key_id}:rotate:\001*'
+  _globals['_APIKEYSSERVICE'].methods_by_name['EnableApiKey']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['EnableApiKey']._serialized_options = b'\252\324\030\025\010\001\022\002\001\002\032\013keys:create \002\202\323\344\223\002!\"\034/v1/api-keys/{key_id}:enable:\001*'
+  _globals['_APIKEYSSERVICE'].methods_by_name['DisableApiKey']._loaded_options = None
+  _globals['_APIKEYSSERVICE'].methods_by_name['DisableApiKey']._serialized_options = b'\252\324\030\025\010\001\022\002\001\002\032\013keys:revoke \002\202\323\344\223\002\"\"\035/v1/api-keys/{key_id}:disable:\001*'
   _globals['_APIKEYSSERVICE'].methods_by_name['VerifyApiKey']._loaded_options = None
   _globals['_APIKEYSSERVICE'].methods_by_name['VerifyApiKey']._serialized_options = b'\252\324\030\005\010\004\022\001\004'
   _globals['_APIKEYSSERVICE'].methods_by_name['GetActivationEvidence']._loaded_options = None
   _globals['_APIKEYSSERVICE'].methods_by_name['GetActivationEvidence']._serialized_options = b'\252\324\030\005\010\004\022\001\004'
-  _globals['_VERIFYCODE']._serialized_start=373
-  _globals['_VERIFYCODE']._serialized_end=573
-  _globals['_VERIFYAPIKEYREQUEST']._serialized_start=83
-  _globals['_VERIFYAPIKEYREQUEST']._serialized_end=120
-  _globals['_VERIFYAPIKEYRESPONSE']._serialized_start=123
-  _globals['_VERIFYAPIKEYRESPONSE']._serialized_end=263
-  _globals['_GETACTIVATIONEVIDENCEREQUEST']._serialized_start=265
-  _globals['_GETACTIVATIONEVIDENCEREQUEST']._serialized_end=314
-  _globals['_GETACTIVATIONEVIDENCERESPONSE']._serialized_start=316
-  _globals['_GETACTIVATIONEVIDENCERESPONSE']._serialized_end=370
-  _globals['_APIKEYSSERVICE']._serialized_start=576
-  _globals['_APIKEYSSERVICE']._serialized_end=828
+  _globals['_VERIFYCODE']._serialized_start=3084
+  _globals['_VERIFYCODE']._serialized_end=3284
+  _globals['_VERIFYAPIKEYREQUEST']._serialized_start=177
+  _globals['_VERIFYAPIKEYREQUEST']._serialized_end=214
+  _globals['_VERIFYAPIKEYRESPONSE']._serialized_start=217
+  _globals['_VERIFYAPIKEYRESPONSE']._serialized_end=357
+  _globals['_GETACTIVATIONEVIDENCEREQUEST']._serialized_start=359
+  _globals['_GETACTIVATIONEVIDENCEREQUEST']._serialized_end=408
+  _globals['_GETACTIVATIONEVIDENCERESPONSE']._serialized_start=410
+  _globals['_GETACTIVATIONEVIDENCERESPONSE']._serialized_end=464
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=467
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=724
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=727
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1093
+  _globals['_GETAPIKEYREQUEST']._serialized_start=1095
+  _globals['_GETAPIKEYREQUEST']._serialized_end=1129
+  _globals['_GETAPIKEYRESPONSE']._serialized_start=1132
+  _globals['_GETAPIKEYRESPONSE']._serialized_end=1581
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1583
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1689
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1692
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1949
+  _globals['_LISTAPIKEYSRESPONSE_FILTERSAPPLIEDENTRY']._serialized_start=1896
+  _globals['_LISTAPIKEYSRESPONSE_FILTERSAPPLIEDENTRY']._serialized_end=1949
+  _globals['_LISTTENANTAPIKEYSREQUEST']._serialized_start=1951
+  _globals['_LISTTENANTAPIKEYSREQUEST']._serialized_end=2002
+  _globals['_LISTTENANTAPIKEYSRESPONSE']._serialized_start=2004
+  _globals['_LISTTENANTAPIKEYSRESPONSE']._serialized_end=2076
+  _globals['_LISTPUBLICAPIKEYSREQUEST']._serialized_start=2078
+  _globals['_LISTPUBLICAPIKEYSREQUEST']._serialized_end=2181
+  _globals['_LISTPUBLICAPIKEYSRESPONSE']._serialized_start=2184
+  _globals['_LISTPUBLICAPIKEYSRESPONSE']._serialized_end=2423
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=2425
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=2478
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=2481
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=2652
+  _globals['_ROTATEAPIKEYREQUEST']._serialized_start=2654
+  _globals['_ROTATEAPIKEYREQUEST']._serialized_end=2747
+  _globals['_ROTATEAPIKEYRESPONSE']._serialized_start=2749
+  _globals['_ROTATEAPIKEYRESPONSE']._serialized_end=2869
+  _globals['_ENABLEAPIKEYREQUEST']._serialized_start=2871
+  _globals['_ENABLEAPIKEYREQUEST']._serialized_end=2908
+  _globals['_ENABLEAPIKEYRESPONSE']._serialized_start=2910
+  _globals['_ENABLEAPIKEYRESPONSE']._serialized_end=2974
+  _globals['_DISABLEAPIKEYREQUEST']._serialized_start=2976
+  _globals['_DISABLEAPIKEYREQUEST']._serialized_end=3014
+  _globals['_DISABLEAPIKEYRESPONSE']._serialized_start=3016
+  _globals['_DISABLEAPIKEYRESPONSE']._serialized_end=3081
+  _globals['_APIKEYSSERVICE']._serialized_start=3287
+  _globals['_APIKEYSSERVICE']._serialized_end=5007
 # @@protoc_insertion_point(module_scope)

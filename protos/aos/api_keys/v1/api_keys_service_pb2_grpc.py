@@ -36,6 +36,51 @@ class ApiKeysServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateApiKey = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/CreateApiKey',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.GetApiKey = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/GetApiKey',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetApiKeyRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/ListApiKeys',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.ListTenantApiKeys = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/ListTenantApiKeys',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListTenantApiKeysRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListTenantApiKeysResponse.FromString,
+                _registered_method=True)
+        self.ListPublicApiKeys = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/ListPublicApiKeys',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListPublicApiKeysRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListPublicApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/RevokeApiKey',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
+        self.RotateApiKey = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/RotateApiKey',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RotateApiKeyRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RotateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.EnableApiKey = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/EnableApiKey',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.EnableApiKeyRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.EnableApiKeyResponse.FromString,
+                _registered_method=True)
+        self.DisableApiKey = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/DisableApiKey',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.DisableApiKeyRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.DisableApiKeyResponse.FromString,
+                _registered_method=True)
         self.VerifyApiKey = channel.unary_unary(
                 '/aos.api_keys.v1.ApiKeysService/VerifyApiKey',
                 request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.VerifyApiKeyRequest.SerializeToString,
@@ -52,6 +97,78 @@ class ApiKeysServiceServicer:
     """API keys: issue, read, revoke, rotate and verify. The caller's tenant always comes from the
     authenticated principal; another tenant's key id answers NOT_FOUND.
     """
+
+    def CreateApiKey(self, request, context):
+        """Issues a key; the full secret is in this response only. A repeated request_id returns the first
+        key without its secret. Owner/admin humans, or keys with keys:create.
+        Errors: INVALID_ARGUMENT (422 on REST), PERMISSION_DENIED, RESOURCE_EXHAUSTED (plan's max_api_keys),
+        FAILED_PRECONDITION (tenant not active), UNAVAILABLE (account).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApiKey(self, request, context):
+        """Reads one key of the caller's tenant. Errors: NOT_FOUND (also another tenant's key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
+        Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenantApiKeys(self, request, context):
+        """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPublicApiKeys(self, request, context):
+        """The legacy public list facade with its strict parameters (SPEC 2.5).
+        Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
+        INVALID_ARGUMENT (reason).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateApiKey(self, request, context):
+        """Issues a new key with the same settings; the old one keeps working for the grace period (default
+        24 h, never past its own expiry). API keys need keys:create and keys:revoke.
+        Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableApiKey(self, request, context):
+        """DISABLED → ACTIVE (counts against the quota again). Errors: NOT_FOUND, FAILED_PRECONDITION
+        (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableApiKey(self, request, context):
+        """ACTIVE → DISABLED (reversible). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def VerifyApiKey(self, request, context):
         """Verifies a presented key (the edge gate's hot path). Never fails for a bad key: the verdict is
@@ -71,6 +188,51 @@ class ApiKeysServiceServicer:
 
 def add_ApiKeysServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'GetApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApiKey,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetApiKeyRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'ListTenantApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenantApiKeys,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListTenantApiKeysRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListTenantApiKeysResponse.SerializeToString,
+            ),
+            'ListPublicApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPublicApiKeys,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListPublicApiKeysRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListPublicApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'RotateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateApiKey,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RotateApiKeyRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RotateApiKeyResponse.SerializeToString,
+            ),
+            'EnableApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableApiKey,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.EnableApiKeyRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.EnableApiKeyResponse.SerializeToString,
+            ),
+            'DisableApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableApiKey,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.DisableApiKeyRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.DisableApiKeyResponse.SerializeToString,
+            ),
             'VerifyApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyApiKey,
                     request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.VerifyApiKeyRequest.FromString,
@@ -93,6 +255,249 @@ class ApiKeysService:
     """API keys: issue, read, revoke, rotate and verify. The caller's tenant always comes from the
     authenticated principal; another tenant's key id answers NOT_FOUND.
     """
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/CreateApiKey',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateApiKeyRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/GetApiKey',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetApiKeyRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/ListApiKeys',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenantApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/ListTenantApiKeys',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListTenantApiKeysRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListTenantApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPublicApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/ListPublicApiKeys',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListPublicApiKeysRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListPublicApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/RevokeApiKey',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RevokeApiKeyRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/RotateApiKey',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RotateApiKeyRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RotateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/EnableApiKey',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.EnableApiKeyRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.EnableApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/DisableApiKey',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.DisableApiKeyRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.DisableApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def VerifyApiKey(request,

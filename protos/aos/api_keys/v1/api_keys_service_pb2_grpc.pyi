@@ -35,6 +35,39 @@ class ApiKeysServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ApiKeysServiceAsyncStub: ...
+    CreateApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.CreateApiKeyRequest, _api_keys_service_pb2.CreateApiKeyResponse]
+    """Issues a key; the full secret is in this response only. A repeated request_id returns the first
+    key without its secret. Owner/admin humans, or keys with keys:create.
+    Errors: INVALID_ARGUMENT (422 on REST), PERMISSION_DENIED, RESOURCE_EXHAUSTED (plan's max_api_keys),
+    FAILED_PRECONDITION (tenant not active), UNAVAILABLE (account).
+    """
+    GetApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetApiKeyRequest, _api_keys_service_pb2.GetApiKeyResponse]
+    """Reads one key of the caller's tenant. Errors: NOT_FOUND (also another tenant's key)."""
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListApiKeysRequest, _api_keys_service_pb2.ListApiKeysResponse]
+    """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
+    Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
+    """
+    ListTenantApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]
+    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+    ListPublicApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListPublicApiKeysRequest, _api_keys_service_pb2.ListPublicApiKeysResponse]
+    """The legacy public list facade with its strict parameters (SPEC 2.5).
+    Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+    """
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.RevokeApiKeyRequest, _api_keys_service_pb2.RevokeApiKeyResponse]
+    """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
+    INVALID_ARGUMENT (reason).
+    """
+    RotateApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.RotateApiKeyRequest, _api_keys_service_pb2.RotateApiKeyResponse]
+    """Issues a new key with the same settings; the old one keeps working for the grace period (default
+    24 h, never past its own expiry). API keys need keys:create and keys:revoke.
+    Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT.
+    """
+    EnableApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.EnableApiKeyRequest, _api_keys_service_pb2.EnableApiKeyResponse]
+    """DISABLED → ACTIVE (counts against the quota again). Errors: NOT_FOUND, FAILED_PRECONDITION
+    (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
+    """
+    DisableApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.DisableApiKeyRequest, _api_keys_service_pb2.DisableApiKeyResponse]
+    """ACTIVE → DISABLED (reversible). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), PERMISSION_DENIED."""
     VerifyApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.VerifyApiKeyRequest, _api_keys_service_pb2.VerifyApiKeyResponse]
     """Verifies a presented key (the edge gate's hot path). Never fails for a bad key: the verdict is
     in `code`. Errors: UNAVAILABLE (database down).
@@ -49,6 +82,39 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.CreateApiKeyRequest, _api_keys_service_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
+    """Issues a key; the full secret is in this response only. A repeated request_id returns the first
+    key without its secret. Owner/admin humans, or keys with keys:create.
+    Errors: INVALID_ARGUMENT (422 on REST), PERMISSION_DENIED, RESOURCE_EXHAUSTED (plan's max_api_keys),
+    FAILED_PRECONDITION (tenant not active), UNAVAILABLE (account).
+    """
+    GetApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetApiKeyRequest, _api_keys_service_pb2.GetApiKeyResponse]  # type: ignore[assignment]
+    """Reads one key of the caller's tenant. Errors: NOT_FOUND (also another tenant's key)."""
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListApiKeysRequest, _api_keys_service_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
+    Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
+    """
+    ListTenantApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]  # type: ignore[assignment]
+    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+    ListPublicApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListPublicApiKeysRequest, _api_keys_service_pb2.ListPublicApiKeysResponse]  # type: ignore[assignment]
+    """The legacy public list facade with its strict parameters (SPEC 2.5).
+    Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+    """
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.RevokeApiKeyRequest, _api_keys_service_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
+    """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
+    INVALID_ARGUMENT (reason).
+    """
+    RotateApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.RotateApiKeyRequest, _api_keys_service_pb2.RotateApiKeyResponse]  # type: ignore[assignment]
+    """Issues a new key with the same settings; the old one keeps working for the grace period (default
+    24 h, never past its own expiry). API keys need keys:create and keys:revoke.
+    Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT.
+    """
+    EnableApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.EnableApiKeyRequest, _api_keys_service_pb2.EnableApiKeyResponse]  # type: ignore[assignment]
+    """DISABLED → ACTIVE (counts against the quota again). Errors: NOT_FOUND, FAILED_PRECONDITION
+    (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
+    """
+    DisableApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.DisableApiKeyRequest, _api_keys_service_pb2.DisableApiKeyResponse]  # type: ignore[assignment]
+    """ACTIVE → DISABLED (reversible). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), PERMISSION_DENIED."""
     VerifyApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.VerifyApiKeyRequest, _api_keys_service_pb2.VerifyApiKeyResponse]  # type: ignore[assignment]
     """Verifies a presented key (the edge gate's hot path). Never fails for a bad key: the verdict is
     in `code`. Errors: UNAVAILABLE (database down).
@@ -60,6 +126,93 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
     """API keys: issue, read, revoke, rotate and verify. The caller's tenant always comes from the
     authenticated principal; another tenant's key id answers NOT_FOUND.
     """
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _api_keys_service_pb2.CreateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.CreateApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.CreateApiKeyResponse]]:
+        """Issues a key; the full secret is in this response only. A repeated request_id returns the first
+        key without its secret. Owner/admin humans, or keys with keys:create.
+        Errors: INVALID_ARGUMENT (422 on REST), PERMISSION_DENIED, RESOURCE_EXHAUSTED (plan's max_api_keys),
+        FAILED_PRECONDITION (tenant not active), UNAVAILABLE (account).
+        """
+
+    @_abc_1.abstractmethod
+    def GetApiKey(
+        self,
+        request: _api_keys_service_pb2.GetApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.GetApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.GetApiKeyResponse]]:
+        """Reads one key of the caller's tenant. Errors: NOT_FOUND (also another tenant's key)."""
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _api_keys_service_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.ListApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListApiKeysResponse]]:
+        """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
+        Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
+        """
+
+    @_abc_1.abstractmethod
+    def ListTenantApiKeys(
+        self,
+        request: _api_keys_service_pb2.ListTenantApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.ListTenantApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListTenantApiKeysResponse]]:
+        """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+
+    @_abc_1.abstractmethod
+    def ListPublicApiKeys(
+        self,
+        request: _api_keys_service_pb2.ListPublicApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.ListPublicApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListPublicApiKeysResponse]]:
+        """The legacy public list facade with its strict parameters (SPEC 2.5).
+        Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _api_keys_service_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.RevokeApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.RevokeApiKeyResponse]]:
+        """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
+        INVALID_ARGUMENT (reason).
+        """
+
+    @_abc_1.abstractmethod
+    def RotateApiKey(
+        self,
+        request: _api_keys_service_pb2.RotateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.RotateApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.RotateApiKeyResponse]]:
+        """Issues a new key with the same settings; the old one keeps working for the grace period (default
+        24 h, never past its own expiry). API keys need keys:create and keys:revoke.
+        Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def EnableApiKey(
+        self,
+        request: _api_keys_service_pb2.EnableApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.EnableApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.EnableApiKeyResponse]]:
+        """DISABLED → ACTIVE (counts against the quota again). Errors: NOT_FOUND, FAILED_PRECONDITION
+        (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def DisableApiKey(
+        self,
+        request: _api_keys_service_pb2.DisableApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.DisableApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.DisableApiKeyResponse]]:
+        """ACTIVE → DISABLED (reversible). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), PERMISSION_DENIED."""
 
     @_abc_1.abstractmethod
     def VerifyApiKey(

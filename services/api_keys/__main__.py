@@ -1,0 +1,17 @@
+import uvloop
+
+from services.api_keys import server
+from services.api_keys.settings import Settings
+from services.common import db
+from services.common.server import configure_logging, serve
+
+
+async def main() -> None:
+    settings = Settings()  # type: ignore[call-arg]  # database_url comes from the environment
+    configure_logging(settings.log_level)
+    svc = server.build(settings, db.create_engine(settings.database_url.get_secret_value()))
+    await serve(svc, settings.grpc_host, settings.grpc_port, settings.grace_seconds)
+
+
+if __name__ == "__main__":
+    uvloop.run(main())

@@ -1,0 +1,141 @@
+"""The API-key REST surface through real Envoy: legacy URLs and shapes, 201/422/429, strict queries.
+
+X-AOS-Key callers need onboarding's ext_authz (not in this tree yet): scenarios 13-15 are covered at the
+VerifyApiKey level in tests/api_keys/test_verify_api_key.py.
+"""
+
+import asyncio
+import re
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import Gateway
+
+pytestmark = pytest.mark.e2e
+
+
+async def signup(http: httpx.AsyncClient, gateway: Gateway, role: str = "owner") -> tuple[str, dict[str, str]]:
+    user = f"owner-{time.monotonic_ns()}"
+    reply = await http.post("/v1/tenants", json={"name": "Keys Inc"}, headers=gateway.token(user))
+    assert reply.status_code == 201, reply.text
+    tenant = reply.json()["tenant"]["tenant_id"]
+    return tenant, gateway.token(user, tenant=tenant, role=role)
+
+
+async def test_create_read_list_and_revoke_through_the_legacy_urls(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    tenant, auth = await signup(http, gateway)
+    created = await http.post("/tenant/api-keys", json={"name": "ci"}, headers=auth)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert re.fullmatch(r"aos_[0-9A-Za-z]{46}", body["key"])  # SPEC 0.11 supersedes scenario 8's regex
+    assert body["key_prefix"] == body["key"][:12] and body["status"] == "active" and body["total_requests"] == 0
+    assert set(body) >= {"id", "name", "key_prefix", "key", "status", "total_requests", "created_at"}
+    key, key_id = body["key"], body["id"]
+
+    one = await http.get(f"/api-keys/{key_id}", headers=auth)
+    assert one.status_code == 200 and one.json()["permissions"] == ["run:*", "read:*"]
+    assert one.json()["prefix"] == key[:12] and one.json()["status"] == "ACTIVE"
+    listed = await http.get("/api-keys", headers=auth)
+    assert listed.status_code == 200
+    assert listed.json()["total"] == 1 and listed.json()["filters_applied"] == {"tenant_id": tenant}
+    for reply in (one, listed, await http.get(f"/v1/api-keys/{key_id}", headers=auth)):
+        assert key not in reply.text  # scenario 9
+
+    revoked = await http.delete(f"/tenant/api-keys/{key_id}", params={"reason": "x"}, headers=auth)
+    assert revoked.status_code == 200
+    assert revoked.json()["success"] is True and revoked.json()["data"]["message"] == f"API key {key_id} revoked"
+    detail = (await http.get(f"/api-keys/{key_id}", headers=auth)).json()
+    assert detail["status"] == "REVOKED" and detail["revoked_reason"] == "x" and detail["revoked_at"]
+    only_revoked = (await http.get("/api-keys", params={"status": "revoked"}, headers=auth)).json()
+    assert [k["key_id"] for k in only_revoked["items"]] == [key_id]
+    assert (await http.get("/tenant/api-keys", headers=auth)).json()["keys"] == []
+    every = (await http.get("/tenant/api-keys", params={"include_revoked": "true"}, headers=auth)).json()["keys"]
+    assert [k["id"] for k in every] == [key_id] and every[0]["status"] == "revoked"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": ""},
+        {"name": "x" * 101},
+        {"name": "ok", "expires_in_days": 0},
+        {"name": "ok", "expires_in_days": 366},
+        {"name": "ok", "rate_limit_rpm": 0},
+        {"name": "ok", "rate_limit_rpm": 1001},
+    ],
+)
+async def test_invalid_creates_answer_422(http: httpx.AsyncClient, gateway: Gateway, body: dict[str, object]) -> None:
+    _, auth = await signup(http, gateway)
+    reply = await http.post("/tenant/api-keys", json=body, headers=auth)
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["details"][0]["reason"] == "INVALID_ARGUMENT"
+
+
+async def test_quota_answers_429_with_the_legacy_message(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    _, auth = await signup(http, gateway)
+    replies = await asyncio.gather(*(http.post("/v1/api-keys", json={"name": f"k{i}"}, headers=auth) for i in range(8)))
+    assert sorted(r.status_code for r in replies) == [201] * 5 + [429] * 3
+    refused = next(r for r in replies if r.status_code == 429).json()
+    assert refused["message"].startswith("API key limit exceeded: ")
+    victim = next(r for r in replies if r.status_code == 201).json()["id"]
+    assert (await http.delete(f"/tenant/api-keys/{victim}", headers=auth)).status_code == 200
+    assert (await http.post("/tenant/api-keys", json={"name": "again"}, headers=auth)).status_code == 201
+
+
+async def test_another_tenants_key_is_404_and_stays_active(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    _, victim = await signup(http, gateway)
+    key_id = (await http.post("/tenant/api-keys", json={"name": "v"}, headers=victim)).json()["id"]
+    _, attacker = await signup(http, gateway)
+    assert (await http.delete(f"/tenant/api-keys/{key_id}", headers=attacker)).status_code == 404
+    assert (await http.get(f"/api-keys/{key_id}", headers=attacker)).status_code == 404
+    assert (await http.get(f"/api-keys/{key_id}", headers=victim)).json()["status"] == "ACTIVE"
+
+
+async def test_viewers_read_but_cannot_manage(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    tenant, _ = await signup(http, gateway)
+    viewer = gateway.token("viewer-1", tenant=tenant, role="viewer")
+    assert (await http.post("/tenant/api-keys", json={"name": "v"}, headers=viewer)).status_code == 403
+    assert (await http.get("/api-keys", headers=viewer)).status_code == 200
+    assert (await http.get("/api-keys")).status_code == 401
+
+
+async def test_canonical_rotate_disable_enable(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    _, auth = await signup(http, gateway)
+    key_id = (await http.post("/v1/api-keys", json={"name": "r"}, headers=auth)).json()["id"]
+    rotated = await http.post(f"/v1/api-keys/{key_id}:rotate", json={"grace_period_hours": 1}, headers=auth)
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["key"].startswith("aos_") and rotated.json()["previous"]["rotated_to_key_id"]
+    new_id = rotated.json()["api_key"]["key_id"]
+    off = await http.post(f"/v1/api-keys/{new_id}:disable", json={}, headers=auth)
+    assert off.status_code == 200 and off.json()["api_key"]["status"] == "DISABLED"
+    on = await http.post(f"/v1/api-keys/{new_id}:enable", json={}, headers=auth)
+    assert on.status_code == 200 and on.json()["api_key"]["status"] == "ACTIVE"
+
+
+async def test_list_query_rules(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    _, auth = await signup(http, gateway)
+    assert (await http.get("/api-keys", params={"status": "bogus"}, headers=auth)).status_code == 422
+    public = await http.get("/cus/api_keys/list", params={"limit": 10}, headers=auth | {"x-correlation-id": "c-1"})
+    assert public.status_code == 200, public.text
+    body = public.json()
+    assert body["keys"] == [] and body["total"] == 0 and body["has_more"] is False
+    assert body["pagination"] == {"limit": 10, "offset": 0, "next_offset": None}
+    assert body["meta"]["correlation_id"] == "c-1" and body["meta"]["as_of"] is None and body["generated_at"]
+    unknown = await http.get("/cus/api_keys/list", params={"foo": "1"}, headers=auth)
+    assert unknown.status_code == 400  # refused by the gateway's transcoder (unknown query parameter)
+    as_of = await http.get("/cus/api_keys/list", params={"as_of": "x"}, headers=auth)
+    assert as_of.status_code == 400 and as_of.json()["details"][0]["reason"] == "UNSUPPORTED_PARAM"
+    bad = await http.get("/cus/api_keys/list", params={"limit": 0}, headers=auth)
+    assert bad.status_code == 400 and bad.json()["details"][0]["reason"] == "INVALID_QUERY"
+
+
+async def test_internal_rpcs_are_refused_at_the_edge(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    _, auth = await signup(http, gateway)
+    reply = await http.post(
+        "/aos.api_keys.v1.ApiKeysService/VerifyApiKey",
+        content=b"\x00\x00\x00\x00\x00",
+        headers=auth | {"content-type": "application/grpc"},
+    )
+    assert reply.status_code == 404 or reply.headers.get("grpc-status") not in (None, "0")
