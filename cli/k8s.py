@@ -473,11 +473,16 @@ def dump(docs: list[dict[str, Any]]) -> str:
     return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, explicit_start=True)
 
 
+def write_generated() -> None:
+    """Envoy's ConfigMap, rendered from the current protos (not committed, so never stale)."""
+    ENVOY_CONFIG.parent.mkdir(exist_ok=True)
+    ENVOY_CONFIG.write_text(HEADER + dump([envoy_config_map()]))
+
+
 def write_base() -> None:
     for path, docs in base_files().items():
         path.write_text(HEADER + dump(docs))
-    ENVOY_CONFIG.parent.mkdir(exist_ok=True)
-    ENVOY_CONFIG.write_text(HEADER + dump([envoy_config_map()]))
+    write_generated()
 
 
 def stale_base() -> list[str]:
@@ -614,7 +619,8 @@ def overlays() -> list[Path]:
 
 
 def render_all(out: Path = RENDERED) -> dict[str, Path]:
-    write_base()
+    """Every overlay rendered to out/<overlay>.yaml."""
+    write_generated()
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for overlay in overlays():
@@ -630,6 +636,7 @@ def main(argv: list[str]) -> int:
         for path in stale:
             print(f"stale generated file: {path} (run `make k8s`)")
         return 1 if stale else 0
+    write_base()
     for overlay, path in render_all().items():
         print(f"{overlay}: {path.relative_to(ROOT)}")
     return 0
