@@ -633,8 +633,8 @@ def render_all(out: Path = RENDERED) -> dict[str, Path]:
 def main(argv: list[str]) -> int:
     if "--check" in argv:
         stale = stale_base()
-        for path in stale:
-            print(f"stale generated file: {path} (run `make k8s`)")
+        for rel in stale:
+            print(f"stale generated file: {rel} (run `make k8s`)")
         return 1 if stale else 0
     write_base()
     for overlay, path in render_all().items():
