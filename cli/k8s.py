@@ -92,6 +92,20 @@ CONTAINER_SECURITY = {
 }
 
 
+def _spread(app: str) -> dict[str, Any]:
+    """Replicas on different nodes where the cluster allows it."""
+    return {
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
+            }
+        ]
+    }
+
+
 def _pod(containers: list[dict[str, Any]], volumes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {
         "automountServiceAccountToken": False,
@@ -215,7 +229,7 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": _pod([server], [], terminationGracePeriodSeconds=15),
+                    "spec": _pod([server], [], terminationGracePeriodSeconds=15, **_spread(app)),
                 },
             },
         },
@@ -223,7 +237,10 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": _meta(app, labels),
+            # Headless: Envoy's STRICT_DNS cluster then resolves every ready pod and balances requests (and
+            # health-checks) per pod; through a ClusterIP its long-lived HTTP/2 connection would pin one pod.
             "spec": {
+                "clusterIP": "None",
                 "selector": selector,
                 "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"}],
             },
@@ -233,7 +250,7 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            # Run and awaited before the Deployment rolls out (README of deploy/k8s; an Argo CD PreSync hook).
+            # Runs to completion before the Deployments roll out: an Argo CD PreSync hook, or deploy/k8s/README.md.
             "metadata": _meta(
                 f"{app}-migrate",
                 _labels(app, "migration"),
@@ -307,7 +324,7 @@ def gateway_documents() -> list[dict[str, Any]]:
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": _pod([envoy], volumes, terminationGracePeriodSeconds=20),
+                    "spec": _pod([envoy], volumes, terminationGracePeriodSeconds=20, **_spread(app)),
                 },
             },
         },
