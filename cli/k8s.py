@@ -541,6 +541,43 @@ def build(directory: Path) -> list[dict[str, Any]]:
     return docs
 
 
+# kustomize's legacy output order, so `kubectl apply -f` creates ConfigMaps, Secrets and Services first.
+ORDER_FIRST = (
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
+)
+ORDER_LAST = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+
+
+def _order(doc: dict[str, Any]) -> tuple[int, str, str, str]:
+    kind = doc["kind"]
+    rank = ORDER_FIRST.index(kind) - len(ORDER_FIRST) if kind in ORDER_FIRST else 0
+    rank = 1 + ORDER_LAST.index(kind) if kind in ORDER_LAST else rank
+    group, _, version = doc["apiVersion"].rpartition("/")
+    meta = doc["metadata"]
+    return rank, f"{group or '~G'}_{version}_{kind}", meta.get("namespace", ""), meta["name"]
+
+
 def _id(doc: dict[str, Any]) -> tuple[str, str, str]:
     return doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else "", doc["kind"], doc["metadata"]["name"]
 
@@ -642,7 +679,7 @@ def render_all(out: Path = RENDERED) -> dict[str, Path]:
     written = {}
     for overlay in overlays():
         path = out / f"{overlay.name}.yaml"
-        path.write_text(dump(build(overlay)))
+        path.write_text(dump(sorted(build(overlay), key=_order)))
         written[overlay.name] = path
     return written
 
