@@ -275,7 +275,9 @@ def _real_kustomize() -> list[str] | None:
     if path := shutil.which("kustomize"):
         return [path, "build"]
     if path := shutil.which("kubectl"):
-        return [path, "kustomize"]
+        # Some kubectl builds (the gcloud dispatcher) ask the API server's version first: give them a closed
+        # loopback port, so no server is ever contacted and none found on 8080 is mistaken for a cluster.
+        return [path, "--server=http://127.0.0.1:1", "kustomize"]
     return None
 
 
