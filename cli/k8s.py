@@ -367,12 +367,16 @@ def envoy_config_map() -> dict[str, Any]:
     from gateway import config
 
     descriptor = ROOT / "gateway" / "aos.binpb"
+    # The published API document, mounted beside the config wherever the gateway serves one (/openapi.json).
+    openapi = ROOT / "gateway" / "openapi.json"
+    served = {"openapi_path": f"{ENVOY_DIR}/openapi.json"} if openapi.exists() else {}
     gw = config.from_descriptor(
         descriptor,
         upstreams={svc: (name(svc), GRPC_PORT) for svc in SERVICES},
         listen_port=GATEWAY_PORT,
         admin_port=ENVOY_ADMIN_PORT,
         jwks_path=f"{JWKS_DIR}/jwks.json",
+        **served,
     )
     gw.descriptor_path = f"{ENVOY_DIR}/aos.binpb"
     rendered = config.render(gw)
@@ -383,7 +387,10 @@ def envoy_config_map() -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "gateway-config", "labels": _labels("gateway", "gateway")},
-        "data": {"envoy.yaml": yaml.safe_dump(rendered, sort_keys=False)},
+        "data": {
+            "envoy.yaml": yaml.safe_dump(rendered, sort_keys=False),
+            **({"openapi.json": openapi.read_text()} if served else {}),
+        },
         "binaryData": {"aos.binpb": base64.b64encode(descriptor.read_bytes()).decode()},
     }
 

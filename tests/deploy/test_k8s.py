@@ -214,6 +214,11 @@ def test_gateway_config_routes_to_the_services(rendered: dict[str, list[dict[str
     pod = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert f"{mounts['jwks']}/jwks.json" in text and f"{mounts['config']}/aos.binpb" in text
+    openapi = k8s.ROOT / "gateway" / "openapi.json"
+    if openapi.exists():  # served by the gateway from the mounted copy
+        assert config_map["data"]["openapi.json"] == openapi.read_text()
+        assert f"{mounts['config']}/openapi.json" in text
+    assert "gateway/" not in text, "no path of the source tree is left in the pod's config"
     assert pod["containers"][0]["args"][:3] == ["envoy", "-c", f"{mounts['config']}/envoy.yaml"]
 
 
