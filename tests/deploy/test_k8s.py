@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cli import k8s
+from cli import devauth, k8s, stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -220,6 +220,24 @@ def test_gateway_config_routes_to_the_services(rendered: dict[str, list[dict[str
         assert f"{mounts['config']}/openapi.json" in text
     assert "gateway/" not in text, "no path of the source tree is left in the pod's config"
     assert pod["containers"][0]["args"][:3] == ["envoy", "-c", f"{mounts['config']}/envoy.yaml"]
+
+
+def test_envoy_accepts_the_gateway_config(tmp_path: Path, rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """`envoy --mode validate` on the ConfigMap's config, its mounts laid out in a temporary folder."""
+    config_map = one(rendered["prod"], "ConfigMap", "gateway-config")
+    text = config_map["data"]["envoy.yaml"].replace(k8s.ENVOY_DIR, str(tmp_path)).replace(k8s.JWKS_DIR, str(tmp_path))
+    for key, value in config_map["data"].items():
+        (tmp_path / key).write_text(value)
+    (tmp_path / "envoy.yaml").write_text(text)
+    (tmp_path / "aos.binpb").write_bytes(base64.b64decode(config_map["binaryData"]["aos.binpb"]))
+    (tmp_path / "jwks.json").write_text(devauth.ensure_keys(tmp_path / "keys").read_text())
+    result = subprocess.run(
+        [str(stack.BIN / "envoy"), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_prod_uses_one_database_and_role_per_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
