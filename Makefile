@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,5 +31,8 @@ test: lint ## lint, then every test (real PostgreSQL, gRPC servers and Envoy)
 
 migrate: $(STAMP) ## create and migrate every service's database
 	$(BIN)/aos migrate
+
+k8s: $(STAMP) ## write deploy/k8s/base and render each overlay to deploy/k8s/rendered/<overlay>.yaml
+	$(BIN)/python -m cli.k8s
 
 .PHONY: help install up proto lint test migrate
