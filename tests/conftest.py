@@ -3,6 +3,12 @@ database per service, real grpc.aio servers on ephemeral ports, real Envoy for t
 
 from __future__ import annotations
 
+import os
+
+# Tests fork subprocesses (initdb, Envoy, pip) while in-process gRPC servers run threads; gRPC's fork
+# handlers then crash the child (seen as initdb dying with SIGSEGV). Must be set before grpc is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import importlib
 import os
 import shutil

@@ -99,6 +99,7 @@ def _unavailable(exc: BaseException) -> bool:
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, domain: str) -> None:
         self._domain = domain
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if isinstance(exc, grpc.aio.AbortError):
@@ -122,8 +123,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             status = status._replace(trailing_metadata=status.trailing_metadata + hint)
         await context.abort_with_status(status)
 
-    def _enter(self, details: grpc.HandlerCallDetails, rule: gate_pb2.Rule | None) -> None:
-        metadata = details.invocation_metadata or ()
+    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], rule: gate_pb2.Rule | None) -> None:
+        metadata = context.invocation_metadata() or ()
         given = next((v for k, v in metadata if k == "x-request-id"), "")
         request_id.set(given if isinstance(given, str) and given else uuid.uuid4().hex)
         check(rule, metadata)
@@ -136,13 +137,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
-        rule = gate_rule(details.method)
+        # One wrapped handler per method, built once: the per-call cost is the wrapper's frame alone.
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            wrapped = self._wrapped[details.method] = self._wrap(handler, gate_rule(details.method))
+        return wrapped
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], rule: gate_pb2.Rule | None
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary:
             inner: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
-                    self._enter(details, rule)
+                    self._enter(context, rule)
                     return await inner(request, context)
                 except Exception as exc:
                     await self._fail(exc, context)
@@ -153,7 +162,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
             async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 try:
-                    self._enter(details, rule)
+                    self._enter(context, rule)
                     async for item in stream(request, context):
                         yield item
                 except Exception as exc:
