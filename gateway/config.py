@@ -195,6 +195,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
                 "request_validation_options": {"reject_unknown_method": False, "reject_unknown_query_parameters": True},
             },
         ),
+        *_ext_authz(gw),
         _filter(
             "envoy.filters.http.router",
             "envoy.extensions.filters.http.router.v3.Router",
@@ -227,6 +228,30 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             }
         ],
     }
+
+
+# The cluster serving envoy.service.auth.v3.Authorization/Check (the edge gate).
+GATE_CLUSTER = "onboarding"
+
+
+def _ext_authz(gw: Gateway) -> list[dict[str, Any]]:
+    """The gate, after the transcoder (placed before it, Envoy skips the check for transcoded REST calls)
+    and before the router; only in a stack that runs onboarding, so a smaller stack still renders."""
+    if GATE_CLUSTER not in gw.upstreams:
+        return []
+    return [
+        _filter(
+            "envoy.filters.http.ext_authz",
+            "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            {
+                "grpc_service": {"envoy_grpc": {"cluster_name": GATE_CLUSTER}, "timeout": "3s"},
+                "transport_api_version": "V3",
+                # Fail closed: when the gate cannot answer, nothing passes.
+                "failure_mode_allow": False,
+                "status_on_error": {"code": "ServiceUnavailable"},
+            },
+        )
+    ]
 
 
 # Envoy's own refusals, by status, in the legacy {"error", "message"} body.
