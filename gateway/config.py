@@ -159,8 +159,11 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
         }
         for service, cluster in sorted({(m.service, m.cluster) for m in gw.methods if m.cluster in gw.upstreams})
     ]
-    # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here.
-    return [*refused, *routed]
+    # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here. With the gate,
+    # a last catch-all answers 404 itself: ext_authz skips requests that match no route, and the gate must
+    # still see unknown paths (they need COMPLETE, SPEC 3.6).
+    unknown = [{"match": {"prefix": "/"}, "direct_response": {"status": 404}}] if GATE_CLUSTER in gw.upstreams else []
+    return [*refused, *routed, *unknown]
 
 
 def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
@@ -307,7 +310,9 @@ def _local_replies() -> dict[str, Any]:
         }
 
     mappers = [mapper(status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
-    return {"mappers": [*mappers, mapper(None, "%RESPONSE_CODE_DETAILS%")]}
+    # The gate's denials already carry their legacy JSON body: the first mapper matches them and keeps it.
+    gate = {"filter": {"response_flag_filter": {"flags": ["UAEX"]}}}
+    return {"mappers": [gate, *mappers, mapper(None, "%RESPONSE_CODE_DETAILS%")]}
 
 
 def _jwt(gw: Gateway) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             self._authorize(rule, caller)
         if caller.kind in (Kind.HUMAN, Kind.API_KEY) and caller.tenant_id:
             await self._enforce_state(caller, required, endpoint)
-        elif required is not None and caller.kind is not Kind.OPERATOR and not (rule and rule.tenantless):
+        elif rule is not None and required is not None and not rule.tenantless and caller.kind is not Kind.OPERATOR:
             raise Denied(403, {"error": "tenant_required", "message": "the caller belongs to no tenant"})
         return allow(self._caller_headers(caller, headers), ["x-aos-key"])
 
