@@ -214,15 +214,18 @@ class Machine:
         return Evaluation(verdict, requirements)
 
     async def finalize(
-        self, tenant_id: str, actor: Actor, trigger: str = "finalize"
+        self, tenant_id: str, actor: Actor, trigger: str = "finalize", *, record_failure: bool = True
     ) -> tuple[Result, Evaluation | None]:
         current = await self._fresh_state(tenant_id)
         if current >= State.COMPLETE:
             return Result(current, current, True), None
         evaluation = await self.evaluate(tenant_id)
         if not evaluation.verdict.passed:
-            async with self.sessions.begin() as session:
-                await self._emit(session, "onboarding.activation.evaluated", tenant_id, actor, _evaluated(evaluation))
+            if record_failure:  # an explicit request's verdict is recorded; automatic attempts are not
+                async with self.sessions.begin() as session:
+                    await self._emit(
+                        session, "onboarding.activation.evaluated", tenant_id, actor, _evaluated(evaluation)
+                    )
             missing = evaluation.verdict.missing
             raise FailedPrecondition(
                 policy.failure_message(missing),
@@ -238,7 +241,10 @@ class Machine:
             return False
         try:
             result, _ = await self.finalize(
-                tenant_id, Actor("system", "activation_evidence_complete"), "activation_evidence_complete"
+                tenant_id,
+                Actor("system", "activation_evidence_complete"),
+                "activation_evidence_complete",
+                record_failure=False,
             )
         except (FailedPrecondition, Unavailable) as exc:
             log.info("no promotion of %s: %s", tenant_id, exc.message)

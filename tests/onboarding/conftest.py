@@ -105,7 +105,9 @@ class FakeIntegrations(integrations_service_pb2_grpc.IntegrationsServiceServicer
 
     async def GetActivationEvidence(self, request: Any, context: Any) -> integrations_rpc.GetActivationEvidenceResponse:
         await asyncio.sleep(self.delay)
-        return integrations_rpc.GetActivationEvidenceResponse(has_validated_connector=request.tenant_id in self.validated)
+        return integrations_rpc.GetActivationEvidenceResponse(
+            has_validated_connector=request.tenant_id in self.validated
+        )
 
 
 class FakePeer:
