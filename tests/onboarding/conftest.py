@@ -187,7 +187,7 @@ async def onb(
         account_addr=f"127.0.0.1:{running['account'].port}",
         api_keys_addr=f"127.0.0.1:{api_keys.port}",
         integrations_addr=f"127.0.0.1:{integrations.port}",
-        peer_timeout_seconds=0.5,
+        peer_timeout_seconds=1.0,
         consumer_backoff_seconds=0.1,
         consumer_max_backoff_seconds=0.5,
     )

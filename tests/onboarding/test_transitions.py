@@ -246,7 +246,8 @@ async def test_evidence_arriving_at_sdk_connected_promotes_automatically(
     connectors.validated.add(tenant)
     notify = rpc.NotifyEvidenceRequest(tenant_id=tenant, kind=pb.EVIDENCE_KIND_CONNECTOR_CHANGED)
     reply = await stub.NotifyEvidence(notify, metadata=service("integrations"), timeout=5)
-    assert reply.transitioned and reply.current_state == "COMPLETE"
+    # (the account event consumer may promote first; either way exactly one promotion happens)
+    assert reply.current_state == "COMPLETE"
     (last,) = [
         e
         for e in await onboarding_events(onb, tenant, "onboarding.state.transition")
