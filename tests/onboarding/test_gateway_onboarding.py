@@ -365,7 +365,8 @@ async def test_founder_stalled_list(
     async with onb.engine.begin() as conn:
         await conn.execute(
             text(
-                "UPDATE onboarding_state SET tenant_created_at = now() - interval '25 hours' WHERE tenant_id IN (:a, :b)"
+                "UPDATE onboarding_state SET tenant_created_at = now() - interval '25 hours' "
+                "WHERE tenant_id IN (:a, :b)"
             ),
             {"a": stalled, "b": finished},
         )
