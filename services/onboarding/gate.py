@@ -108,8 +108,11 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
 
     async def _check(self, path: str, headers: Mapping[str, str]) -> external_auth_pb2.CheckResponse:
         route = path.split("?", 1)[0]
-        endpoint = headers.get("x-envoy-original-path", route).split("?", 1)[0]
-        rule = gate_rule(route) if route.startswith("/aos.") else None
+        transcoded = route.startswith("/aos.")
+        # The REST path the client called (for the 403 body) is only trusted where the transcoder set it; a
+        # client-sent x-envoy-original-path on any other request must not choose the legacy gate row.
+        endpoint = headers.get("x-envoy-original-path", route).split("?", 1)[0] if transcoded else route
+        rule = gate_rule(route) if transcoded else None
         if rule is None and policy.exempt(route):
             return allow({}, [])
         if rule is not None and rule.audience == gate_pb2.AUDIENCE_INTERNAL:

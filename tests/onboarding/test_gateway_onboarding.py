@@ -125,6 +125,8 @@ async def test_state_violations_answer_the_legacy_403(
     assert passed.status_code == 404 and passed.json()["error"] == "not_found"  # past the gate, no such route
     billing = await rest.get("/billing/invoices", headers=key)
     assert billing.status_code == 403 and billing.json()["required_state"] == "COMPLETE"
+    spoofed = await rest.get("/billing/invoices", headers=key | {"x-envoy-original-path": "/onboarding/status"})
+    assert spoofed.status_code == 403 and spoofed.json()["endpoint"] == "/billing/invoices"
     unlisted = await rest.get("/no/such/thing", headers=key)
     assert unlisted.status_code == 403 and unlisted.json()["required_state"] == "COMPLETE"
 
