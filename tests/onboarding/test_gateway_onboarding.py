@@ -383,3 +383,60 @@ async def test_founder_stalled_list(
     assert data["stalled_count"] == len(data["tenants"])
     customer = await rest.get("/fdr/onboarding/stalled", headers=onb_gateway.token(tenant=stalled))
     assert customer.status_code == 403
+
+
+async def test_every_failing_verdict_is_the_same_401(
+    rest: httpx.AsyncClient, account: Any, onb: Onboarding, keys: FakeApiKeys
+) -> None:
+    from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
+
+    tenant, _ = await keyed_tenant(account, onb, keys, 1)
+    for code in ("EXPIRED", "DISABLED", "TENANT_INACTIVE", "REVOKED"):
+        secret, _ = keys.issue(tenant)
+        keys.keys[secret].code = keys_rpc.VerifyCode.Value(f"VERIFY_CODE_{code}")
+        reply = await rest.get("/onboarding/status", headers={"x-aos-key": secret})
+        assert reply.status_code == 401, code
+        assert reply.json() == {"error": "api_key_invalid", "message": "Invalid API key"}, code
+
+
+async def test_a_key_never_reaches_another_tenants_project(
+    rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding, keys: FakeApiKeys
+) -> None:
+    victim = await new_tenant(account)
+    secret_project = await rest.post(
+        "/accounts/projects", json={"name": "secret"}, headers=onb_gateway.token(tenant=victim)
+    )
+    project_id = secret_project.json()["project_id"]
+    attacker = await new_tenant(account)
+    await set_state(onb, attacker, 1)
+    secret, _ = keys.issue(attacker, scopes=("projects:read",))
+    key = {"x-aos-key": secret}
+    assert (await rest.get(f"/accounts/projects/{project_id}", headers=key)).status_code == 404
+    spoof = {"x-aos-tenant-id": victim}
+    assert (await rest.get(f"/accounts/projects/{project_id}", headers=key | spoof)).status_code == 404
+    listed = await rest.get("/accounts/projects", headers=key | spoof)
+    assert listed.status_code == 200 and listed.json()["items"] == []
+    unscoped, _ = keys.issue(attacker)
+    refused = await rest.get("/accounts/projects", headers={"x-aos-key": unscoped})
+    assert refused.status_code == 403 and "projects:read" in refused.json()["message"]
+
+
+async def test_api_keys_down_fails_closed_at_the_edge(
+    rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding, keys: FakeApiKeys, api_keys: Any
+) -> None:
+    tenant, key = await keyed_tenant(account, onb, keys, 1)
+    await api_keys.stop()
+    try:
+        reply = await rest.get("/onboarding/status", headers=key)
+        assert reply.status_code == 503 and "api_keys" in reply.json()["message"]
+        human = await rest.get("/onboarding/status", headers=onb_gateway.token(tenant=tenant))
+        assert human.status_code == 200
+    finally:
+        await api_keys.start()
+    fresh, _ = keys.issue(tenant)  # not cached: needs api_keys again, reachable within its reconnect backoff
+    for _ in range(50):
+        if (await rest.get("/onboarding/status", headers={"x-aos-key": fresh})).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("api_keys not reachable again after its restart")
