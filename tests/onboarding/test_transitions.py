@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import time
 import uuid
 from typing import Any
 
@@ -16,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.account.v1 import account_service_pb2 as account_rpc
+from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.onboarding.v1 import onboarding_pb2 as pb
 from aos.onboarding.v1 import onboarding_service_pb2 as rpc
 from services.common import events
@@ -47,6 +50,34 @@ async def new_tenant(account: Any) -> str:
     return str(reply.tenant.tenant_id)
 
 
+def _position(token: str) -> tuple[int, int]:
+    txid, position = base64.urlsafe_b64decode(token.encode()).decode().split(":")
+    return int(txid), int(position)
+
+
+async def account_events_applied(onb: Onboarding, within: float = 10.0) -> None:
+    """Waits until onboarding's consumer has applied every event account has committed so far, so that a
+    test's next step does not race an automatic promotion."""
+    token = ""
+    async with grpc.aio.insecure_channel(onb.settings.account_addr) as channel:
+        log = events_service_pb2_grpc.EventLogServiceStub(channel)
+        while True:
+            request = events_service_pb2.ListEventsRequest(page_size=1000, page_token=token)
+            page = await log.ListEvents(request, metadata=service(), timeout=5)
+            token = page.next_page_token
+            if not page.events:
+                break
+    deadline = time.monotonic() + within
+    while True:
+        async with onb.engine.connect() as conn:
+            saved = await conn.execute(text("SELECT page_token FROM event_cursor WHERE source = 'account'"))
+            cursor = saved.scalar_one_or_none()
+        if cursor and _position(cursor) >= _position(token):
+            return
+        assert time.monotonic() < deadline, "account events not applied in time"
+        await asyncio.sleep(0.05)
+
+
 async def ready(account: Any, stub: Any, keys: FakeApiKeys, connectors: FakeIntegrations, onb: Onboarding) -> str:
     """A tenant at SDK_CONNECTED with every piece of evidence but (unless added) the connector."""
     tenant = await new_tenant(account)
@@ -56,6 +87,7 @@ async def ready(account: Any, stub: Any, keys: FakeApiKeys, connectors: FakeInte
     handshake = rpc.SdkHandshakeRequest(sdk_version="1.2.0", sdk_language="python", client_id="c1")
     reply = await stub.SdkHandshake(handshake, metadata=key(tenant), timeout=5)
     assert reply.onboarding_state == "SDK_CONNECTED"
+    await account_events_applied(onb)
     return tenant
 
 
