@@ -89,7 +89,7 @@ class Machine:
     async def learn(self, tenant_id: str, created_at: datetime | None = None) -> None:
         """Starts tracking a tenant at CREATED (no-op when tracked)."""
         async with self.sessions.begin() as session:
-            await repository.ensure(session, tenant_id, created_at or datetime.now(UTC))
+            await repository.ensure(session, tenant_id, created_at)
 
     async def known(self, tenant_id: str) -> bool:
         """Whether the tenant exists: onboarding's own row, else account (then it is tracked from now on)."""
@@ -139,7 +139,7 @@ class Machine:
         reason: str | None,
         evaluation: Evaluation | None,
     ) -> Result:
-        await repository.ensure(session, tenant_id, datetime.now(UTC))
+        await repository.ensure(session, tenant_id)
         before = await repository.advance(session, tenant_id, int(target))
         if before is None:
             row = await repository.get(session, tenant_id)

@@ -1,18 +1,25 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.onboarding.models import EventCursor, OnboardingAudit, OnboardingState, OnboardingTransition
 
 
-async def ensure(session: AsyncSession, tenant_id: str, tenant_created_at: datetime) -> None:
-    """Creates the tenant's row at CREATED unless it exists."""
-    stmt = insert(OnboardingState).values(tenant_id=tenant_id, state=0, tenant_created_at=tenant_created_at)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id"]))
+async def ensure(session: AsyncSession, tenant_id: str, tenant_created_at: datetime | None = None) -> None:
+    """Creates the tenant's row at CREATED unless it exists. A known creation time (from account) replaces the
+    "first seen" time a row created lazily got, so stalled detection counts from the real signup."""
+    stmt = insert(OnboardingState).values(
+        tenant_id=tenant_id, state=0, tenant_created_at=tenant_created_at or datetime.now(UTC)
+    )
+    if tenant_created_at is None:
+        await session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id"]))
+        return
+    least = func.least(OnboardingState.tenant_created_at, stmt.excluded.tenant_created_at)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["tenant_id"], set_={"tenant_created_at": least}))
 
 
 async def get(session: AsyncSession, tenant_id: str) -> OnboardingState | None:
