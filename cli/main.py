@@ -107,6 +107,21 @@ def dev_token(
 
 
 @app.command()
+def demo(
+    gateway: Annotated[str, typer.Option(help="gateway URL of a running `aos up`")] = "",
+) -> None:
+    """Walk a new tenant from signup to COMPLETE through the REST gateway, printing the state after each step."""
+    from cli import demo as journey
+
+    url = gateway or f"http://127.0.0.1:{os.environ.get('AOS_GATEWAY_PORT', '8080')}"
+    try:
+        journey.run(url.rstrip("/"), _data_dir())
+    except (journey.DemoError, OSError) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
 def gen(
     check: Annotated[bool, typer.Option(help="only report stale generated files")] = False,
 ) -> None:

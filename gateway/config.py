@@ -186,8 +186,11 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
             }
         ],
     }
-    # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here.
-    return [openapi, *refused, *routed]
+    # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here. With the gate,
+    # a last catch-all answers 404 itself: ext_authz skips requests that match no route, and the gate must
+    # still see unknown paths (they need COMPLETE, SPEC 3.6).
+    unknown = [{"match": {"prefix": "/"}, "direct_response": {"status": 404}}] if GATE_CLUSTER in gw.upstreams else []
+    return [openapi, *refused, *routed, *unknown]
 
 
 def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
@@ -222,6 +225,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
                 "request_validation_options": {"reject_unknown_method": False, "reject_unknown_query_parameters": True},
             },
         ),
+        *_ext_authz(gw),
         _filter(
             "envoy.filters.http.router",
             "envoy.extensions.filters.http.router.v3.Router",
@@ -257,6 +261,30 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
     }
 
 
+# The cluster serving envoy.service.auth.v3.Authorization/Check (the edge gate).
+GATE_CLUSTER = "onboarding"
+
+
+def _ext_authz(gw: Gateway) -> list[dict[str, Any]]:
+    """The gate, after the transcoder (placed before it, Envoy skips the check for transcoded REST calls)
+    and before the router; only in a stack that runs onboarding, so a smaller stack still renders."""
+    if GATE_CLUSTER not in gw.upstreams:
+        return []
+    return [
+        _filter(
+            "envoy.filters.http.ext_authz",
+            "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            {
+                "grpc_service": {"envoy_grpc": {"cluster_name": GATE_CLUSTER}, "timeout": "3s"},
+                "transport_api_version": "V3",
+                # Fail closed: when the gate cannot answer, nothing passes.
+                "failure_mode_allow": False,
+                "status_on_error": {"code": "ServiceUnavailable"},
+            },
+        )
+    ]
+
+
 # Envoy's own refusals, by status, in the legacy {"error", "message"} body.
 LOCAL_REPLY_ERRORS = {
     400: "invalid_request",
@@ -288,9 +316,11 @@ def _local_replies() -> dict[str, Any]:
             "body_format_override": {"json_format": {"error": error, "message": "%LOCAL_REPLY_BODY%"}},
         }
 
-    # Exact statuses first; then any other error. Successful direct responses (/openapi.json) pass untouched.
+    # The gate's denials already carry their legacy JSON body: the first mapper matches them and keeps it.
+    # Then exact statuses; then any other error. Successful direct responses (/openapi.json) pass untouched.
+    gate = {"filter": {"response_flag_filter": {"flags": ["UAEX"]}}}
     mappers = [mapper("EQ", status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
-    return {"mappers": [*mappers, mapper("GE", 400, "%RESPONSE_CODE_DETAILS%")]}
+    return {"mappers": [gate, *mappers, mapper("GE", 400, "%RESPONSE_CODE_DETAILS%")]}
 
 
 def _jwt(gw: Gateway) -> dict[str, Any]:

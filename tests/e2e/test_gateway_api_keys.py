@@ -115,8 +115,15 @@ async def test_canonical_rotate_disable_enable(http: httpx.AsyncClient, gateway:
 
 
 async def test_list_query_rules(http: httpx.AsyncClient, gateway: Gateway) -> None:
-    _, auth = await signup(http, gateway)
+    tenant, auth = await signup(http, gateway)
     assert (await http.get("/api-keys", params={"status": "bogus"}, headers=auth)).status_code == 422
+    gated = await http.get("/cus/api_keys/list", headers=auth)  # the public facade needs COMPLETE (SPEC 2.5)
+    assert gated.status_code == 403 and gated.json()["required_state"] == "COMPLETE"
+    founder = gateway.token("founder", operator=True)
+    done = await http.post(
+        "/fdr/onboarding/force-complete", json={"tenant_id": tenant, "reason": "fuzzing the facade"}, headers=founder
+    )
+    assert done.status_code == 200, done.text
     public = await http.get("/cus/api_keys/list", params={"limit": 10}, headers=auth | {"x-correlation-id": "c-1"})
     assert public.status_code == 200, public.text
     body = public.json()

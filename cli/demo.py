@@ -1,0 +1,121 @@
+"""`aos demo`: walks a new tenant from signup to COMPLETE through the REST gateway of a running stack.
+
+Every step goes through Envoy exactly as a customer's console, script or SDK would; after each one the
+tenant's onboarding state is read back and printed. The integration is validated against a local fake
+LLM provider (an OpenAI-compatible `GET /v1/models`) this command serves for the duration of the demo.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cli import devauth
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _call(base: str, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    request.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as reply:
+            return json.loads(reply.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raise DemoError(f"{method} {path} → {exc.code}: {exc.read().decode(errors='replace')}") from exc
+
+
+class _Provider(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        ok = self.path.rstrip("/").endswith("/models") and self.headers.get("authorization", "").startswith("Bearer ")
+        body = json.dumps({"object": "list", "data": [{"id": "demo-model", "object": "model"}]}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(body if ok else b'{"error":"unauthorized"}')
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep the demo's output readable
+        return
+
+
+@contextmanager
+def fake_provider() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+
+
+def _data(body: Any) -> Any:
+    """The record of a legacy envelope ({success, data, meta}) or of a bare response."""
+    return body.get("data", body) if isinstance(body, dict) else body
+
+
+def run(base: str, data_dir: Path, say: Callable[[str], None] = print) -> str:
+    """Runs the journey; returns the tenant id. Raises DemoError naming the step that failed."""
+    user = f"demo-{uuid.uuid4().hex[:8]}"
+
+    def human(tenant: str | None = None) -> dict[str, str]:
+        token = devauth.mint(data_dir, user=user, email=f"{user}@example.com", tenant=tenant)
+        return {"authorization": f"Bearer {token}"}
+
+    signup = _call(base, "POST", "/v1/tenants", human(), {"name": f"Demo {user}"})
+    tenant = str(signup["tenant"]["tenant_id"])
+    auth = human(tenant)
+
+    def step(title: str, do: Callable[[], Any]) -> Any:
+        result = do()
+        state = _call(base, "GET", "/onboarding/status", auth)["current_state"]
+        say(f"{title:<40} → {state}")
+        return result
+
+    say(f"{'1. sign up tenant ' + tenant[:8]:<40} → (created)")
+    step("2. verify identity", lambda: _call(base, "POST", "/onboarding/verify", auth, {}))
+    created = step(
+        "3. create the first API key", lambda: _call(base, "POST", "/tenant/api-keys", auth, {"name": "demo"})
+    )
+    key = {"x-aos-key": created["key"]}
+    handshake = {"sdk_version": "1.0.0", "sdk_language": "python", "client_id": "aos-demo"}
+    step("4. SDK handshake with the key", lambda: _call(base, "POST", "/sdk/handshake", key, handshake))
+    with fake_provider() as provider_url:
+        integration = {
+            "name": "demo-openai",
+            "provider_type": "openai",
+            "credential_ref": "env://AOS_DEMO_PROVIDER_KEY",
+            "config": {"base_url": provider_url},
+        }
+        made = _data(_call(base, "POST", "/integrations", auth, integration))
+        integration_id = made.get("id") or made.get("integration_id")
+        step("5. register an integration", lambda: integration_id)
+        step("6. enable it", lambda: _call(base, "POST", f"/integrations/{integration_id}/enable", auth, {}))
+        tested = step(
+            "7. validate it against the provider",
+            lambda: _call(base, "POST", f"/integrations/{integration_id}/test", auth, {}),
+        )
+        say(f"   health: {_data(tested).get('health_state')}")
+    step("8. create a project", lambda: _call(base, "POST", "/accounts/projects", auth, {"name": "demo"}))
+    deadline = time.monotonic() + 5
+    while _call(base, "GET", "/onboarding/status", auth)["current_state"] != "COMPLETE":
+        try:
+            step("9. complete onboarding", lambda: _call(base, "POST", "/onboarding/complete", auth, {}))
+        except DemoError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    say(f"tenant {tenant} is COMPLETE")
+    return tenant

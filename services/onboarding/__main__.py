@@ -1,0 +1,17 @@
+import uvloop
+
+from services.common import db
+from services.common.server import configure_logging, serve
+from services.onboarding import server
+from services.onboarding.settings import Settings
+
+
+async def main() -> None:
+    settings = Settings()  # type: ignore[call-arg]  # database_url comes from the environment
+    configure_logging(settings.log_level)
+    svc = server.build(settings, db.create_engine(settings.database_url.get_secret_value()))
+    await serve(svc, settings.grpc_host, settings.grpc_port, settings.grace_seconds)
+
+
+if __name__ == "__main__":
+    uvloop.run(main())

@@ -1,0 +1,41 @@
+"""The generated Envoy config puts the gate after the transcoder and before the router, fails closed,
+and leaves it out of a stack without onboarding."""
+
+from pathlib import Path
+from typing import Any
+
+from gateway import config
+
+DESCRIPTOR = Path(__file__).resolve().parents[2] / "gateway" / "aos.binpb"
+
+
+def _filters(upstreams: dict[str, tuple[str, int]]) -> tuple[list[str], dict[str, Any], list[dict[str, Any]]]:
+    gw = config.from_descriptor(DESCRIPTOR, upstreams=upstreams)
+    listener = config.render(gw)["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = hcm["http_filters"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    return [f["name"] for f in filters], {f["name"]: f["typed_config"] for f in filters}, routes
+
+
+def test_ext_authz_runs_after_the_transcoder_and_before_the_router() -> None:
+    names, configs, routes = _filters({"account": ("127.0.0.1", 1), "onboarding": ("127.0.0.1", 2)})
+    assert names == [
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.lua",
+        "envoy.filters.http.grpc_json_transcoder",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+    authz = configs["envoy.filters.http.ext_authz"]
+    assert authz["failure_mode_allow"] is False
+    assert authz["grpc_service"]["envoy_grpc"]["cluster_name"] == "onboarding"
+    # Unknown paths still reach the gate (ext_authz skips requests that match no route).
+    assert routes[-1] == {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
+
+
+def test_a_stack_without_onboarding_renders_without_the_gate() -> None:
+    names, _, routes = _filters({"account": ("127.0.0.1", 1)})
+    assert "envoy.filters.http.ext_authz" not in names
+    assert all(r["match"] != {"prefix": "/"} for r in routes)
