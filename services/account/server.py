@@ -4,7 +4,7 @@ from aos.account.v1 import account_service_pb2, account_service_pb2_grpc
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from services.account.servicer import AccountServicer
 from services.account.settings import Settings
-from services.common import db, events, server
+from services.common import db, events, notify, server
 
 NAMES = (
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
@@ -16,6 +16,8 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     """Composition root: the only place the account servicers are wired to a server."""
     sessions = db.sessionmaker(engine)
     svc = server.create("aos.account", NAMES, engine)
-    account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(sessions), svc.server)
+    onboarding = notify.Notifier(settings.onboarding_addr, "account")
+    account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(sessions, onboarding), svc.server)
+    svc.on_stop.append(onboarding.close)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
     return svc

@@ -12,7 +12,7 @@ from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
 from services.account import policy, repository
 from services.account.models import Member, Project, SdkAttestation, Tenant
-from services.common import events, validation
+from services.common import events, notify, validation
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.principal import Kind, Principal, caller
 from services.common.server import created
@@ -69,8 +69,8 @@ def _project_pb(p: Project) -> pb.Project:
 
 
 class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], onboarding: notify.Notifier) -> None:
+        self._sessions, self._onboarding = sessions, onboarding
 
     async def _emit(
         self,
@@ -257,6 +257,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                     project_id=project.id,
                     name=name,
                 )
+        if new:
+            await self._onboarding.notify(tenant.id, notify.PROJECT_CHANGED)
         await created(context)
         return rpc.CreateProjectResponse(**_project_fields(project))
 
@@ -307,6 +309,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                     project.tenant_id,
                     project_id=project.id,
                 )
+        if changed:
+            await self._onboarding.notify(project.tenant_id, notify.PROJECT_CHANGED)
         return rpc.ArchiveProjectResponse(project=_project_pb(project))
 
     async def RecordSdkAttestation(

@@ -5,3 +5,6 @@ from services.common.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ACCOUNT_", frozen=True)
+
+    # Told right after a project is created or archived (best effort; see common.notify).
+    onboarding_addr: str = ""

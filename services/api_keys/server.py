@@ -11,7 +11,7 @@ from services.api_keys.servicer import ApiKeysServicer
 from services.api_keys.settings import Settings
 from services.api_keys.tenants import Follower
 from services.api_keys.verify import Verifier
-from services.common import db, events, server
+from services.common import db, events, notify, server
 
 NAMES = (
     api_keys_service_pb2.DESCRIPTOR.services_by_name["ApiKeysService"].full_name,
@@ -31,7 +31,8 @@ def assemble(settings: Settings, engine: AsyncEngine) -> Replica:
     svc = server.create("aos.api_keys", NAMES, engine)
     account = Account(settings.account_addr)
     verifier = Verifier(engine, settings.cache_size, settings.usage_flush_seconds, settings.verify_pool_size)
-    servicer = ApiKeysServicer(sessions, account, verifier)
+    onboarding = notify.Notifier(settings.onboarding_addr, "api_keys")
+    servicer = ApiKeysServicer(sessions, account, verifier, onboarding)
     api_keys_service_pb2_grpc.add_ApiKeysServiceServicer_to_server(servicer, svc.server)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
     verifier.start()
@@ -44,6 +45,7 @@ def assemble(settings: Settings, engine: AsyncEngine) -> Replica:
             await following
         await verifier.stop()
         await account.close()
+        await onboarding.close()
 
     svc.on_stop.append(stop)
     return Replica(svc, verifier)

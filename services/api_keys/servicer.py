@@ -16,7 +16,7 @@ from services.api_keys import keys, repository, responses
 from services.api_keys.clients import Account
 from services.api_keys.models import ApiKey, ApiKeyAudit
 from services.api_keys.verify import Verifier
-from services.common import events, validation
+from services.common import events, notify, validation
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from services.common.interceptors import request_id
 from services.common.principal import Kind, Principal, caller
@@ -88,8 +88,20 @@ async def _within_quota(session: AsyncSession, tenant_id: str, limit: int) -> in
 
 
 class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], account: Account, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        account: Account,
+        verifier: Verifier,
+        onboarding: notify.Notifier,
+    ) -> None:
         self._sessions, self._account, self._verifier = sessions, account, verifier
+        self._onboarding = onboarding
+
+    async def _changed(self, key: ApiKey) -> None:
+        """After the commit: this replica's cache forgets the key, onboarding's gate too."""
+        self._verifier.invalidate(f"key:{key.id}")
+        await self._onboarding.notify(key.tenant_id, notify.KEY_CHANGED, key.id)
 
     async def _record(
         self,
@@ -144,6 +156,8 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
                 in_use = await _within_quota(session, new.tenant_id, tenant.max_api_keys)
                 key = await repository.add(session, new)
                 await self._record(session, who, key, "create", {}, {"name": key.name, "first_valid_key": in_use == 0})
+        if secret:
+            await self._onboarding.notify(key.tenant_id, notify.KEY_CREATED, key.id)
         await created(context)
         return responses.created(key, secret)
 
@@ -221,7 +235,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
                 session, tenant_id, before.id, status="revoked", revoked_at=func.now(), revoked_reason=reason
             )
             await self._record(session, who, key, "revoke", {"status": before.status}, {"reason": reason})
-        self._verifier.invalidate(f"key:{key.id}")
+        await self._changed(key)
         return responses.revoked(key, request_id.get())
 
     async def RotateApiKey(self, request: rpc.RotateApiKeyRequest, context: Context) -> rpc.RotateApiKeyResponse:
@@ -262,7 +276,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             await self._record(
                 session, who, old, "rotate", {}, {"new_key_id": new.id, "grace_expires_at": until.isoformat()}
             )
-        self._verifier.invalidate(f"key:{old.id}")
+        await self._changed(old)
         return rpc.RotateApiKeyResponse(
             api_key=responses.api_key_pb(new), key=issued.secret, previous=responses.api_key_pb(old)
         )
@@ -281,7 +295,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
                 await _within_quota(session, tenant_id, tenant.max_api_keys)
                 key = await repository.change(session, tenant_id, key.id, status="active")
                 await self._record(session, who, key, "enable", {"status": "disabled"}, {"status": "active"})
-        self._verifier.invalidate(f"key:{key.id}")
+        await self._changed(key)
         return rpc.EnableApiKeyResponse(api_key=responses.api_key_pb(key))
 
     async def DisableApiKey(self, request: rpc.DisableApiKeyRequest, context: Context) -> rpc.DisableApiKeyResponse:
@@ -295,7 +309,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             if key.status == "active":
                 key = await repository.change(session, tenant_id, key.id, status="disabled")
                 await self._record(session, who, key, "disable", {"status": "active"}, {"status": "disabled"})
-        self._verifier.invalidate(f"key:{key.id}")
+        await self._changed(key)
         return rpc.DisableApiKeyResponse(api_key=responses.api_key_pb(key))
 
     async def VerifyApiKey(self, request: rpc.VerifyApiKeyRequest, context: Context) -> rpc.VerifyApiKeyResponse:

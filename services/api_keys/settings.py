@@ -7,6 +7,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="API_KEYS_", frozen=True)
 
     account_addr: str = ""
+    onboarding_addr: str = ""
     # Verify's in-process cache; revocations reach it through LISTEN/NOTIFY, not through a TTL.
     cache_size: int = 10_000
     # How often batched last_used_at/total_requests are written.

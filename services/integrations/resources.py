@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import events, validation
+from services.common import events, notify, validation
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.principal import Principal
 from services.integrations import crypto, outbound, repository
@@ -48,8 +48,14 @@ def resource_id(kind: Kind, value: str) -> str:
 
 
 class Resources:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, guard: outbound.Guard) -> None:
-        self._sessions, self._settings, self._guard = sessions, settings, guard
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        guard: outbound.Guard,
+        onboarding: notify.Notifier,
+    ) -> None:
+        self._sessions, self._settings, self._guard, self._onboarding = sessions, settings, guard, onboarding
         self._keyring = crypto.Keyring(settings.keks, settings.active_kek)
 
     async def _emit(self, session: AsyncSession, who: Principal, event: str, row: Any, **payload: Any) -> None:
@@ -132,12 +138,14 @@ class Resources:
                 values |= {"health_state": "unknown", "health_message": "changed since the last test"}
             row = await repository.change(session, kind.model, who.tenant(), row_id, values)
             await self._emit(session, who, "updated", row, fields=fields, health_state=row.health_state)
+        await self._onboarding.notify(row.tenant_id, notify.CONNECTOR_CHANGED)
         return row
 
     async def move(self, who: Principal, kind: Kind, row_id: str, action: str) -> Any:
         async with self._sessions.begin() as session:
             row = await repository.transition(session, kind.model, who.tenant(), resource_id(kind, row_id), action)
             await self._emit(session, who, _PAST[action], row, status=row.status)
+        await self._onboarding.notify(row.tenant_id, notify.CONNECTOR_CHANGED)
         return row
 
     async def test(self, who: Principal, kind: Kind, row_id: str) -> Any:
@@ -166,6 +174,7 @@ class Resources:
                 passed=outcome.passed,
             )
         log.info("%s %s tested: %s in %d ms", kind.noun, row.id, outcome.health_state, outcome.latency_ms)
+        await self._onboarding.notify(row.tenant_id, notify.CONNECTOR_CHANGED)
         return row
 
     async def _probe_provider(self, row: Integration, secret: str) -> outbound.Outcome:

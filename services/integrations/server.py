@@ -2,7 +2,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.integrations.v1 import integrations_service_pb2, integrations_service_pb2_grpc
-from services.common import db, events, server
+from services.common import db, events, notify, server
 from services.integrations import outbound
 from services.integrations.servicer import IntegrationsServicer
 from services.integrations.settings import Settings
@@ -18,8 +18,10 @@ def build(settings: Settings, engine: AsyncEngine, guard: outbound.Guard | None 
     sessions = db.sessionmaker(engine)
     guard = guard or outbound.Guard(settings.loopback_allowed, settings.allow_private_networks)
     svc = server.create("aos.integrations", NAMES, engine)
+    onboarding = notify.Notifier(settings.onboarding_addr, "integrations")
     integrations_service_pb2_grpc.add_IntegrationsServiceServicer_to_server(
-        IntegrationsServicer(sessions, settings, guard), svc.server
+        IntegrationsServicer(sessions, settings, guard, onboarding), svc.server
     )
+    svc.on_stop.append(onboarding.close)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
     return svc

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from aos.integrations.v1 import integration_pb2 as pb
 from aos.integrations.v1 import integrations_service_pb2 as rpc
 from aos.integrations.v1 import integrations_service_pb2_grpc
-from services.common import validation
+from services.common import notify, validation
 from services.common.errors import InvalidArgument
 from services.common.interceptors import request_id
 from services.common.principal import caller
@@ -97,9 +97,15 @@ def _config(request: Any) -> dict[str, Any]:
 class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServicer):
     """Translates requests and responses; the work happens in Resources, one transaction per change."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, guard: outbound.Guard) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        guard: outbound.Guard,
+        onboarding: notify.Notifier,
+    ) -> None:
         self._sessions, self._settings = sessions, settings
-        self._do = Resources(sessions, settings, guard)
+        self._do = Resources(sessions, settings, guard, onboarding)
 
     # Integrations: the legacy envelope {success, data, meta} on every route.
 

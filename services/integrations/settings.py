@@ -24,6 +24,8 @@ class Settings(ServiceSettings):
     allow_loopback: bool | None = None
     allow_private_networks: bool = False
     probe_timeout_seconds: float = 2.0
+    # Told right after a change that may alter activation evidence (best effort; see common.notify).
+    onboarding_addr: str = ""
 
     @property
     def dev(self) -> bool:
