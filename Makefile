@@ -29,10 +29,13 @@ lint: $(STAMP) ## ruff, mypy, import contracts, buf lint, generated-code freshne
 test: lint ## lint, then every test (real PostgreSQL, gRPC servers and Envoy)
 	$(BIN)/pytest -q
 
+api-release: $(STAMP) ## record protos/ as the released API that `buf breaking` checks every change against
+	$(BIN)/buf build protos -o protos/released/aos-api-v1.binpb
+
 migrate: $(STAMP) ## create and migrate every service's database
 	$(BIN)/aos migrate
 
 k8s: $(STAMP) ## write deploy/k8s/base and render each overlay to deploy/k8s/rendered/<overlay>.yaml
 	$(BIN)/python -m cli.k8s
 
-.PHONY: help install up proto lint test migrate
+.PHONY: help install up proto lint test migrate api-release

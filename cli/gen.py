@@ -98,10 +98,15 @@ def _generated(root: Path) -> dict[str, Path]:
     return {str(p.relative_to(root)): p for p in (root / "aos").rglob("*") if p.name.endswith(GENERATED_SUFFIXES)}
 
 
+# The API as last released; `make api-release` moves it. Changes against it must be wire-compatible.
+RELEASED = "protos/released/aos-api-v1.binpb"
+
+
 def run(check: bool = False) -> int:
     """Write generated files (or, with check, report which committed ones are stale)."""
     _buf("format", "--diff", "--exit-code") if check else _buf("format", "-w")
     _buf("lint")
+    _buf("breaking", "protos", "--against", RELEASED)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "protos"
         out.mkdir()
