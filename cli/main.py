@@ -31,11 +31,16 @@ def _database() -> tuple[str, Any]:
 
 @app.command()
 def up() -> None:
-    """Start PostgreSQL (embedded unless AOS_DATABASE_URL is set), migrate, start every service and Envoy."""
+    """Start PostgreSQL (embedded unless AOS_DATABASE_URL is set), migrate, start every service (AOS_REPLICAS
+    processes of each) and Envoy in front of them."""
     data, port = _data_dir(), int(os.environ.get("AOS_GATEWAY_PORT", "8080"))
+    replicas = int(os.environ.get("AOS_REPLICAS", "1"))
+    if replicas < 1:
+        raise typer.BadParameter("AOS_REPLICAS must be at least 1")
     base, _pg = _database()
     urls = stack.prepare_databases(base)
-    ports = {svc: stack.free_port() for svc in urls}
+    ports = {svc: [stack.free_port() for _ in range(replicas)] for svc in urls}
+    peers = {svc: stack.peer_address(p) for svc, p in ports.items()}
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs = []
@@ -48,25 +53,21 @@ def up() -> None:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        for svc, url in urls.items():
-            procs.append(stack.start_service(svc, url, ports[svc], ports, logs / f"{svc}.log"))
-        for proc, svc in zip(procs, urls, strict=True):
-            stack.wait_for_port(ports[svc], proc)
+        started = [(svc, p) for svc, url in urls.items() for p in ports[svc]]
+        for svc, p in started:
+            procs.append(stack.start_service(svc, urls[svc], p, peers, logs / f"{svc}-{ports[svc].index(p)}.log"))
+        for proc, (_svc, p) in zip(procs, started, strict=True):
+            stack.wait_for_port(p, proc)
         cfg = stack.envoy_config(data / "run", ports, port, devauth.ensure_keys(data))
         procs.append(stack.start_envoy(cfg, logs / "envoy.log"))
         stack.wait_for_port(port, procs[-1])
         print(f"gateway: http://127.0.0.1:{port}", flush=True)
-        print(
-            f"services: {', '.join(f'{s}=127.0.0.1:{p}' for s, p in ports.items())}; logs in {logs}",
-            flush=True,
-        )
+        listing = ", ".join(f"{s}={'+'.join(f'127.0.0.1:{p}' for p in ps)}" for s, ps in ports.items())
+        print(f"services: {listing}; logs in {logs}", flush=True)
         while not stopping:
             dead = [p for p in procs if p.poll() is not None]
             if dead:
-                print(
-                    f"stopping: {dead[0].args!r} exited with {dead[0].returncode}",
-                    file=sys.stderr,
-                )
+                print(f"stopping: {dead[0].args!r} exited with {dead[0].returncode}", file=sys.stderr)
                 raise SystemExit(1)
             time.sleep(0.2)
     finally:

@@ -93,10 +93,13 @@ def prepare_databases(base: str, prefix: str = "", fresh: bool = False) -> dict[
     return urls
 
 
-def envoy_config(run_dir: Path, upstreams: dict[str, int], listen_port: int, jwks: Path) -> Path:
+def envoy_config(run_dir: Path, upstreams: dict[str, int] | dict[str, list[int]], listen_port: int, jwks: Path) -> Path:
     gw = config.from_descriptor(
         ROOT / "gateway" / "aos.binpb",
-        upstreams={s: ("127.0.0.1", p) for s, p in upstreams.items()},
+        upstreams={
+            s: [("127.0.0.1", port) for port in p] if isinstance(p, list) else ("127.0.0.1", p)
+            for s, p in upstreams.items()
+        },
         listen_port=listen_port,
         jwks_path=str(jwks),
         openapi_path=str(ROOT / "gateway" / "openapi.json"),
@@ -121,10 +124,15 @@ def start_envoy(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
 
-def start_service(svc: str, url: str, port: int, peers: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
+def peer_address(ports: list[int]) -> str:
+    """A gRPC target for a peer's replicas (grpc's ipv4 resolver takes a list; pick_first fails over)."""
+    return f"ipv4:{','.join(f'127.0.0.1:{p}' for p in ports)}" if len(ports) > 1 else f"127.0.0.1:{ports[0]}"
+
+
+def start_service(svc: str, url: str, port: int, peers: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     prefix = svc.upper()
     env = os.environ | {f"{prefix}_DATABASE_URL": url, f"{prefix}_GRPC_PORT": str(port)}
-    env |= {f"{prefix}_{peer.upper()}_ADDR": f"127.0.0.1:{p}" for peer, p in peers.items() if peer != svc}
+    env |= {f"{prefix}_{peer.upper()}_ADDR": addr for peer, addr in peers.items() if peer != svc}
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", f"services.{svc}"],

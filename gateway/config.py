@@ -91,7 +91,8 @@ class Method:
 @dataclass
 class Gateway:
     descriptor_path: str
-    upstreams: dict[str, tuple[str, int]]
+    # service → its address, or the addresses of its replicas (Envoy balances and health-checks each)
+    upstreams: dict[str, tuple[str, int] | list[tuple[str, int]]]
     listen_port: int = 8080
     jwks_path: str = ".aos/dev/jwks.json"
     openapi_path: str = "gateway/openapi.json"
@@ -153,7 +154,10 @@ def render(gw: Gateway) -> dict[str, Any]:
         "admin": {"address": _addr(gw.admin_port)},
         "static_resources": {
             "listeners": [_listener(gw, services)],
-            "clusters": [_cluster(name, host, port) for name, (host, port) in sorted(gw.upstreams.items())],
+            "clusters": [
+                _cluster(name, ends if isinstance(ends, list) else [ends])
+                for name, ends in sorted(gw.upstreams.items())
+            ],
         },
     }
 
@@ -338,10 +342,10 @@ def _jwt(gw: Gateway) -> dict[str, Any]:
     }
 
 
-def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
+def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
     return {
         "name": name,
-        "type": "STRICT_DNS" if not host[0].isdigit() else "STATIC",
+        "type": "STRICT_DNS" if not endpoints[0][0][0].isdigit() else "STATIC",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -351,7 +355,7 @@ def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
         },
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _addr(port, host)}}]}],
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _addr(port, host)}} for host, port in endpoints]}],
         },
         "health_checks": [
             {

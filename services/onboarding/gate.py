@@ -177,7 +177,11 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             )
             state = result.to_state
         if required is not None and state < required:
-            raise _violation(state, required, endpoint)
+            # States only move forward, so a cached state can only be too low: it may wrongly deny (another
+            # replica advanced the tenant a moment ago), never wrongly allow. Read the truth before denying.
+            state = await self._machine.state(tenant, fresh=True)
+            if state < required:
+                raise _violation(state, required, endpoint)
 
     @staticmethod
     def _caller_headers(caller: Principal, headers: Mapping[str, str]) -> dict[str, str]:

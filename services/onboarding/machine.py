@@ -74,9 +74,9 @@ class Machine:
         self.sessions, self.clients = sessions, clients
         self.states = TtlCache(cache_seconds)
 
-    async def state(self, tenant_id: str) -> State:
-        """The tenant's state (cached); a tenant onboarding has no row for is CREATED."""
-        cached = self.states.get(tenant_id)
+    async def state(self, tenant_id: str, fresh: bool = False) -> State:
+        """The tenant's state (cached unless fresh); a tenant onboarding has no row for is CREATED."""
+        cached = None if fresh else self.states.get(tenant_id)
         if cached is not None:
             return State(cached)
         async with self.sessions() as session:
