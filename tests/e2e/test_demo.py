@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 AOS = str(Path(sys.executable).parent / "aos")
 
 
-def _up_and_demo(data: Path, port: int) -> tuple[subprocess.CompletedProcess[str], str]:
+def _up_and_demo(data: Path, port: int) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "AOS_DATABASE_URL"} | {
         "AOS_DATA_DIR": str(data),
         "AOS_GATEWAY_PORT": str(port),
@@ -35,7 +35,7 @@ def _up_and_demo(data: Path, port: int) -> tuple[subprocess.CompletedProcess[str
             pytest.fail(f"aos up exited with {up.wait()}: {''.join(said)}")
         assert url == f"http://127.0.0.1:{port}"
         demo = subprocess.run([AOS, "demo"], env=env, capture_output=True, text=True, timeout=60)
-        return demo, url
+        return demo
     finally:
         up.terminate()
         try:
@@ -51,7 +51,7 @@ def test_make_up_then_demo_reaches_complete(tmp_path: Path) -> None:
     port = stack.free_port()
     data = tmp_path / "aos"
 
-    demo, url = _up_and_demo(data, port)
+    demo = _up_and_demo(data, port)
 
     logs = "".join(f"\n--- {log.name}\n" + log.read_text()[-3000:] for log in sorted((data / "logs").glob("*.log")))
     assert demo.returncode == 0, demo.stdout + demo.stderr + logs
@@ -69,7 +69,5 @@ async def test_demo_reports_a_failing_step_and_exits_nonzero(tmp_path: Path) -> 
     port = stack.free_port()
     env = os.environ | {"AOS_DATA_DIR": str(tmp_path), "AOS_GATEWAY_PORT": str(port)}
     devauth.ensure_keys(tmp_path)
-    demo = await asyncio.to_thread(
-        subprocess.run, [AOS, "demo"], env=env, capture_output=True, text=True, timeout=30
-    )
+    demo = await asyncio.to_thread(subprocess.run, [AOS, "demo"], env=env, capture_output=True, text=True, timeout=30)
     assert demo.returncode == 1 and demo.stderr.startswith("demo failed: "), demo.stderr
