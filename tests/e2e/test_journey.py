@@ -112,6 +112,17 @@ async def test_journey_from_signup_to_complete(
     after = await eventually(used, within=5.0)
     assert after is not None, "the keyed call was never counted"
     assert after["total_requests"] == 1 and after["last_used_at"]
+    # Every request counts, also those the gate answers from its 1 s verdict cache without asking api_keys.
+    for _ in range(3):
+        assert (await http.get("/onboarding/status", headers=key)).status_code == 200
+
+    async def counted() -> dict[str, Any] | None:
+        detail: dict[str, Any] = (await http.get(f"/api-keys/{key_id}", headers=auth)).json()
+        return detail if detail["total_requests"] >= 4 else None
+
+    later = await eventually(counted, within=5.0)
+    assert later is not None and later["total_requests"] == 4, "cached uses were not counted"
+    assert later["last_used_at"] >= after["last_used_at"]
     assert secret not in (await http.get(f"/api-keys/{key_id}", headers=auth)).text  # scenario 9
 
     # Scenario 19: a second key is created, the state does not move and no event is written.
