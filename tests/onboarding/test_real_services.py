@@ -42,7 +42,9 @@ class Stack:
         self.settings = {svc: settings_for(svc, urls[svc], self.ports) for svc in NAMES}
         self.running: dict[str, server.Service] = {}
         self.engine = db.create_engine(async_url(urls["onboarding"]), pool_size=2)
-        self.channels = {svc: grpc.aio.insecure_channel(f"127.0.0.1:{self.ports[svc]}") for svc in NAMES}
+        # Subchannels of their own: the services' channels to the same addresses may be in reconnect backoff.
+        local = [("grpc.use_local_subchannel_pool", 1)]
+        self.channels = {svc: grpc.aio.insecure_channel(f"127.0.0.1:{self.ports[svc]}", options=local) for svc in NAMES}
         self.account = account_service_pb2_grpc.AccountServiceStub(self.channels["account"])
         self.keys = api_keys_service_pb2_grpc.ApiKeysServiceStub(self.channels["api_keys"])
         self.integrations = integrations_service_pb2_grpc.IntegrationsServiceStub(self.channels["integrations"])
@@ -177,3 +179,26 @@ async def test_a_key_created_while_onboarding_is_down_advances_the_tenant_after_
             text("SELECT trigger FROM onboarding_transition WHERE tenant_id = :t AND to_state = 2"), {"t": tenant}
         )
         assert transition.scalars().all() == ["first_api_key_created"]
+
+
+async def test_api_keys_reaches_an_account_that_started_after_it(pg_base: str) -> None:
+    """`aos up` starts every service at once: api_keys' first calls to account may find it not listening
+    yet. Its channel must not then sit in gRPC's default reconnect backoff (1 s, growing to 120 s) and
+    answer key creations with 503 after account is up."""
+    prefix = f"t{os.getpid()}_late{time.monotonic_ns() % 10**6}_"
+    own = Stack(await asyncio.to_thread(stack.prepare_databases, pg_base, prefix, True))
+    try:
+        await own.start("api_keys")
+        await asyncio.sleep(4)  # its account watch fails repeatedly meanwhile, backing the channel off
+        await own.start("account")
+        owner = human()
+        signup = await own.account.CreateTenant(account_rpc.CreateTenantRequest(name="Late"), metadata=owner, timeout=5)
+        tenant = str(signup.tenant.tenant_id)
+        created = await own.new_key(tenant)
+        assert created.key.startswith("aos_")
+    finally:
+        for svc in list(own.running):
+            await own.stop(svc)
+        for channel in own.channels.values():
+            await channel.close()
+        await own.engine.dispose()
