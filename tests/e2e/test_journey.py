@@ -295,3 +295,30 @@ async def test_bad_keys_answer_like_an_unknown_key(http: httpx.AsyncClient, gate
     reply = await http.get("/onboarding/status", headers=[(b"x-aos-key", _bad_keys(real)[kind])])
     assert reply.status_code == 401, reply.text
     assert reply.json() == INVALID
+
+
+async def test_a_key_never_reaches_another_tenants_data(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    """Issue 5: a key of another tenant's resource, or a spoofed x-aos-tenant-id, reaches nothing."""
+    victim_tenant, victim = await signup(http, gateway)
+    victim_key = await new_key(http, victim, "victim")
+    attacker_tenant, attacker = await signup(http, gateway)
+    made = await http.post("/tenant/api-keys", json={"name": "admin", "permissions": ["keys:*"]}, headers=attacker)
+    assert made.status_code == 201, made.text
+    key = {"x-aos-key": made.json()["key"]}
+    spoof = {"x-aos-tenant-id": victim_tenant, "x-tenant-id": victim_tenant}
+
+    own = await http.get("/api-keys", headers=key | spoof)
+    assert own.status_code == 200, own.text
+    assert own.json()["filters_applied"]["tenant_id"] == attacker_tenant
+    assert [k["key_id"] for k in own.json()["items"]] == [made.json()["id"]]
+    assert (await http.get(f"/api-keys/{victim_key['id']}", headers=key | spoof)).status_code == 404
+    assert (await http.delete(f"/tenant/api-keys/{victim_key['id']}", headers=key | spoof)).status_code == 404
+    human_spoof = await http.get("/api-keys", headers=attacker | spoof)
+    assert human_spoof.json()["filters_applied"]["tenant_id"] == attacker_tenant
+    status = await http.get("/onboarding/status", headers=key | spoof)
+    assert status.json()["tenant_id"] == attacker_tenant
+
+    await asyncio.sleep(CACHE)
+    victim_view = (await http.get(f"/api-keys/{victim_key['id']}", headers=victim)).json()
+    assert victim_view["status"] == "ACTIVE"
+    assert (await http.get("/onboarding/status", headers={"x-aos-key": victim_key["key"]})).status_code == 200
