@@ -3,8 +3,10 @@ a new tenant from signup to COMPLETE through the gateway and exits 0 (issue 5, "
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,13 +49,16 @@ def _up_and_demo(data: Path, port: int) -> subprocess.CompletedProcess[str]:
             up.stdout.close()
 
 
-def test_make_up_then_demo_reaches_complete(tmp_path: Path) -> None:
+def test_make_up_then_demo_reaches_complete() -> None:
     port = stack.free_port()
-    data = tmp_path / "aos"
+    data = Path(tempfile.mkdtemp(prefix="aos-demo-"))  # short: embedded PostgreSQL's unix socket lives in here
 
-    demo = _up_and_demo(data, port)
+    try:
+        demo = _up_and_demo(data, port)
+        logs = "".join(f"\n--- {f.name}\n" + f.read_text()[-3000:] for f in sorted((data / "logs").glob("*.log")))
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
 
-    logs = "".join(f"\n--- {log.name}\n" + log.read_text()[-3000:] for log in sorted((data / "logs").glob("*.log")))
     assert demo.returncode == 0, demo.stdout + demo.stderr + logs
     lines = demo.stdout.splitlines()
     states = [line.rsplit("→", 1)[1].strip() for line in lines if "→" in line]
