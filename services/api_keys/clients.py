@@ -12,7 +12,7 @@ import grpc
 
 from aos.account.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from aos.events.v1 import event_pb2, events_service_pb2, events_service_pb2_grpc
-from services.common import principal
+from services.common import channels, principal
 from services.common.errors import NotFound, Unavailable
 
 log = logging.getLogger("aos.api_keys.account")
@@ -27,7 +27,7 @@ class TenantInfo(NamedTuple):
 
 class Account:
     def __init__(self, addr: str) -> None:
-        self._channel = grpc.aio.insecure_channel(addr) if addr else None
+        self._channel = channels.peer(addr) if addr else None
         self._stub = account_service_pb2_grpc.AccountServiceStub(self._channel) if self._channel else None
         self._events = events_service_pb2_grpc.EventLogServiceStub(self._channel) if self._channel else None
 
@@ -39,6 +39,7 @@ class Account:
                 account_service_pb2.GetTenantRequest(tenant_id=tenant_id),
                 metadata=principal.service_metadata(ME, tenant_id),
                 timeout=TIMEOUT,
+                wait_for_ready=True,  # a reconnect in progress is waited for (within TIMEOUT), not failed
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:

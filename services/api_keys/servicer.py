@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -314,6 +315,18 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
 
     async def VerifyApiKey(self, request: rpc.VerifyApiKeyRequest, context: Context) -> rpc.VerifyApiKeyResponse:
         return await self._verifier.verify(request.secret)
+
+    async def RecordApiKeyUsage(
+        self, request: rpc.RecordApiKeyUsageRequest, context: Context
+    ) -> rpc.RecordApiKeyUsageResponse:
+        uses = [
+            (validation.length("key_id", use.key_id, 1, 36), use.requests, use.last_used_at.ToNanoseconds() / 1e9)
+            for use in request.usage
+            if use.requests
+        ]
+        for key_id, requests, at in uses:
+            self._verifier.add_usage(key_id, requests, at or time.time())
+        return rpc.RecordApiKeyUsageResponse()
 
     async def GetActivationEvidence(
         self, request: rpc.GetActivationEvidenceRequest, context: Context

@@ -192,6 +192,15 @@ class Verifier:
             seen[0] += 1
             seen[1] = time.time()
 
+    def add_usage(self, key_id: str, requests: int, at: float) -> None:
+        """Uses counted elsewhere (the edge gate's verdict cache), written with the next batch."""
+        seen = self._usage.get(key_id)
+        if seen is None:
+            self._usage[key_id] = [requests, at]
+        else:
+            seen[0] += requests
+            seen[1] = max(seen[1], at)
+
     async def flush(self) -> None:
         if not self._usage:
             return

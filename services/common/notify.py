@@ -10,7 +10,7 @@ import logging
 import grpc
 
 from aos.onboarding.v1 import onboarding_pb2, onboarding_service_pb2, onboarding_service_pb2_grpc
-from services.common import principal
+from services.common import channels, principal
 
 log = logging.getLogger("aos.notify")
 
@@ -23,7 +23,7 @@ PROJECT_CHANGED = onboarding_pb2.EVIDENCE_KIND_PROJECT_CHANGED
 class Notifier:
     def __init__(self, addr: str, caller: str, timeout: float = 0.5) -> None:
         self._caller, self._timeout = caller, timeout
-        self._channel = grpc.aio.insecure_channel(addr) if addr else None
+        self._channel = channels.peer(addr) if addr else None
         self._stub = onboarding_service_pb2_grpc.OnboardingServiceStub(self._channel) if self._channel else None
 
     async def notify(self, tenant_id: str, kind: int, key_id: str = "") -> None:

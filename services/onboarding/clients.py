@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from aos.account.v1 import account_service_pb2 as account_rpc
 from aos.account.v1 import account_service_pb2_grpc
@@ -114,6 +115,21 @@ class Clients:
         request = keys_rpc.VerifyApiKeyRequest(secret=secret)
         return await self.api_keys.call(
             stub.VerifyApiKey(request, metadata=principal.service_metadata(ME), timeout=self.timeout)
+        )
+
+    async def record_key_usage(self, usage: dict[str, tuple[int, float]]) -> None:
+        """Uses the gate answered from its verdict cache: key id → (requests, last use in epoch seconds)."""
+        stub = api_keys_service_pb2_grpc.ApiKeysServiceStub(self.api_keys.require())
+        request = keys_rpc.RecordApiKeyUsageRequest(
+            usage=[
+                keys_rpc.ApiKeyUsage(
+                    key_id=key_id, requests=requests, last_used_at=Timestamp(seconds=int(at), nanos=int(at % 1 * 1e9))
+                )
+                for key_id, (requests, at) in usage.items()
+            ]
+        )
+        await self.api_keys.call(
+            stub.RecordApiKeyUsage(request, metadata=principal.service_metadata(ME), timeout=self.timeout)
         )
 
     async def account_evidence(self, tenant_id: str) -> account_rpc.GetActivationEvidenceResponse:

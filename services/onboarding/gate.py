@@ -7,9 +7,11 @@ method's gate rule and answers a refusal with the legacy JSON body (SPEC 0.14, 3
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,6 +91,9 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
     def __init__(self, machine: Machine, cache_seconds: float) -> None:
         self._machine = machine
         self.verdicts = TtlCache(cache_seconds)
+        # Valid uses answered from `verdicts` never reach VerifyApiKey, which counts the others: key id →
+        # [requests, last use], sent to api_keys in batches so total_requests counts every request.
+        self._uses: dict[str, list[float]] = {}
 
     def forget_key(self, key_id: str) -> None:
         self.verdicts.drop_where(lambda v: v.key_id == key_id)
@@ -153,9 +158,32 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         digest = hashlib.sha256(secret.encode()).hexdigest()
         cached: keys_rpc.VerifyApiKeyResponse | None = self.verdicts.get(digest)
         if cached is None:
-            cached = await self._machine.clients.verify_key(secret)
+            cached = await self._machine.clients.verify_key(secret)  # counted by api_keys when VALID
             self.verdicts.put(digest, cached)
+        elif cached.code == keys_rpc.VERIFY_CODE_VALID:
+            seen = self._uses.setdefault(cached.key_id, [0, 0.0])
+            seen[0] += 1
+            seen[1] = time.time()
         return cached
+
+    async def report_usage(self) -> None:
+        """Sends the uses answered from the cache since the last report; kept for the next one on failure."""
+        if not self._uses:
+            return
+        batch, self._uses = self._uses, {}
+        try:
+            await self._machine.clients.record_key_usage({k: (int(n), at) for k, (n, at) in batch.items()})
+        except Exception as exc:
+            log.warning("key usage not reported (%s); retrying with the next batch", type(exc).__name__)
+            for key_id, (n, at) in batch.items():
+                seen = self._uses.setdefault(key_id, [0, at])
+                seen[0] += n
+                seen[1] = max(seen[1], at)
+
+    async def report_usage_forever(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.report_usage()
 
     def _authorize(self, rule: gate_pb2.Rule, caller: Principal) -> None:
         if caller.kind not in {_KINDS.get(k) for k in rule.principals}:

@@ -46,11 +46,15 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
         for peer in clients.peers()
         if peer.channel is not None
     ]
+    if settings.api_keys_addr:
+        consumers.append(asyncio.get_running_loop().create_task(gate.report_usage_forever(settings.cache_seconds / 2)))
 
     async def _stop() -> None:
         for task in consumers:
             task.cancel()
         await asyncio.gather(*consumers, return_exceptions=True)
+        if settings.api_keys_addr:
+            await gate.report_usage()  # after the server drained: the last cached uses are not lost
         await clients.close()
 
     svc.on_stop.append(_stop)

@@ -48,6 +48,69 @@ VERIFY_CODE_TENANT_INACTIVE: VerifyCode.ValueType  # 6
 Global___VerifyCode: _TypeAlias = VerifyCode  # noqa: Y015
 
 @_typing.final
+class ApiKeyUsage(_message.Message):
+    """Uses of one key since the previous batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    LAST_USED_AT_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    requests: _builtins.int
+    @_builtins.property
+    def last_used_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        last_used_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_used_at", b"last_used_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "last_used_at", b"last_used_at", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApiKeyUsage: _TypeAlias = ApiKeyUsage  # noqa: Y015
+
+@_typing.final
+class RecordApiKeyUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApiKeyUsage]: ...
+    def __init__(
+        self,
+        *,
+        usage: _abc.Iterable[Global___ApiKeyUsage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordApiKeyUsageRequest: _TypeAlias = RecordApiKeyUsageRequest  # noqa: Y015
+
+@_typing.final
+class RecordApiKeyUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordApiKeyUsageResponse: _TypeAlias = RecordApiKeyUsageResponse  # noqa: Y015
+
+@_typing.final
 class VerifyApiKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -86,6 +86,11 @@ class ApiKeysServiceStub:
                 request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.VerifyApiKeyRequest.SerializeToString,
                 response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.VerifyApiKeyResponse.FromString,
                 _registered_method=True)
+        self.RecordApiKeyUsage = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/RecordApiKeyUsage',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RecordApiKeyUsageRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RecordApiKeyUsageResponse.FromString,
+                _registered_method=True)
         self.GetActivationEvidence = channel.unary_unary(
                 '/aos.api_keys.v1.ApiKeysService/GetActivationEvidence',
                 request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetActivationEvidenceRequest.SerializeToString,
@@ -178,6 +183,15 @@ class ApiKeysServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordApiKeyUsage(self, request, context):
+        """Uses of valid keys that the edge gate answered from its own short-lived verdict cache (so they never
+        reached VerifyApiKey), counted there and sent in batches; they are added to total_requests and
+        last_used_at like verified uses. Unknown key ids are ignored. Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetActivationEvidence(self, request, context):
         """Activation evidence held by api_keys, for onboarding's predicate. Errors: INVALID_ARGUMENT.
         """
@@ -237,6 +251,11 @@ def add_ApiKeysServiceServicer_to_server(servicer, server):
                     servicer.VerifyApiKey,
                     request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.VerifyApiKeyRequest.FromString,
                     response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.VerifyApiKeyResponse.SerializeToString,
+            ),
+            'RecordApiKeyUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordApiKeyUsage,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RecordApiKeyUsageRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RecordApiKeyUsageResponse.SerializeToString,
             ),
             'GetActivationEvidence': grpc.unary_unary_rpc_method_handler(
                     servicer.GetActivationEvidence,
@@ -516,6 +535,33 @@ class ApiKeysService:
             '/aos.api_keys.v1.ApiKeysService/VerifyApiKey',
             aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.VerifyApiKeyRequest.SerializeToString,
             aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.VerifyApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordApiKeyUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/RecordApiKeyUsage',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RecordApiKeyUsageRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.RecordApiKeyUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,11 @@ class ApiKeysServiceStub:
     """Verifies a presented key (the edge gate's hot path). Never fails for a bad key: the verdict is
     in `code`. Errors: UNAVAILABLE (database down).
     """
+    RecordApiKeyUsage: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.RecordApiKeyUsageRequest, _api_keys_service_pb2.RecordApiKeyUsageResponse]
+    """Uses of valid keys that the edge gate answered from its own short-lived verdict cache (so they never
+    reached VerifyApiKey), counted there and sent in batches; they are added to total_requests and
+    last_used_at like verified uses. Unknown key ids are ignored. Errors: INVALID_ARGUMENT.
+    """
     GetActivationEvidence: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetActivationEvidenceRequest, _api_keys_service_pb2.GetActivationEvidenceResponse]
     """Activation evidence held by api_keys, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
 
@@ -118,6 +123,11 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     VerifyApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.VerifyApiKeyRequest, _api_keys_service_pb2.VerifyApiKeyResponse]  # type: ignore[assignment]
     """Verifies a presented key (the edge gate's hot path). Never fails for a bad key: the verdict is
     in `code`. Errors: UNAVAILABLE (database down).
+    """
+    RecordApiKeyUsage: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.RecordApiKeyUsageRequest, _api_keys_service_pb2.RecordApiKeyUsageResponse]  # type: ignore[assignment]
+    """Uses of valid keys that the edge gate answered from its own short-lived verdict cache (so they never
+    reached VerifyApiKey), counted there and sent in batches; they are added to total_requests and
+    last_used_at like verified uses. Unknown key ids are ignored. Errors: INVALID_ARGUMENT.
     """
     GetActivationEvidence: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetActivationEvidenceRequest, _api_keys_service_pb2.GetActivationEvidenceResponse]  # type: ignore[assignment]
     """Activation evidence held by api_keys, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
@@ -222,6 +232,17 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_api_keys_service_pb2.VerifyApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.VerifyApiKeyResponse]]:
         """Verifies a presented key (the edge gate's hot path). Never fails for a bad key: the verdict is
         in `code`. Errors: UNAVAILABLE (database down).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordApiKeyUsage(
+        self,
+        request: _api_keys_service_pb2.RecordApiKeyUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.RecordApiKeyUsageResponse, _abc.Awaitable[_api_keys_service_pb2.RecordApiKeyUsageResponse]]:
+        """Uses of valid keys that the edge gate answered from its own short-lived verdict cache (so they never
+        reached VerifyApiKey), counted there and sent in batches; they are added to total_requests and
+        last_used_at like verified uses. Unknown key ids are ignored. Errors: INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod
