@@ -13,7 +13,8 @@ import pytest
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from tests.conftest import Gateway, service
 
-pytestmark = pytest.mark.e2e
+# Fuzzing every operation takes a while on a loaded 2-core machine; it stays bounded by --max-examples.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 
