@@ -1,8 +1,9 @@
 """Prometheus metrics of one service process, served on GET /metrics by the service's own event loop.
 
 RPC counts and latencies live in plain per-method accumulators that become Prometheus families only at
-scrape time: every handler runs on the event loop thread, so they need no lock, and a call costs a dict
-update and a bisect (about 0.3 µs) instead of the client library's locked children (about 2 µs).
+scrape time: every handler runs on the event loop thread, so they need no lock, and a call costs two clock
+reads, a dict update and a bisect (about 0.5 µs in all, measured) instead of the client library's locked
+counter and histogram children (about 2 µs).
 Readings that need the database (outbox lag) are taken when Prometheus scrapes, never per call.
 """
 
