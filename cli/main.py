@@ -40,6 +40,8 @@ def up() -> None:
     base, _pg = _database()
     urls = stack.prepare_databases(base)
     ports = {svc: [stack.free_port() for _ in range(replicas)] for svc in urls}
+    metrics = {svc: [stack.free_port() for _ in range(replicas)] for svc in urls}
+    admin = stack.free_port()  # Envoy's admin, for its /stats/prometheus
     peers = {svc: stack.peer_address(p) for svc, p in ports.items()}
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -55,15 +57,18 @@ def up() -> None:
     try:
         started = [(svc, p) for svc, url in urls.items() for p in ports[svc]]
         for svc, p in started:
-            procs.append(stack.start_service(svc, urls[svc], p, peers, logs / f"{svc}-{ports[svc].index(p)}.log"))
+            i = ports[svc].index(p)
+            procs.append(stack.start_service(svc, urls[svc], p, peers, logs / f"{svc}-{i}.log", metrics[svc][i]))
         for proc, (_svc, p) in zip(procs, started, strict=True):
             stack.wait_for_port(p, proc)
-        cfg = stack.envoy_config(data / "run", ports, port, devauth.ensure_keys(data))
+        cfg = stack.envoy_config(data / "run", ports, port, devauth.ensure_keys(data), admin)
         procs.append(stack.start_envoy(cfg, logs / "envoy.log"))
         stack.wait_for_port(port, procs[-1])
         print(f"gateway: http://127.0.0.1:{port}", flush=True)
         listing = ", ".join(f"{s}={'+'.join(f'127.0.0.1:{p}' for p in ps)}" for s, ps in ports.items())
         print(f"services: {listing}; logs in {logs}", flush=True)
+        scrape = ", ".join(f"{s}={'+'.join(f'http://127.0.0.1:{p}/metrics' for p in ps)}" for s, ps in metrics.items())
+        print(f"metrics: {scrape}; envoy=http://127.0.0.1:{admin}/stats/prometheus", flush=True)
         while not stopping:
             dead = [p for p in procs if p.poll() is not None]
             if dead:

@@ -93,7 +93,13 @@ def prepare_databases(base: str, prefix: str = "", fresh: bool = False) -> dict[
     return urls
 
 
-def envoy_config(run_dir: Path, upstreams: dict[str, int] | dict[str, list[int]], listen_port: int, jwks: Path) -> Path:
+def envoy_config(
+    run_dir: Path,
+    upstreams: dict[str, int] | dict[str, list[int]],
+    listen_port: int,
+    jwks: Path,
+    admin_port: int = 0,
+) -> Path:
     gw = config.from_descriptor(
         ROOT / "gateway" / "aos.binpb",
         upstreams={
@@ -103,6 +109,7 @@ def envoy_config(run_dir: Path, upstreams: dict[str, int] | dict[str, list[int]]
         listen_port=listen_port,
         jwks_path=str(jwks),
         openapi_path=str(ROOT / "gateway" / "openapi.json"),
+        admin_port=admin_port,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "envoy.yaml"
@@ -129,9 +136,12 @@ def peer_address(ports: list[int]) -> str:
     return f"ipv4:{','.join(f'127.0.0.1:{p}' for p in ports)}" if len(ports) > 1 else f"127.0.0.1:{ports[0]}"
 
 
-def start_service(svc: str, url: str, port: int, peers: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_service(
+    svc: str, url: str, port: int, peers: dict[str, str], log: Path, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
     prefix = svc.upper()
     env = os.environ | {f"{prefix}_DATABASE_URL": url, f"{prefix}_GRPC_PORT": str(port)}
+    env |= {f"{prefix}_METRICS_PORT": str(metrics_port)}
     env |= {f"{prefix}_{peer.upper()}_ADDR": addr for peer, addr in peers.items() if peer != svc}
     with log.open("ab") as out:
         return subprocess.Popen(

@@ -15,7 +15,7 @@ NAMES = (
 def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     """Composition root: the only place the account servicers are wired to a server."""
     sessions = db.sessionmaker(engine)
-    svc = server.create("aos.account", NAMES, engine)
+    svc = server.create("aos.account", NAMES, engine, settings.metrics_port)
     onboarding = notify.Notifier(settings.onboarding_addr, "account")
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(sessions, onboarding), svc.server)
     svc.on_stop.append(onboarding.close)

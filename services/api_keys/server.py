@@ -11,7 +11,7 @@ from services.api_keys.servicer import ApiKeysServicer
 from services.api_keys.settings import Settings
 from services.api_keys.tenants import Follower
 from services.api_keys.verify import Verifier
-from services.common import db, events, notify, server
+from services.common import db, events, metrics, notify, server
 
 NAMES = (
     api_keys_service_pb2.DESCRIPTOR.services_by_name["ApiKeysService"].full_name,
@@ -28,7 +28,7 @@ def assemble(settings: Settings, engine: AsyncEngine) -> Replica:
     """Composition root. Needs a running event loop: it starts the cache listener, the usage flusher and
     the follower of account's events, and registers their shutdown (the last usage flush included)."""
     sessions = db.sessionmaker(engine)
-    svc = server.create("aos.api_keys", NAMES, engine)
+    svc = server.create("aos.api_keys", NAMES, engine, settings.metrics_port)
     account = Account(settings.account_addr)
     verifier = Verifier(engine, settings.cache_size, settings.usage_flush_seconds, settings.verify_pool_size)
     onboarding = notify.Notifier(settings.onboarding_addr, "api_keys")
@@ -36,6 +36,12 @@ def assemble(settings: Settings, engine: AsyncEngine) -> Replica:
     api_keys_service_pb2_grpc.add_ApiKeysServiceServicer_to_server(servicer, svc.server)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
     verifier.start()
+    hits, misses = (lambda: float(verifier.cache_hits)), (lambda: float(verifier.cache_misses))
+    svc.metrics.counter("aos_api_keys_verify_cache_hits", "VerifyApiKey answered from the cache", hits)
+    svc.metrics.counter("aos_api_keys_verify_cache_misses", "VerifyApiKey looked up in the database", misses)
+    svc.metrics.gauge(
+        "aos_api_keys_verify_cache_hit_ratio", "Cache hits / lookups since start", metrics.ratio(hits, misses)
+    )
     follower = Follower(sessions)
     following = asyncio.create_task(account.watch(follower.cursor, follower.apply))
 

@@ -89,6 +89,9 @@ class Verifier:
         self._pool_lock = asyncio.Lock()
         self._usage: dict[str, list[float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Plain ints, read by the metrics scrape: verify runs on the event loop thread only.
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._flush_forever())]
@@ -110,9 +113,12 @@ class Verifier:
         if found is None:
             if not keys.well_formed(secret):
                 return NOT_FOUND  # no query: a malformed key costs no database work
+            self.cache_misses += 1
             found = await self._lookup(digest)
             if found is None:
                 return NOT_FOUND
+        else:
+            self.cache_hits += 1
         answer = found.answer if time.time() < found.expires_at else found.expired
         if answer.code == rpc.VERIFY_CODE_VALID:
             self._record(found.key_id)

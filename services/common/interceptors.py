@@ -6,8 +6,10 @@ one extra coroutine frame, not three.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -27,8 +29,12 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
+from services.common.metrics import MethodStats, Metrics
 
+# Set for the handler of each RPC (one task per call): every log line it emits carries them.
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="")
+rpc_method: contextvars.ContextVar[str] = contextvars.ContextVar("rpc_method", default="")
 log = logging.getLogger("aos.rpc")
 
 _KINDS = {
@@ -97,13 +103,15 @@ def _unavailable(exc: BaseException) -> bool:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, domain: str) -> None:
+    def __init__(self, domain: str, metrics: Metrics | None = None) -> None:
         self._domain = domain
+        self._metrics = metrics or Metrics()
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
-    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def _status(self, exc: Exception) -> Any:
+        """The google.rpc.Status an exception becomes (None: the handler aborted by itself)."""
         if isinstance(exc, grpc.aio.AbortError):
-            raise exc
+            return None
         if not isinstance(exc, ServiceError):
             if _nul(exc):  # a NUL in a field no validator looked at (ids, filters): still the caller's error
                 exc = InvalidArgument("request", "must not contain NUL characters")
@@ -121,12 +129,31 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if exc.http_status:  # read by the gateway's status-hint filter, like a 201 on success
             hint = (("x-aos-http-status", str(exc.http_status)),)
             status = status._replace(trailing_metadata=status.trailing_metadata + hint)
+        self._metrics.error(status.code.name, exc.reason)
+        return status
+
+    async def _fail(
+        self, exc: Exception, context: grpc.aio.ServicerContext[Any, Any], stats: MethodStats, start: float | None
+    ) -> None:
+        status = self._status(exc)
+        code = status.code.name if status is not None else _aborted_code(context)
+        _done(stats, code, start)
+        if status is None:
+            raise exc
         await context.abort_with_status(status)
 
-    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], rule: gate_pb2.Rule | None) -> None:
+    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], rule: gate_pb2.Rule | None, method: str) -> None:
         metadata = context.invocation_metadata() or ()
-        given = next((v for k, v in metadata if k == "x-request-id"), "")
+        given: str | bytes = ""
+        tenant_id: str | bytes = ""
+        for key, value in metadata:
+            if key == "x-request-id":
+                given = value
+            elif key == "x-aos-tenant-id":
+                tenant_id = value
         request_id.set(given if isinstance(given, str) and given else uuid.uuid4().hex)
+        tenant.set(tenant_id if isinstance(tenant_id, str) else "")
+        rpc_method.set(method)
         check(rule, metadata)
 
     async def intercept_service(
@@ -140,35 +167,57 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         # One wrapped handler per method, built once: the per-call cost is the wrapper's frame alone.
         wrapped = self._wrapped.get(details.method)
         if wrapped is None:
-            wrapped = self._wrapped[details.method] = self._wrap(handler, gate_rule(details.method))
+            wrapped = self._wrapped[details.method] = self._wrap(handler, details.method)
         return wrapped
 
-    def _wrap(
-        self, handler: grpc.RpcMethodHandler[Any, Any], rule: gate_pb2.Rule | None
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    def _wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
+        rule, stats, clock = gate_rule(method), self._metrics.method(method), time.perf_counter
         if handler.unary_unary:
             inner: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                start = clock()
                 try:
-                    self._enter(context, rule)
-                    return await inner(request, context)
+                    self._enter(context, rule, method)
+                    reply = await inner(request, context)
                 except Exception as exc:
-                    await self._fail(exc, context)
+                    await self._fail(exc, context, stats, start)
+                except asyncio.CancelledError:  # the caller went away or its deadline passed
+                    _done(stats, "CANCELLED", start)
+                    raise
+                _done(stats, "OK", start)
+                return reply
 
             return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
         if handler.unary_stream:
             stream: Any = handler.unary_stream
 
             async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                # Streams (event watches) may run for hours: counted by code, kept out of the latency histogram.
                 try:
-                    self._enter(context, rule)
+                    self._enter(context, rule, method)
                     async for item in stream(request, context):
                         yield item
                 except Exception as exc:
-                    await self._fail(exc, context)
+                    await self._fail(exc, context, stats, None)
+                except asyncio.CancelledError:
+                    _done(stats, "CANCELLED", None)
+                    raise
+                _done(stats, "OK", None)
 
             return grpc.unary_stream_rpc_method_handler(
                 streaming, handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+
+def _done(stats: MethodStats, code: str, start: float | None) -> None:
+    seconds = None if start is None else time.perf_counter() - start
+    stats.done(code, seconds)
+    if log.isEnabledFor(logging.DEBUG):  # the access log, off at the default INFO level
+        log.debug("%s %s%s", stats.method, code, "" if seconds is None else f" in {seconds * 1000:.1f} ms")
+
+
+def _aborted_code(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"

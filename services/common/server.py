@@ -14,7 +14,8 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.interceptors import ServiceInterceptor, request_id
+from services.common import metrics
+from services.common.interceptors import ServiceInterceptor, request_id, rpc_method, tenant
 
 log = logging.getLogger("aos.server")
 
@@ -25,18 +26,23 @@ class Service:
     health: health.aio.HealthServicer
     names: Sequence[str]
     engine: AsyncEngine
+    metrics: metrics.Metrics
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     port: int = 0
+    metrics_port: int = 0  # 0: no /metrics endpoint; after start, the bound port
     _watch: asyncio.Task[None] | None = None
 
 
-def create(domain: str, names: Sequence[str], engine: AsyncEngine) -> Service:
-    """A grpc.aio server with the shared interceptor, health and reflection; servicers are added by the caller."""
-    server = grpc.aio.server(interceptors=[ServiceInterceptor(domain)])
+def create(domain: str, names: Sequence[str], engine: AsyncEngine, metrics_port: int = 0) -> Service:
+    """A grpc.aio server with the shared interceptor, health, reflection and metrics (served on
+    `metrics_port` once started, 0 = not served); servicers are added by the caller."""
+    measured = metrics.Metrics()
+    metrics.watch_database(measured, engine)
+    server = grpc.aio.server(interceptors=[ServiceInterceptor(domain, measured)])
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    return Service(server, checker, names, engine)
+    return Service(server, checker, names, engine, measured, metrics_port=metrics_port)
 
 
 async def _watch_database(svc: Service, interval: float) -> None:
@@ -63,6 +69,8 @@ async def _watch_database(svc: Service, interval: float) -> None:
 async def start(svc: Service, host: str = "127.0.0.1", port: int = 0, health_interval: float = 0.5) -> int:
     svc.port = svc.server.add_insecure_port(f"{host}:{port}")
     await svc.server.start()
+    if svc.metrics_port:
+        svc.metrics_port = await svc.metrics.serve(host, svc.metrics_port)
     svc._watch = asyncio.create_task(_watch_database(svc, health_interval))
     return svc.port
 
@@ -76,6 +84,7 @@ async def stop(svc: Service, grace: float) -> None:
     await svc.server.stop(grace)
     for hook in svc.on_stop:  # e.g. flushing batched writes, after the last RPC finished
         await hook()
+    await svc.metrics.close()
     await svc.engine.dispose()
 
 
@@ -86,7 +95,7 @@ async def serve(svc: Service, host: str, port: int, grace: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     bound = await start(svc, host, port)
-    log.info("serving %s on %s:%d", ",".join(svc.names), host, bound)
+    log.info("serving %s on %s:%d (metrics port %d)", ",".join(svc.names), host, bound, svc.metrics_port)
     await stopping.wait()
     await stop(svc, grace)
 
@@ -99,6 +108,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             "request_id": request_id.get(),
+            "tenant": tenant.get(),
+            "rpc": rpc_method.get(),
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

@@ -10,6 +10,10 @@ class ServiceSettings(BaseSettings):
     database_url: SecretStr
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 0
+    # Prometheus /metrics over HTTP on grpc_host; 0 = not served.
+    metrics_port: int = 0
+    # OTLP/gRPC collector ("host:port") for traces; empty = no tracing (see common.tracing).
+    otlp_endpoint: str = ""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
 

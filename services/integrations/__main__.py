@@ -5,7 +5,7 @@ import sys
 
 import uvloop
 
-from services.common import db
+from services.common import db, tracing
 from services.common.server import configure_logging, serve
 from services.integrations import crypto, repository, server
 from services.integrations.settings import Settings
@@ -21,7 +21,10 @@ async def main() -> None:
         await engine.dispose()
         print(f"re-wrapped {count} data keys under KEK {settings.active_kek!r}")
         return
+    stop_tracing = tracing.configure("integrations", settings.otlp_endpoint)
     await serve(server.build(settings, engine), settings.grpc_host, settings.grpc_port, settings.grace_seconds)
+    if stop_tracing:
+        stop_tracing()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def build(settings: Settings, engine: AsyncEngine, guard: outbound.Guard | None 
     """Composition root: the only place the integrations servicers are wired to a server."""
     sessions = db.sessionmaker(engine)
     guard = guard or outbound.Guard(settings.loopback_allowed, settings.allow_private_networks)
-    svc = server.create("aos.integrations", NAMES, engine)
+    svc = server.create("aos.integrations", NAMES, engine, settings.metrics_port)
     onboarding = notify.Notifier(settings.onboarding_addr, "integrations")
     integrations_service_pb2_grpc.add_IntegrationsServiceServicer_to_server(
         IntegrationsServicer(sessions, settings, guard, onboarding), svc.server

@@ -31,7 +31,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     )
     machine = Machine(sessions, clients, settings.cache_seconds)
     gate = Gate(machine, settings.cache_seconds)
-    svc = server.create("aos.onboarding", NAMES, engine)
+    svc = server.create("aos.onboarding", NAMES, engine, settings.metrics_port)
     onboarding_service_pb2_grpc.add_OnboardingServiceServicer_to_server(
         OnboardingServicer(machine, settings, gate.forget_key), svc.server
     )

@@ -20,6 +20,12 @@ from cli import devauth, stack
 pytestmark = pytest.mark.e2e
 
 
+def metrics_urls(line: str) -> dict[str, list[str]]:
+    """ "metrics: account=URL+URL, ...; envoy=URL" → name → its replicas' URLs."""
+    pairs = [p.split("=", 1) for p in line.removeprefix("metrics: ").strip().replace("; ", ", ").split(", ")]
+    return {name: urls.split("+") for name, urls in pairs}
+
+
 @pytest.fixture(scope="module")
 def stack_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     data, port = tmp_path_factory.mktemp("up"), stack.free_port()
@@ -46,6 +52,7 @@ def stack_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
             pytest.fail(f"aos up exited with {proc.wait()}")
         services = proc.stdout.readline()  # "services: account=127.0.0.1:PORT, ...; logs in ..."
         (data / "service-ports").write_text(" ".join(p.split(":")[-1] for p in services.split(";")[0].split(", ")))
+        (data / "metrics-line").write_text(proc.stdout.readline())
         yield f"http://127.0.0.1:{port}", data, proc
     finally:
         if proc.poll() is None:
@@ -91,9 +98,22 @@ def test_stack_serves_rest_and_grpc_then_stops_on_ctrl_c(stack_up: tuple[str, Pa
         with pytest.raises(grpc.RpcError):  # another tenant's project looks missing over gRPC too
             stub.GetProject(rpc.GetProjectRequest(project_id=project_id), metadata=md, timeout=5)
 
+    metrics = metrics_urls((data / "metrics-line").read_text())
+    assert set(metrics) == {*stack.services(), "envoy"}
+    scraped = {name: httpx.get(urls[0], timeout=5) for name, urls in metrics.items()}
+    assert {name: r.status_code for name, r in scraped.items()} == dict.fromkeys(metrics, 200)
+    assert (
+        'grpc_method="CreateProject"' in scraped["account"].text
+        and "grpc_server_handling_seconds" in scraped["account"].text
+    )
+    assert "aos_db_pool_checked_out" in scraped["account"].text
+    assert "aos_api_keys_verify_cache_hits_total" in scraped["api_keys"].text
+    assert "envoy_cluster_upstream_rq" in scraped["envoy"].text and metrics["envoy"][0].endswith("/stats/prometheus")
+
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     ports = [int(url.rsplit(":", 1)[1]), *map(int, (data / "service-ports").read_text().split())]
+    ports += [int(u.split(":")[2].split("/")[0]) for n, urls in metrics.items() if n != "envoy" for u in urls]
     for port in ports:  # Envoy and every service are gone
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             pass
