@@ -20,10 +20,10 @@ from tests.conftest import Gateway
 
 
 class ProcessStack:
-    def __init__(self, pg_base: str, data: Path) -> None:
+    def __init__(self, pg_base: str, data: Path, prefix: str = "pf") -> None:
         self.data, self.logs = data, data / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.urls = stack.prepare_databases(pg_base, f"t{os.getpid()}_pf_", fresh=True)
+        self.urls = stack.prepare_databases(pg_base, f"t{os.getpid()}_{prefix}_", fresh=True)
         self.ports = {svc: stack.free_port() for svc in self.urls}
         self.peers = {svc: stack.peer_address([port]) for svc, port in self.ports.items()}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
