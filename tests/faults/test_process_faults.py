@@ -76,7 +76,7 @@ async def test_onboarding_down_while_keys_are_created_catches_up_from_the_cursor
         tenants = [await signup(http, gw, f"Offline {i}") for i in range(4)]
         for _, auth in tenants:
             assert await state(http, auth) == "IDENTITY_VERIFIED"
-        shaken_tenant, shaken_auth = tenants[0]
+        shaken_auth = tenants[0][1]
         first = await http.post("/tenant/api-keys", json={"name": "early"}, headers=shaken_auth)
         early_key = {"x-aos-key": first.json()["key"]}
         hello = {"sdk_version": "1.0.0", "sdk_language": "python"}

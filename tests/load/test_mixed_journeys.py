@@ -58,7 +58,9 @@ class Tokens:
         }
         if tenant:
             claims |= {"org_id": tenant, "role": "owner"}
-        return {"authorization": "Bearer " + jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": devauth.KID})}  # type: ignore[arg-type]
+        return {
+            "authorization": "Bearer " + jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": devauth.KID})
+        }  # type: ignore[arg-type]
 
 
 @dataclass
@@ -149,10 +151,15 @@ async def test_mixed_journeys_lose_nothing_and_never_answer_5xx(load_stack: Proc
         )
         elapsed = time.monotonic() - started
         total = sum(ledger.calls.values())
-        print(f"\nload: {CLIENTS} clients, {total} calls in {elapsed:.1f}s ({total / elapsed:.0f}/s): {dict(ledger.calls)}")
+        print(
+            f"\nload: {CLIENTS} clients, {total} calls in {elapsed:.1f}s ({total / elapsed:.0f}/s)",
+            dict(ledger.calls),
+        )
         for what, took in sorted(ledger.seconds.items()):
             took.sort()
-            print(f"  {what:<13}{len(took):>6} p50 {took[len(took) // 2] * 1000:7.1f} ms  max {took[-1] * 1000:7.1f} ms")
+            print(
+                f"  {what:<13}{len(took):>6} p50 {took[len(took) // 2] * 1000:7.1f} ms  max {took[-1] * 1000:7.1f} ms"
+            )
         assert not ledger.bad, ledger.bad[:10]
         assert ledger.projects and ledger.keys and ledger.calls["shake"], ledger.calls
 
