@@ -18,6 +18,12 @@ from services.common.errors import NotFound, Unavailable
 log = logging.getLogger("aos.api_keys.account")
 ME = "api_keys"
 TIMEOUT = 2.0
+# A restarted account is found again within ~0.2-2 s rather than gRPC's default 1-120 s backoff.
+_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 
 class TenantInfo(NamedTuple):
@@ -27,7 +33,7 @@ class TenantInfo(NamedTuple):
 
 class Account:
     def __init__(self, addr: str) -> None:
-        self._channel = grpc.aio.insecure_channel(addr) if addr else None
+        self._channel = grpc.aio.insecure_channel(addr, options=_OPTIONS) if addr else None
         self._stub = account_service_pb2_grpc.AccountServiceStub(self._channel) if self._channel else None
         self._events = events_service_pb2_grpc.EventLogServiceStub(self._channel) if self._channel else None
 

@@ -23,7 +23,13 @@ PROJECT_CHANGED = onboarding_pb2.EVIDENCE_KIND_PROJECT_CHANGED
 class Notifier:
     def __init__(self, addr: str, caller: str, timeout: float = 0.5) -> None:
         self._caller, self._timeout = caller, timeout
-        self._channel = grpc.aio.insecure_channel(addr) if addr else None
+        # A restarted onboarding is reached again within ~0.2-2 s, not gRPC's default 1-120 s backoff.
+        options = [
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ]
+        self._channel = grpc.aio.insecure_channel(addr, options=options) if addr else None
         self._stub = onboarding_service_pb2_grpc.OnboardingServiceStub(self._channel) if self._channel else None
 
     async def notify(self, tenant_id: str, kind: int, key_id: str = "") -> None:

@@ -5,6 +5,7 @@ are created catches every tenant up from the producers' event cursors when it re
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import httpx
@@ -112,3 +113,28 @@ async def test_onboarding_down_while_keys_are_created_catches_up_from_the_cursor
             assert listed.status_code == 200 and len(listed.json()["keys"]) == 2
             shake = await http.post("/sdk/handshake", json=hello, headers={"x-aos-key": secrets[tenant]})
             assert shake.status_code == 200 and shake.json()["onboarding_state"] == "SDK_CONNECTED", shake.text
+
+
+async def test_a_peer_back_from_a_long_outage_is_found_again_within_seconds(procs: ProcessStack) -> None:
+    """api_keys asks account about a tenant it has not mirrored yet: after account was down long enough for
+    gRPC's default reconnect backoff to grow (1 s x 1.6 per attempt, up to 120 s), a restarted account must
+    still be found within a couple of seconds, not at the next far-off attempt."""
+    gw = procs.gateway
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+        _, auth = await signup(http, gw, "Outage")
+        assert (await http.post("/tenant/api-keys", json={"name": "before"}, headers=auth)).status_code == 201
+        await asyncio.to_thread(procs.kill, "account")
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.to_thread(procs.start, "account")
+        back = time.monotonic()
+        _, fresh = await signup(http, gw, "After")  # Envoy reaches account at once; api_keys has not seen it
+
+        async def created() -> bool:
+            reply = await http.post("/tenant/api-keys", json={"name": "after"}, headers=fresh)
+            assert reply.status_code in (201, 503), reply.text
+            return reply.status_code == 201
+
+        await eventually(created, within=15)
+        assert time.monotonic() - back < 3.5
