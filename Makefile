@@ -29,6 +29,9 @@ lint: $(STAMP) ## ruff, mypy, import contracts, buf lint, generated-code freshne
 test: lint ## lint, then every test (real PostgreSQL, gRPC servers and Envoy)
 	$(BIN)/pytest -q
 
+bench: $(STAMP) ## benchmarks (not part of test): throughput, p50, p99 and ratio to a baseline; bench/run.py -h
+	$(BIN)/python bench/run.py
+
 api-release: $(STAMP) ## record protos/ as the released API that `buf breaking` checks every change against
 	$(BIN)/buf build protos -o protos/released/aos-api-v1.binpb
 
@@ -38,4 +41,4 @@ migrate: $(STAMP) ## create and migrate every service's database
 k8s: $(STAMP) ## write deploy/k8s/base and render each overlay to deploy/k8s/rendered/<overlay>.yaml
 	$(BIN)/python -m cli.k8s
 
-.PHONY: help install up proto lint test migrate api-release
+.PHONY: help install up proto lint test migrate api-release bench

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, or_, select, update
+from sqlalchemy import and_, exists, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -120,12 +120,8 @@ async def list_projects(
     total = await session.scalar(select(func.count()).select_from(Project).where(*scope)) or 0
     query = select(Project).where(*scope)
     if after:
-        query = query.where(
-            or_(
-                Project.created_at < after[0],
-                and_(Project.created_at == after[0], Project.id < after[1]),
-            )
-        )
+        # A row comparison, which PostgreSQL turns into an index range (an OR would only filter).
+        query = query.where(tuple_(Project.created_at, Project.id) < tuple_(*after))
     query = query.order_by(Project.created_at.desc(), Project.id.desc()).offset(offset).limit(limit)
     return list((await session.scalars(query)).all()), total
 

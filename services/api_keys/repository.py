@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, exists, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -102,9 +102,9 @@ async def list_keys(
     total = await session.scalar(select(func.count()).select_from(ApiKey).where(*scope)) or 0
     query = select(ApiKey).where(*scope)
     if after:
-        query = query.where(
-            or_(ApiKey.created_at < after[0], and_(ApiKey.created_at == after[0], ApiKey.id < after[1]))
-        )
+        # A row comparison, which PostgreSQL turns into an index range; the equivalent OR is only a filter
+        # and scans every earlier page again.
+        query = query.where(tuple_(ApiKey.created_at, ApiKey.id) < tuple_(*after))
     query = query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).offset(offset).limit(limit)
     return list((await session.scalars(query)).all()), total
 

@@ -13,5 +13,5 @@ RECONNECT = [
 ]
 
 
-def peer(addr: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(addr, options=RECONNECT)
+def peer(addr: str, *options: tuple[str, str | int]) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(addr, options=[*RECONNECT, *options])

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -66,7 +66,8 @@ async def list_rows(
     total = await session.scalar(select(func.count()).select_from(model).where(*scope)) or 0
     query = select(model).where(*scope)
     if after:
-        query = query.where(or_(model.created_at < after[0], and_(model.created_at == after[0], model.id < after[1])))
+        # A row comparison, which PostgreSQL turns into an index range (an OR would only filter).
+        query = query.where(tuple_(model.created_at, model.id) < tuple_(*after))
     query = query.order_by(model.created_at.desc(), model.id.desc()).offset(offset).limit(limit)
     return list((await session.scalars(query)).all()), total
 

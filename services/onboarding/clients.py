@@ -21,7 +21,7 @@ from aos.api_keys.v1 import api_keys_service_pb2_grpc
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.integrations.v1 import integrations_service_pb2 as integrations_rpc
 from aos.integrations.v1 import integrations_service_pb2_grpc
-from services.common import errors, principal
+from services.common import channels, errors, principal
 
 T = TypeVar("T")
 ME = "onboarding"
@@ -82,17 +82,8 @@ class Peer:
         return events_service_pb2_grpc.EventLogServiceStub(self.require())
 
 
-# A restarted peer is found again within ~0.2-2 s rather than gRPC's default 1-120 s backoff.
-_OPTIONS = [
-    ("grpc.service_config", _SERVICE_CONFIG),
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
-
-
 def _peer(name: str, addr: str) -> Peer:
-    return Peer(name, grpc.aio.insecure_channel(addr, options=_OPTIONS) if addr else None)
+    return Peer(name, channels.peer(addr, ("grpc.service_config", _SERVICE_CONFIG)) if addr else None)
 
 
 class Clients:
