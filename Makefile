@@ -9,9 +9,12 @@ STAMP := $(VENV)/.installed
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
+# xds-protos ships an old copy of opentelemetry/proto that, depending on install order, overwrites
+# opentelemetry-proto's own; reinstalling the latter (same version) makes the result deterministic.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]' && touch $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -q --force-reinstall --no-deps "$$($(BIN)/pip freeze | grep '^opentelemetry-proto==')" && touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
