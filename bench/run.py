@@ -120,10 +120,7 @@ async def bulk_load(url: str, tenant: str, total: int, tenants: int) -> None:
         " '[\"read:*\"]', '[]', 'active', now() - make_interval(secs => i) FROM generate_series(1, $1) AS i"
     )
     try:
-        await conn.execute(
-            insert.format(id="'b-' || i", tenant=f"'{tenant}'", seed="'b' || i"),
-            1000,
-        )
+        await conn.execute(insert.format(id="'b-' || i", tenant=f"'{tenant}'", seed="'b' || i"), 1000)
         others = total - 1000
         if others > 0:
             await conn.execute(

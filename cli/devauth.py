@@ -23,11 +23,7 @@ def ensure_keys(data_dir: Path) -> Path:
         return jwks_path
     dev.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     key_path.write_bytes(pem)
     key_path.chmod(0o600)
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))

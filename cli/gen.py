@@ -20,23 +20,14 @@ OPENAPI = ROOT / "gateway" / "openapi.json"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 # Ports of the committed reference config; `aos up` and the tests render their own with real ports.
-DEFAULT_UPSTREAMS = {
-    "account": 50051,
-    "api_keys": 50052,
-    "integrations": 50053,
-    "onboarding": 50054,
-}
+DEFAULT_UPSTREAMS = {"account": 50051, "api_keys": 50052, "integrations": 50053, "onboarding": 50054}
 
 
 def _include_dirs() -> list[str]:
     import grpc_tools
 
     # third_party/ holds the vendored google/api protos (buf needs them too); grpc_tools ships the WKTs.
-    return [
-        str(PROTOS),
-        str(ROOT / "third_party"),
-        str(Path(grpc_tools.__file__).parent / "_proto"),
-    ]
+    return [str(PROTOS), str(ROOT / "third_party"), str(Path(grpc_tools.__file__).parent / "_proto")]
 
 
 # Not imported by our protos, but the gateway must know them to render google.rpc.Status details as JSON.
@@ -59,12 +50,7 @@ def _protoc(out: Path, descriptor: Path) -> None:
         f"--mypy_out=quiet:{out}",
         f"--mypy_grpc_out=quiet:{out}",
     ]
-    args += [
-        f"--descriptor_set_out={descriptor}",
-        "--include_imports",
-        *proto_sources(),
-        *ERROR_PROTOS,
-    ]
+    args += [f"--descriptor_set_out={descriptor}", "--include_imports", *proto_sources(), *ERROR_PROTOS]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
 
@@ -79,8 +65,7 @@ def generate(out: Path, descriptor: Path, envoy_yaml: Path, openapi_json: Path) 
     from gateway import config, openapi
 
     gw = config.from_descriptor(
-        descriptor,
-        upstreams={name: ("127.0.0.1", port) for name, port in DEFAULT_UPSTREAMS.items()},
+        descriptor, upstreams={name: ("127.0.0.1", port) for name, port in DEFAULT_UPSTREAMS.items()}
     )
     gw.descriptor_path = "gateway/aos.binpb"
     problems = config.check_rules(gw.methods)

@@ -100,22 +100,12 @@ def dev_token(
     if role not in ("owner", "admin", "member", "viewer"):
         raise typer.BadParameter("role must be owner, admin, member or viewer")
     print(
-        devauth.mint(
-            _data_dir(),
-            user=user,
-            email=email,
-            tenant=tenant,
-            role=role,
-            operator=operator,
-            ttl_seconds=ttl,
-        )
+        devauth.mint(_data_dir(), user=user, email=email, tenant=tenant, role=role, operator=operator, ttl_seconds=ttl)
     )
 
 
 @app.command()
-def demo(
-    gateway: Annotated[str, typer.Option(help="gateway URL of a running `aos up`")] = "",
-) -> None:
+def demo(gateway: Annotated[str, typer.Option(help="gateway URL of a running `aos up`")] = "") -> None:
     """Walk a new tenant from signup to COMPLETE through the REST gateway, printing the state after each step."""
     from cli import demo as journey
 
@@ -128,9 +118,7 @@ def demo(
 
 
 @app.command()
-def gen(
-    check: Annotated[bool, typer.Option(help="only report stale generated files")] = False,
-) -> None:
+def gen(check: Annotated[bool, typer.Option(help="only report stale generated files")] = False) -> None:
     """Regenerate Python stubs, the descriptor set and gateway/envoy.yaml from protos/."""
     from cli import gen as generator
 

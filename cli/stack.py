@@ -94,11 +94,7 @@ def prepare_databases(base: str, prefix: str = "", fresh: bool = False) -> dict[
 
 
 def envoy_config(
-    run_dir: Path,
-    upstreams: dict[str, int] | dict[str, list[int]],
-    listen_port: int,
-    jwks: Path,
-    admin_port: int = 0,
+    run_dir: Path, upstreams: dict[str, int] | dict[str, list[int]], listen_port: int, jwks: Path, admin_port: int = 0
 ) -> Path:
     gw = config.from_descriptor(
         ROOT / "gateway" / "aos.binpb",
@@ -119,14 +115,7 @@ def envoy_config(
 
 def start_envoy(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
     # --disable-hot-restart: several Envoys (tests, a dev stack) may run side by side on one machine.
-    args = [
-        str(BIN / "envoy"),
-        "-c",
-        str(cfg),
-        "--disable-hot-restart",
-        "--log-level",
-        "warn",
-    ]
+    args = [str(BIN / "envoy"), "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn"]
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
@@ -145,11 +134,7 @@ def start_service(
     env |= {f"{prefix}_{peer.upper()}_ADDR": addr for peer, addr in peers.items() if peer != svc}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", f"services.{svc}"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", f"services.{svc}"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 

@@ -116,12 +116,7 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
                     continue
                 http = options.HasExtension(_http_rule())
                 methods.append(
-                    Method(
-                        f"{file.package}.{service.name}",
-                        rpc.name,
-                        options.Extensions[gate_pb2.rule],
-                        http,
-                    )
+                    Method(f"{file.package}.{service.name}", rpc.name, options.Extensions[gate_pb2.rule], http)
                 )
     if missing:
         raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
@@ -173,10 +168,7 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
         if m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
     ]
     routed = [
-        {
-            "match": {"prefix": f"/{service}/"},
-            "route": {"cluster": cluster, "timeout": "15s"},
-        }
+        {"match": {"prefix": f"/{service}/"}, "route": {"cluster": cluster, "timeout": "15s"}}
         for service, cluster in sorted({(m.service, m.cluster) for m in gw.methods if m.cluster in gw.upstreams})
     ]
     # The published API document, generated beside the descriptor set.
@@ -205,9 +197,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             {"mutations": {"request_mutations": [{"remove": h} for h in CALLER_HEADERS]}},
         ),
         _filter(
-            "envoy.filters.http.jwt_authn",
-            "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-            _jwt(gw),
+            "envoy.filters.http.jwt_authn", "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication", _jwt(gw)
         ),
         _filter(
             "envoy.filters.http.lua",
@@ -221,20 +211,13 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
                 "proto_descriptor": gw.descriptor_path,
                 "services": services,
                 "convert_grpc_status": True,
-                "print_options": {
-                    "preserve_proto_field_names": True,
-                    "always_print_primitive_fields": True,
-                },
+                "print_options": {"preserve_proto_field_names": True, "always_print_primitive_fields": True},
                 # Unknown query parameters are refused (400) rather than silently ignored.
                 "request_validation_options": {"reject_unknown_method": False, "reject_unknown_query_parameters": True},
             },
         ),
         *_ext_authz(gw),
-        _filter(
-            "envoy.filters.http.router",
-            "envoy.extensions.filters.http.router.v3.Router",
-            {},
-        ),
+        _filter("envoy.filters.http.router", "envoy.extensions.filters.http.router.v3.Router", {}),
     ]
     hcm = {
         "stat_prefix": "aos",
@@ -336,10 +319,7 @@ def _jwt(gw: Gateway) -> dict[str, Any]:
     }
     # allow_missing: API-key callers carry no JWT; a present but bad token is still refused with 401.
     requires = {"requires_any": {"requirements": [{"provider_name": "aos"}, {"allow_missing": {}}]}}
-    return {
-        "providers": {"aos": provider},
-        "rules": [{"match": {"prefix": "/"}, "requires": requires}],
-    }
+    return {"providers": {"aos": provider}, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}
 
 
 def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
@@ -370,10 +350,7 @@ def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
 
 
 def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "typed_config": {"@type": f"type.googleapis.com/{type_name}", **config},
-    }
+    return {"name": name, "typed_config": {"@type": f"type.googleapis.com/{type_name}", **config}}
 
 
 def from_descriptor(path: Path, **kwargs: Any) -> Gateway:

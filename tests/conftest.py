@@ -91,9 +91,7 @@ async def running(db_urls: dict[str, str], ports: dict[str, int]) -> AsyncIterat
 
 
 @pytest.fixture(scope="session")
-async def account_channel(
-    running: dict[str, server.Service],
-) -> AsyncIterator[grpc.aio.Channel]:
+async def account_channel(running: dict[str, server.Service]) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running['account'].port}") as channel:
         yield channel
 
@@ -120,11 +118,7 @@ def human(tenant: str = "", user: str = "", role: str = "owner", email: str = ""
 
 
 def operator(user: str = "founder-1") -> tuple[tuple[str, str], ...]:
-    return (
-        ("x-aos-actor-type", "operator"),
-        ("x-aos-actor-id", user),
-        ("x-aos-email", f"{user}@aos.dev"),
-    )
+    return (("x-aos-actor-type", "operator"), ("x-aos-actor-id", user), ("x-aos-email", f"{user}@aos.dev"))
 
 
 def service(name: str = "onboarding") -> tuple[tuple[str, str], ...]:
@@ -137,9 +131,7 @@ async def tenant(account: Any) -> str:
     from aos.account.v1 import account_service_pb2 as rpc
 
     reply = await account.CreateTenant(
-        rpc.CreateTenantRequest(name=f"Tenant {uuid.uuid4().hex[:6]}"),
-        metadata=human(),
-        timeout=10,
+        rpc.CreateTenantRequest(name=f"Tenant {uuid.uuid4().hex[:6]}"), metadata=human(), timeout=10
     )
     return str(reply.tenant.tenant_id)
 
@@ -179,12 +171,7 @@ class Gateway:
 def gateway(running: dict[str, server.Service], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     data = tmp_path_factory.mktemp("gateway")
     port = stack.free_port()
-    cfg = stack.envoy_config(
-        data,
-        {name: svc.port for name, svc in running.items()},
-        port,
-        devauth.ensure_keys(data),
-    )
+    cfg = stack.envoy_config(data, {name: svc.port for name, svc in running.items()}, port, devauth.ensure_keys(data))
     proc = stack.start_envoy(cfg, data / "envoy.log")
     try:
         stack.wait_for_port(port, proc)

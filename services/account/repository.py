@@ -33,11 +33,7 @@ async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
 
 
 async def move_tenant(
-    session: AsyncSession,
-    tenant_id: str,
-    sources: tuple[str, ...],
-    target: str,
-    reason: str | None,
+    session: AsyncSession, tenant_id: str, sources: tuple[str, ...], target: str, reason: str | None
 ) -> Tenant | None:
     """Conditional update: None when the tenant is not in one of `sources` (the row decides, not Python)."""
     values: dict[str, object] = {"status": target, "updated_at": func.now()}
@@ -57,10 +53,7 @@ async def move_tenant(
 
 async def upsert_member(session: AsyncSession, member: Member) -> Member:
     stmt = insert(Member).values(
-        tenant_id=member.tenant_id,
-        user_id=member.user_id,
-        email=member.email,
-        role=member.role,
+        tenant_id=member.tenant_id, user_id=member.user_id, email=member.email, role=member.role
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[Member.tenant_id, Member.user_id],
@@ -75,10 +68,7 @@ async def list_members(
     query = select(Member).where(Member.tenant_id == tenant_id)
     if after:
         query = query.where(
-            or_(
-                Member.created_at > after[0],
-                and_(Member.created_at == after[0], Member.user_id > after[1]),
-            )
+            or_(Member.created_at > after[0], and_(Member.created_at == after[0], Member.user_id > after[1]))
         )
     return list((await session.scalars(query.order_by(Member.created_at, Member.user_id).limit(size))).all())
 
@@ -91,10 +81,7 @@ async def add_project(session: AsyncSession, project: Project) -> tuple[Project,
     if created is not None:
         return created, True
     existing = await session.scalar(
-        select(Project).where(
-            Project.tenant_id == project.tenant_id,
-            Project.request_id == project.request_id,
-        )
+        select(Project).where(Project.tenant_id == project.tenant_id, Project.request_id == project.request_id)
     )
     assert existing is not None  # the conflicting row exists: rows are never deleted
     return existing, False
@@ -129,11 +116,7 @@ async def list_projects(
 async def archive_project(session: AsyncSession, tenant_id: str, project_id: str) -> tuple[Project, bool]:
     stmt = (
         update(Project)
-        .where(
-            Project.id == project_id,
-            Project.tenant_id == tenant_id,
-            Project.status == "active",
-        )
+        .where(Project.id == project_id, Project.tenant_id == tenant_id, Project.status == "active")
         .values(status="archived", updated_at=func.now())
         .returning(Project)
         .execution_options(synchronize_session=False, populate_existing=True)

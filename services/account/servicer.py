@@ -43,10 +43,7 @@ def _tenant_pb(t: Tenant) -> pb.Tenant:
 
 def _member_pb(m: Member) -> pb.Member:
     message = pb.Member(
-        tenant_id=m.tenant_id,
-        user_id=m.user_id,
-        email=m.email,
-        role=pb.Role.Value(f"ROLE_{m.role.upper()}"),
+        tenant_id=m.tenant_id, user_id=m.user_id, email=m.email, role=pb.Role.Value(f"ROLE_{m.role.upper()}")
     )
     message.created_at.FromDatetime(m.created_at)
     return message
@@ -73,12 +70,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         self._sessions, self._onboarding = sessions, onboarding
 
     async def _emit(
-        self,
-        session: AsyncSession,
-        who: Principal,
-        event_type: str,
-        tenant_id: str,
-        **payload: Any,
+        self, session: AsyncSession, who: Principal, event_type: str, tenant_id: str, **payload: Any
     ) -> None:
         await events.emit(
             session,
@@ -122,13 +114,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 ),
             )
             owner = await repository.upsert_member(
-                session,
-                Member(
-                    tenant_id=tenant_id,
-                    user_id=who.actor_id,
-                    email=who.email,
-                    role="owner",
-                ),
+                session, Member(tenant_id=tenant_id, user_id=who.actor_id, email=who.email, role="owner")
             )
             await self._emit(
                 session,
@@ -166,13 +152,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                     metadata={"status": before.status},
                 )
             await self._emit(
-                session,
-                who,
-                f"tenant.{target}",
-                tenant_id,
-                from_status=before.status,
-                to_status=target,
-                reason=reason,
+                session, who, f"tenant.{target}", tenant_id, from_status=before.status, to_status=target, reason=reason
             )
         return _tenant_pb(moved)
 
@@ -208,8 +188,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             who.require_role("owner")
         async with self._sessions.begin() as session:
             member = await repository.upsert_member(
-                session,
-                Member(tenant_id=who.tenant(), user_id=user_id, email=email, role=role),
+                session, Member(tenant_id=who.tenant(), user_id=user_id, email=email, role=role)
             )
             await self._emit(session, who, "member.added", who.tenant(), user_id=user_id, role=role)
         return rpc.AddMemberResponse(member=_member_pb(member))
@@ -219,10 +198,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         size = validation.page_size("page_size", request.page_size)
         async with self._sessions() as session:
             rows = await repository.list_members(
-                session,
-                tenant_id,
-                validation.decode_token(request.page_token),
-                size + 1,
+                session, tenant_id, validation.decode_token(request.page_token), size + 1
             )
         token = validation.encode_token(rows[size - 1].created_at, rows[size - 1].user_id) if len(rows) > size else ""
         return rpc.ListMembersResponse(members=[_member_pb(m) for m in rows[:size]], next_page_token=token)
@@ -249,14 +225,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 ),
             )
             if new:
-                await self._emit(
-                    session,
-                    who,
-                    "project.created",
-                    tenant.id,
-                    project_id=project.id,
-                    name=name,
-                )
+                await self._emit(session, who, "project.created", tenant.id, project_id=project.id, name=name)
         if new:
             await self._onboarding.notify(tenant.id, notify.PROJECT_CHANGED)
         await created(context)
@@ -278,12 +247,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         offset = validation.between("offset", request.offset, 0, 2**31 - 1)
         async with self._sessions() as session:
             rows, total = await repository.list_projects(
-                session,
-                tenant_id,
-                status,
-                validation.decode_token(request.page_token),
-                offset,
-                size,
+                session, tenant_id, status, validation.decode_token(request.page_token), offset, size
             )
         more = len(rows) == size and (offset + size < total if legacy else True)
         token = validation.encode_token(rows[-1].created_at, rows[-1].id) if more and not legacy else ""
@@ -302,13 +266,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         async with self._sessions.begin() as session:
             project, changed = await repository.archive_project(session, who.tenant(), request.project_id)
             if changed:
-                await self._emit(
-                    session,
-                    who,
-                    "project.archived",
-                    project.tenant_id,
-                    project_id=project.id,
-                )
+                await self._emit(session, who, "project.archived", project.tenant_id, project_id=project.id)
         if changed:
             await self._onboarding.notify(project.tenant_id, notify.PROJECT_CHANGED)
         return rpc.ArchiveProjectResponse(project=_project_pb(project))

@@ -51,9 +51,7 @@ class Account:
         return TenantInfo(status, reply.tenant.quotas.max_api_keys)
 
     async def watch(
-        self,
-        load: Callable[[], Awaitable[str]],
-        apply: Callable[[event_pb2.Event, str], Awaitable[None]],
+        self, load: Callable[[], Awaitable[str]], apply: Callable[[event_pb2.Event, str], Awaitable[None]]
     ) -> None:
         """Follows account's event log from the stored cursor forever, reconnecting after failures."""
         if self._events is None:

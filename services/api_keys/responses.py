@@ -90,9 +90,7 @@ def public_list(
         total=total,
         has_more=more,
         pagination=pb.Pagination(
-            limit=limit,
-            offset=offset,
-            next_offset=struct_pb2.Value(number_value=offset + len(rows)) if more else NULL,
+            limit=limit, offset=offset, next_offset=struct_pb2.Value(number_value=offset + len(rows)) if more else NULL
         ),
         meta=pb.ListMeta(request_id=request_id, correlation_id=correlation_id, as_of=NULL),
     )

@@ -105,13 +105,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         await self._onboarding.notify(key.tenant_id, notify.KEY_CHANGED, key.id)
 
     async def _record(
-        self,
-        session: AsyncSession,
-        who: Principal,
-        key: ApiKey,
-        action: str,
-        old: dict[str, Any],
-        new: dict[str, Any],
+        self, session: AsyncSession, who: Principal, key: ApiKey, action: str, old: dict[str, Any], new: dict[str, Any]
     ) -> None:
         """The audit row, the event and (for verdict changes) the cache NOTIFY, in the RPC's transaction.
         Other replicas drop the key at commit; the handler also drops it here after commit, so a caller

@@ -215,10 +215,7 @@ class Verifier:
         try:
             pool = await self._pool_()
             await pool.execute(
-                _FLUSH,
-                ids,
-                [int(batch[i][0]) for i in ids],
-                [datetime.fromtimestamp(batch[i][1], UTC) for i in ids],
+                _FLUSH, ids, [int(batch[i][0]) for i in ids], [datetime.fromtimestamp(batch[i][1], UTC) for i in ids]
             )
         except Exception:
             log.warning("usage flush failed; keeping %d keys' counts for the next attempt", len(ids))

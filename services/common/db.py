@@ -1,10 +1,5 @@
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 # Stable constraint names, so that Alembic autogenerate and downgrades can refer to them.
 NAMING_CONVENTION = {

@@ -28,13 +28,7 @@ class ServiceError(Exception):
     # mapping of `code` (e.g. 422 for validation); the gateway applies it. gRPC callers see `code`.
     http_status: int | None = None
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason

@@ -17,16 +17,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format, struct_pb2
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Index,
-    MetaData,
-    String,
-    Table,
-    text,
-)
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -55,12 +46,7 @@ def tables(metadata: MetaData) -> None:
         "event",
         metadata,
         Column("position", BigInteger, primary_key=True, autoincrement=True),
-        Column(
-            "txid",
-            BigInteger,
-            nullable=False,
-            server_default=text("(pg_current_xact_id()::text)::bigint"),
-        ),
+        Column("txid", BigInteger, nullable=False, server_default=text("(pg_current_xact_id()::text)::bigint")),
         Column("event_id", UUID(as_uuid=False), nullable=False, unique=True),
         Column("event_type", String(100), nullable=False),
         Column("tenant_id", String(64), nullable=False),
@@ -72,14 +58,7 @@ def tables(metadata: MetaData) -> None:
         Column("schema_version", String(20), nullable=False),
         Column("occurred_at", DateTime(timezone=True), nullable=False),
         Column("payload", JSONB, nullable=False),
-        Index(
-            "uq_event_stream_sequence",
-            "decision_owner",
-            "tenant_id",
-            "project_id",
-            "sequence_no",
-            unique=True,
-        ),
+        Index("uq_event_stream_sequence", "decision_owner", "tenant_id", "project_id", "sequence_no", unique=True),
         Index("ix_event_txid_position", "txid", "position"),
     )
     Table(
@@ -195,14 +174,7 @@ class EventLogServicer(events_service_pb2_grpc.EventLogServiceServicer):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], poll_seconds: float = 0.2) -> None:
         self._sessions, self._poll = sessions, poll_seconds
 
-    async def _page(
-        self,
-        tenant_id: str,
-        project_id: str,
-        after_sequence: int,
-        token: str,
-        size: int,
-    ) -> list[Any]:
+    async def _page(self, tenant_id: str, project_id: str, after_sequence: int, token: str, size: int) -> list[Any]:
         filters = (" AND tenant_id = :tenant" if tenant_id else "") + (
             " AND project_id = :project" if project_id else ""
         )
@@ -220,26 +192,18 @@ class EventLogServicer(events_service_pb2_grpc.EventLogServiceServicer):
             return list((await session.execute(text(_LIST.format(filters=filters)), params)).all())
 
     async def ListEvents(
-        self,
-        request: events_service_pb2.ListEventsRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: events_service_pb2.ListEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> events_service_pb2.ListEventsResponse:
         if not 0 <= request.page_size <= 1000:
             raise InvalidArgument("page_size", "must be between 1 and 1000")
         rows = await self._page(
-            request.tenant_id,
-            request.project_id,
-            request.after_sequence,
-            request.page_token,
-            request.page_size or 100,
+            request.tenant_id, request.project_id, request.after_sequence, request.page_token, request.page_size or 100
         )
         token = _token(rows[-1].txid, rows[-1].position) if rows else (request.page_token or _token(0, 0))
         return events_service_pb2.ListEventsResponse(events=[_to_pb(r) for r in rows], next_page_token=token)
 
     async def WatchEvents(
-        self,
-        request: events_service_pb2.WatchEventsRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: events_service_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[events_service_pb2.WatchEventsResponse]:
         token = request.page_token
         _cursor(token)

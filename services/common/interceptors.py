@@ -22,13 +22,7 @@ from grpc_status import rpc_status
 
 from aos.gate.v1 import gate_pb2
 from services.common import principal
-from services.common.errors import (
-    InvalidArgument,
-    PermissionDenied,
-    ServiceError,
-    Unauthenticated,
-    Unavailable,
-)
+from services.common.errors import InvalidArgument, PermissionDenied, ServiceError, Unauthenticated, Unavailable
 from services.common.metrics import MethodStats, Metrics
 
 # Set for the handler of each RPC (one task per call): every log line it emits carries them.
@@ -73,10 +67,7 @@ def check(rule: gate_pb2.Rule | None, metadata: Any) -> None:
     if caller is None:
         raise Unauthenticated("authentication required", reason="MISSING_AUTH")
     if caller.kind not in {_KINDS[k] for k in rule.principals}:
-        raise PermissionDenied(
-            f"{caller.kind} callers may not call this method",
-            reason="PRINCIPAL_NOT_ALLOWED",
-        )
+        raise PermissionDenied(f"{caller.kind} callers may not call this method", reason="PRINCIPAL_NOT_ALLOWED")
     if caller.kind in (principal.Kind.HUMAN, principal.Kind.API_KEY) and not rule.tenantless:
         caller.tenant()
     if caller.kind is principal.Kind.API_KEY and rule.scope and not caller.has_scope(rule.scope):
@@ -118,9 +109,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             elif _unavailable(exc):
                 log.warning("database unavailable: %s", type(exc).__name__)
                 exc = Unavailable(
-                    "database unavailable",
-                    reason="DATABASE_UNAVAILABLE",
-                    metadata={"dependency": "database"},
+                    "database unavailable", reason="DATABASE_UNAVAILABLE", metadata={"dependency": "database"}
                 )
             else:
                 log.exception("unexpected error")

@@ -22,12 +22,7 @@ class Kind(StrEnum):
 
 
 # Event actor_type per principal kind (SPEC 8).
-_ACTOR_TYPES = {
-    Kind.HUMAN: "user",
-    Kind.API_KEY: "sdk",
-    Kind.OPERATOR: "founder",
-    Kind.SERVICE: "system",
-}
+_ACTOR_TYPES = {Kind.HUMAN: "user", Kind.API_KEY: "sdk", Kind.OPERATOR: "founder", Kind.SERVICE: "system"}
 
 
 @dataclass(frozen=True)
@@ -84,8 +79,4 @@ def caller(context: grpc.aio.ServicerContext[object, object]) -> Principal:
 
 def service_metadata(service: str, tenant_id: str = "") -> tuple[tuple[str, str], ...]:
     """Metadata a service sends when it calls another service's internal RPCs."""
-    return (
-        ("x-aos-actor-type", Kind.SERVICE.value),
-        ("x-aos-actor-id", service),
-        ("x-aos-tenant-id", tenant_id),
-    )
+    return (("x-aos-actor-type", Kind.SERVICE.value), ("x-aos-actor-id", service), ("x-aos-tenant-id", tenant_id))

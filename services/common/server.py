@@ -50,10 +50,7 @@ async def _watch_database(svc: Service, interval: float) -> None:
     status = None
     while True:
         try:
-            async with (
-                asyncio.timeout(max(interval, 1.0)),
-                svc.engine.connect() as conn,
-            ):
+            async with asyncio.timeout(max(interval, 1.0)), svc.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             now = health_pb2.HealthCheckResponse.SERVING
         except Exception:

@@ -52,9 +52,7 @@ def _error(source: str, exc: grpc.aio.AioRpcError) -> errors.ServiceError:
     if code is grpc.StatusCode.FAILED_PRECONDITION:
         return errors.FailedPrecondition(f"{source}: {detail}", metadata={"source": source})
     return errors.Unavailable(
-        f"{source} unavailable: {code.name.lower()}",
-        reason="DEPENDENCY_UNAVAILABLE",
-        metadata={"dependency": source},
+        f"{source} unavailable: {code.name.lower()}", reason="DEPENDENCY_UNAVAILABLE", metadata={"dependency": source}
     )
 
 

@@ -38,12 +38,7 @@ KINDS = {
 
 class Consumer:
     def __init__(
-        self,
-        machine: Machine,
-        peer: Peer,
-        forget_key: Callable[[str], None],
-        backoff: float,
-        max_backoff: float,
+        self, machine: Machine, peer: Peer, forget_key: Callable[[str], None], backoff: float, max_backoff: float
     ) -> None:
         self._machine, self._peer, self._forget_key = machine, peer, forget_key
         self._backoff, self._max_backoff = backoff, max_backoff

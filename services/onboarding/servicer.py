@@ -109,10 +109,7 @@ class OnboardingServicer(onboarding_service_pb2_grpc.OnboardingServiceServicer):
             raise FailedPrecondition("the tenant has no valid API key", reason="KEY_REQUIRED")
         result = await self._machine.advance(tenant_id, State.API_KEY_CREATED, "first_api_key_created", actor)
         data = pb.AdvanceResult(
-            success=True,
-            from_state=result.from_state.name,
-            to_state=result.to_state.name,
-            was_no_op=result.was_no_op,
+            success=True, from_state=result.from_state.name, to_state=result.to_state.name, was_no_op=result.was_no_op
         )
         return rpc.AdvanceApiKeyResponse(success=True, data=data, meta=_meta())
 
@@ -228,9 +225,7 @@ class OnboardingServicer(onboarding_service_pb2_grpc.OnboardingServiceServicer):
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 64)
         evaluation = await self._machine.evaluate(tenant_id)
         return rpc.EvaluateActivationResponse(
-            passed=evaluation.verdict.passed,
-            missing=evaluation.verdict.missing,
-            requirements=_requirements(evaluation),
+            passed=evaluation.verdict.passed, missing=evaluation.verdict.missing, requirements=_requirements(evaluation)
         )
 
 

@@ -28,26 +28,17 @@ def violations(err: grpc.aio.AioRpcError) -> list[str]:
 async def project_count(engines: dict[str, AsyncEngine], tenant: str) -> int:
     async with engines["account"].connect() as conn:
         return int(
-            (
-                await conn.execute(
-                    text("SELECT count(*) FROM project WHERE tenant_id = :t"),
-                    {"t": tenant},
-                )
-            ).scalar_one()
+            (await conn.execute(text("SELECT count(*) FROM project WHERE tenant_id = :t"), {"t": tenant})).scalar_one()
         )
 
 
 async def test_create_get_and_list_a_project(account: Any, tenant: str) -> None:
     created = await account.CreateProject(
-        rpc.CreateProjectRequest(name=" Checkout ", description="web"),
-        metadata=human(tenant),
-        timeout=5,
+        rpc.CreateProjectRequest(name=" Checkout ", description="web"), metadata=human(tenant), timeout=5
     )
     assert created.name == "Checkout" and created.status == "ACTIVE"
     got = await account.GetProject(
-        rpc.GetProjectRequest(project_id=created.project_id),
-        metadata=human(tenant),
-        timeout=5,
+        rpc.GetProjectRequest(project_id=created.project_id), metadata=human(tenant), timeout=5
     )
     assert got.SerializeToString() == created.SerializeToString()
     listed = await account.ListProjects(rpc.ListProjectsRequest(), metadata=human(tenant), timeout=5)
@@ -65,11 +56,7 @@ async def test_create_get_and_list_a_project(account: Any, tenant: str) -> None:
     ],
 )
 async def test_invalid_project_is_refused_naming_the_field_and_writes_nothing(
-    account: Any,
-    tenant: str,
-    engines: dict[str, AsyncEngine],
-    request_: Any,
-    field: str,
+    account: Any, tenant: str, engines: dict[str, AsyncEngine], request_: Any, field: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await account.CreateProject(request_, metadata=human(tenant), timeout=5)
@@ -107,9 +94,7 @@ async def test_keyset_pages_and_legacy_offset_agree(account: Any, tenant: str) -
     seen, token = [], ""
     while True:
         page = await account.ListProjects(
-            rpc.ListProjectsRequest(page_size=3, page_token=token),
-            metadata=human(tenant),
-            timeout=5,
+            rpc.ListProjectsRequest(page_size=3, page_token=token), metadata=human(tenant), timeout=5
         )
         seen += [p.name for p in page.items]
         token = page.next_page_token
@@ -126,9 +111,7 @@ async def test_status_filter(account: Any, tenant: str) -> None:
     keep = await account.CreateProject(rpc.CreateProjectRequest(name="keep"), metadata=human(tenant), timeout=5)
     gone = await account.CreateProject(rpc.CreateProjectRequest(name="gone"), metadata=human(tenant), timeout=5)
     await account.ArchiveProject(
-        rpc.ArchiveProjectRequest(project_id=gone.project_id),
-        metadata=human(tenant),
-        timeout=5,
+        rpc.ArchiveProjectRequest(project_id=gone.project_id), metadata=human(tenant), timeout=5
     )
     active = await account.ListProjects(rpc.ListProjectsRequest(status="ACTIVE"), metadata=human(tenant), timeout=5)
     assert [p.project_id for p in active.items] == [keep.project_id]
@@ -138,26 +121,14 @@ async def test_status_filter(account: Any, tenant: str) -> None:
 async def test_another_tenants_project_looks_missing(account: Any, tenant: str) -> None:
     other = await account.CreateTenant(rpc.CreateTenantRequest(name="Other"), metadata=human(), timeout=5)
     theirs = await account.CreateProject(
-        rpc.CreateProjectRequest(name="secret"),
-        metadata=human(other.tenant.tenant_id),
-        timeout=5,
+        rpc.CreateProjectRequest(name="secret"), metadata=human(other.tenant.tenant_id), timeout=5
     )
     for call in (
-        account.GetProject(
-            rpc.GetProjectRequest(project_id=theirs.project_id),
-            metadata=human(tenant),
-            timeout=5,
-        ),
+        account.GetProject(rpc.GetProjectRequest(project_id=theirs.project_id), metadata=human(tenant), timeout=5),
         account.ArchiveProject(
-            rpc.ArchiveProjectRequest(project_id=theirs.project_id),
-            metadata=human(tenant),
-            timeout=5,
+            rpc.ArchiveProjectRequest(project_id=theirs.project_id), metadata=human(tenant), timeout=5
         ),
-        account.GetProject(
-            rpc.GetProjectRequest(project_id=str(uuid.uuid4())),
-            metadata=human(tenant),
-            timeout=5,
-        ),
+        account.GetProject(rpc.GetProjectRequest(project_id=str(uuid.uuid4())), metadata=human(tenant), timeout=5),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
@@ -166,9 +137,7 @@ async def test_another_tenants_project_looks_missing(account: Any, tenant: str) 
     mine = await account.ListProjects(rpc.ListProjectsRequest(), metadata=human(tenant), timeout=5)
     assert theirs.project_id not in [p.project_id for p in mine.items]
     still = await account.GetProject(
-        rpc.GetProjectRequest(project_id=theirs.project_id),
-        metadata=human(other.tenant.tenant_id),
-        timeout=5,
+        rpc.GetProjectRequest(project_id=theirs.project_id), metadata=human(other.tenant.tenant_id), timeout=5
     )
     assert still.status == "ACTIVE"
 
@@ -185,9 +154,7 @@ async def test_request_id_makes_create_idempotent(account: Any, tenant: str, eng
 async def test_viewer_cannot_create_but_can_read(account: Any, tenant: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await account.CreateProject(
-            rpc.CreateProjectRequest(name="v"),
-            metadata=human(tenant, role="viewer"),
-            timeout=5,
+            rpc.CreateProjectRequest(name="v"), metadata=human(tenant, role="viewer"), timeout=5
         )
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
     await account.ListProjects(rpc.ListProjectsRequest(), metadata=human(tenant, role="viewer"), timeout=5)
@@ -208,19 +175,13 @@ async def test_50_concurrent_creates_emit_a_gapless_sequence(
         )
     await asyncio.gather(
         *(
-            account.CreateProject(
-                rpc.CreateProjectRequest(name=f"p{i}"),
-                metadata=human(tenant),
-                timeout=30,
-            )
+            account.CreateProject(rpc.CreateProjectRequest(name=f"p{i}"), metadata=human(tenant), timeout=30)
             for i in range(50)
         )
     )
     log = events_service_pb2_grpc.EventLogServiceStub(account_channel)
     listed = await log.ListEvents(
-        events_service_pb2.ListEventsRequest(tenant_id=tenant, page_size=1000),
-        metadata=service(),
-        timeout=5,
+        events_service_pb2.ListEventsRequest(tenant_id=tenant, page_size=1000), metadata=service(), timeout=5
     )
     assert [e.event_type for e in listed.events] == ["project.created"] * 50
     assert sorted(e.sequence_no for e in listed.events) == list(range(1, 51))

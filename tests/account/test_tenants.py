@@ -36,10 +36,7 @@ async def test_slug_collisions(account: Any) -> None:
 
 @pytest.mark.parametrize(
     ("request_", "field"),
-    [
-        (rpc.CreateTenantRequest(name=""), "name"),
-        (rpc.CreateTenantRequest(name="ok", slug="Not A Slug"), "slug"),
-    ],
+    [(rpc.CreateTenantRequest(name=""), "name"), (rpc.CreateTenantRequest(name="ok", slug="Not A Slug"), "slug")],
 )
 async def test_invalid_signup(account: Any, request_: Any, field: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -33,14 +33,7 @@ async def test_signup_and_legacy_project_urls(http: httpx.AsyncClient, gateway: 
     created = await http.post("/accounts/projects", json={"name": "web", "description": "shop"}, headers=auth)
     assert created.status_code == 201
     project = created.json()
-    assert set(project) >= {
-        "project_id",
-        "name",
-        "description",
-        "status",
-        "created_at",
-        "updated_at",
-    }
+    assert set(project) >= {"project_id", "name", "description", "status", "created_at", "updated_at"}
     assert project["status"] == "ACTIVE" and project["tenant_id"] == tenant
     listed = await http.get("/accounts/projects", params={"limit": 10, "offset": 0}, headers=auth)
     assert listed.status_code == 200
@@ -57,11 +50,7 @@ async def test_spoofed_tenant_header_never_reaches_another_tenant(http: httpx.As
     victim, victim_auth = await signup(http, gateway, "Victim")
     secret = (await http.post("/accounts/projects", json={"name": "secret"}, headers=victim_auth)).json()
     _, attacker = await signup(http, gateway, "Attacker")
-    spoof = {
-        "x-aos-tenant-id": victim,
-        "x-aos-actor-type": "service",
-        "x-aos-role": "owner",
-    }
+    spoof = {"x-aos-tenant-id": victim, "x-aos-actor-type": "service", "x-aos-role": "owner"}
     listed = await http.get("/accounts/projects", headers=attacker | spoof)
     assert listed.status_code == 200 and listed.json()["items"] == []
     got = await http.get(f"/accounts/projects/{secret['project_id']}", headers=attacker | spoof)
@@ -118,20 +107,12 @@ async def test_invalid_input_is_400_naming_the_field_and_writes_nothing(
         assert error["code"] == 3 and error["message"].startswith(f"{field}:")
         assert {
             "@type": "type.googleapis.com/google.rpc.BadRequest",
-            "field_violations": [
-                {
-                    "field": field,
-                    "description": error["message"].split(": ", 1)[1],
-                    "reason": "",
-                }
-            ],
+            "field_violations": [{"field": field, "description": error["message"].split(": ", 1)[1], "reason": ""}],
         } in error["details"]
     page = await http.get("/accounts/projects", params={"page_token": "bogus"}, headers=auth)
     assert page.status_code == 400 and "page_token" in page.json()["message"]
     malformed = await http.post(
-        "/accounts/projects",
-        content=b'{"name": ',
-        headers=auth | {"content-type": "application/json"},
+        "/accounts/projects", content=b'{"name": ', headers=auth | {"content-type": "application/json"}
     )
     assert malformed.status_code == 400
     enum = await http.post("/v1/tenants", json={"name": "x", "plan": "PLAN_PLATINUM"}, headers=auth)
@@ -155,11 +136,7 @@ async def test_native_grpc_through_the_gateway(http: httpx.AsyncClient, gateway:
         assert got.tenant_id == tenant
         # Internal RPCs exist only inside the platform: the edge refuses them, even with a valid token.
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.GetActivationEvidence(
-                rpc.GetActivationEvidenceRequest(tenant_id=tenant),
-                metadata=md,
-                timeout=5,
-            )
+            await stub.GetActivationEvidence(rpc.GetActivationEvidenceRequest(tenant_id=tenant), metadata=md, timeout=5)
         assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -45,11 +45,7 @@ async def kek_ids(engines: dict[str, AsyncEngine]) -> set[str]:
 
 
 async def test_rotation_rewraps_all_data_keys_and_credentials_still_decrypt(
-    integrations: Any,
-    tenant_id: str,
-    provider: FakeProvider,
-    db_urls: dict[str, str],
-    engines: dict[str, AsyncEngine],
+    integrations: Any, tenant_id: str, provider: FakeProvider, db_urls: dict[str, str], engines: dict[str, AsyncEngine]
 ) -> None:
     base = struct_pb2.Struct(fields={"base_url": struct_pb2.Value(string_value=provider.base())})
     request = rpc.CreateIntegrationRequest(name="rotated", provider_type="openai", credential=GOOD_KEY, config=base)

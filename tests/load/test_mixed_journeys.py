@@ -152,8 +152,7 @@ async def test_mixed_journeys_lose_nothing_and_never_answer_5xx(load_stack: Proc
         elapsed = time.monotonic() - started
         total = sum(ledger.calls.values())
         print(
-            f"\nload: {CLIENTS} clients, {total} calls in {elapsed:.1f}s ({total / elapsed:.0f}/s)",
-            dict(ledger.calls),
+            f"\nload: {CLIENTS} clients, {total} calls in {elapsed:.1f}s ({total / elapsed:.0f}/s)", dict(ledger.calls)
         )
         for what, took in sorted(ledger.seconds.items()):
             took.sort()

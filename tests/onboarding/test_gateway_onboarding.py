@@ -173,9 +173,7 @@ async def test_a_bad_key_on_a_rest_route_never_reaches_the_service(
     tenant = await new_tenant(account)
     await set_state(onb, tenant, 2)
     reply = await rest.post(
-        "/sdk/handshake",
-        json={"sdk_version": "1", "sdk_language": "python"},
-        headers={"x-aos-key": "aos_" + "b" * 43},
+        "/sdk/handshake", json={"sdk_version": "1", "sdk_language": "python"}, headers={"x-aos-key": "aos_" + "b" * 43}
     )
     assert reply.status_code == 401 and reply.json()["error"] == "api_key_invalid"
     async with engines["account"].connect() as conn:

@@ -44,12 +44,7 @@ async def test_evaluation_reports_each_requirement_with_its_source(stub: Any, ac
 
 
 async def test_integrations_down_fails_closed_and_changes_nothing(
-    stub: Any,
-    account: Any,
-    onb: Onboarding,
-    keys: FakeApiKeys,
-    connectors: FakeIntegrations,
-    integrations: FakePeer,
+    stub: Any, account: Any, onb: Onboarding, keys: FakeApiKeys, connectors: FakeIntegrations, integrations: FakePeer
 ) -> None:
     tenant = await ready(account, stub, keys, connectors, onb)
     connectors.validated.add(tenant)

@@ -23,14 +23,7 @@ from aos.onboarding.v1 import onboarding_pb2 as pb
 from aos.onboarding.v1 import onboarding_service_pb2 as rpc
 from services.common import events
 from tests.conftest import human, service
-from tests.onboarding.conftest import (
-    FakeApiKeys,
-    FakeIntegrations,
-    Onboarding,
-    onboarding_events,
-    set_state,
-    state_of,
-)
+from tests.onboarding.conftest import FakeApiKeys, FakeIntegrations, Onboarding, onboarding_events, set_state, state_of
 
 
 def key(tenant: str, key_id: str = "key-1") -> tuple[tuple[str, str], ...]:
