@@ -9,6 +9,7 @@ import os
 # handlers then crash the child (seen as initdb dying with SIGSEGV). Must be set before grpc is imported.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
+import asyncio
 import importlib
 import os
 import shutil
@@ -186,3 +187,22 @@ def gateway(running: dict[str, server.Service], tmp_path_factory: pytest.TempPat
 async def http(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+async def own_database() -> AsyncIterator[tuple[Any, Path]]:
+    """A PostgreSQL of the test's own (server, data dir), so it can be stopped without disturbing the others."""
+    data = Path(tempfile.mkdtemp(prefix="aos-own-"))  # short: the unix socket lives in here
+    pg = stack.embedded_postgres(data)
+    yield pg, data / "pg"
+    pg.cleanup()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+async def wait_for_health(check: Any, want: int, timeout: float = 15.0) -> None:
+    """Polls a gRPC health Check until it reports `want`."""
+    from grpc_health.v1 import health_pb2
+
+    async with asyncio.timeout(timeout):
+        while (await check(health_pb2.HealthCheckRequest(), timeout=2)).status != want:
+            await asyncio.sleep(0.05)

@@ -2,19 +2,8 @@ import uvloop
 
 from services.api_keys import server
 from services.api_keys.settings import Settings
-from services.common import db, tracing
-from services.common.server import configure_logging, serve
-
-
-async def main() -> None:
-    settings = Settings()  # type: ignore[call-arg]  # database_url comes from the environment
-    configure_logging(settings.log_level)
-    stop_tracing = tracing.configure("api_keys", settings.otlp_endpoint)
-    svc = server.build(settings, db.create_engine(settings.database_url.get_secret_value()))
-    await serve(svc, settings.grpc_host, settings.grpc_port, settings.grace_seconds)
-    if stop_tracing:
-        stop_tracing()
-
+from services.common.server import run
 
 if __name__ == "__main__":
-    uvloop.run(main())
+    # Settings are read once, here; database_url comes from the environment.
+    uvloop.run(run("api_keys", Settings(), server.build))  # type: ignore[call-arg, arg-type]

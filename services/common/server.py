@@ -14,8 +14,9 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import metrics
+from services.common import db, metrics, tracing
 from services.common.interceptors import ServiceInterceptor, request_id, rpc_method, tenant
+from services.common.settings import ServiceSettings
 
 log = logging.getLogger("aos.server")
 
@@ -122,3 +123,16 @@ def configure_logging(level: str) -> None:
 async def created(context: grpc.aio.ServicerContext[object, object]) -> None:
     """Asks the gateway to answer 201 for this REST call (gRPC callers just see a header)."""
     await context.send_initial_metadata((("x-aos-http-status", "201"),))
+
+
+async def run(name: str, settings: ServiceSettings, build: Callable[[ServiceSettings, AsyncEngine], Service]) -> None:
+    """What every `python -m services.<svc>` does: logging, optional tracing (before the server exists, so
+    its calls are instrumented), the engine, and serving until SIGTERM."""
+    configure_logging(settings.log_level)
+    stop_tracing = tracing.configure(name, settings.otlp_endpoint)
+    try:
+        svc = build(settings, db.create_engine(settings.database_url.get_secret_value()))
+        await serve(svc, settings.grpc_host, settings.grpc_port, settings.grace_seconds)
+    finally:
+        if stop_tracing:
+            stop_tracing()

@@ -1,9 +1,6 @@
 """Health follows the database: NOT_SERVING and UNAVAILABLE while it is down, back by itself after."""
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +13,7 @@ from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
 from cli import stack
 from services.common import server
-from tests.conftest import human, settings_for, start_service
-
-
-@pytest.fixture
-async def own_database() -> AsyncIterator[tuple[Any, Path]]:
-    """A PostgreSQL of this test's own, so it can be stopped without disturbing the others."""
-    data = Path(tempfile.mkdtemp(prefix="aos-hc-"))
-    pg = stack.embedded_postgres(data)
-    yield pg, data / "pg"
-    pg.cleanup()
-    shutil.rmtree(data, ignore_errors=True)
-
-
-async def wait_for(check: Any, want: int, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while (await check(health_pb2.HealthCheckRequest(), timeout=2)).status != want:
-            await asyncio.sleep(0.1)
+from tests.conftest import human, settings_for, start_service, wait_for_health
 
 
 async def test_health_and_rpcs_follow_the_database(own_database: tuple[Any, Path]) -> None:
@@ -44,18 +25,18 @@ async def test_health_and_rpcs_follow_the_database(own_database: tuple[Any, Path
             health = health_pb2_grpc.HealthStub(channel).Check
             account = account_service_pb2_grpc.AccountServiceStub(channel)
             signup = rpc.CreateTenantRequest(name="Health")
-            await wait_for(health, health_pb2.HealthCheckResponse.SERVING)
+            await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
             await account.CreateTenant(signup, metadata=human(), timeout=5)
 
             await asyncio.to_thread(_commands.pg_ctl, ["-w", "stop", "-m", "fast"], pgdata=pgdata, user=pg.system_user)
-            await wait_for(health, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await wait_for_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await account.CreateTenant(signup, metadata=human(), timeout=5)
             assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
             assert caught.value.details() == "database unavailable"
 
             await asyncio.to_thread(pg.ensure_postgres_running)
-            await wait_for(health, health_pb2.HealthCheckResponse.SERVING)
+            await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
             reply = await account.CreateTenant(signup, metadata=human(), timeout=5)
             assert reply.tenant.name == "Health"
     finally:

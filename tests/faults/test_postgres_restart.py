@@ -2,15 +2,11 @@
 hang, never INTERNAL), health flips to NOT_SERVING and back by itself, and no acknowledged write is lost."""
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pgserver import _commands
 
@@ -18,27 +14,11 @@ from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
 from cli import stack
 from services.common import server
-from tests.conftest import human, settings_for, start_service
+from tests.conftest import human, settings_for, start_service, wait_for_health
 
 CLIENTS = 8
 RPC_TIMEOUT = 5.0  # a hang shows up as DEADLINE_EXCEEDED, which the test refuses
 FAIL_FAST = 2.0  # an UNAVAILABLE answer must come well within the deadline
-
-
-@pytest.fixture
-async def own_database() -> AsyncIterator[tuple[Any, Path]]:
-    """A PostgreSQL of this test's own, so it can be stopped without disturbing the others."""
-    data = Path(tempfile.mkdtemp(prefix="aos-pf-"))
-    pg = stack.embedded_postgres(data)
-    yield pg, data / "pg"
-    pg.cleanup()
-    shutil.rmtree(data, ignore_errors=True)
-
-
-async def wait_for(check: Any, want: int, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while (await check(health_pb2.HealthCheckRequest(), timeout=2)).status != want:
-            await asyncio.sleep(0.05)
 
 
 async def test_postgres_restart_under_load_loses_no_acknowledged_write(own_database: tuple[Any, Path]) -> None:
@@ -52,7 +32,7 @@ async def test_postgres_restart_under_load_loses_no_acknowledged_write(own_datab
         async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel).Check
             account = account_service_pb2_grpc.AccountServiceStub(channel)
-            await wait_for(health, health_pb2.HealthCheckResponse.SERVING)
+            await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
             owners, tenants = [], []
             for i in range(CLIENTS):
                 md = human(user=f"pf-owner-{i}")
@@ -79,12 +59,12 @@ async def test_postgres_restart_under_load_loses_no_acknowledged_write(own_datab
             await asyncio.sleep(1.0)
             before = len(acked)
             await asyncio.to_thread(_commands.pg_ctl, ["-w", "stop", "-m", "fast"], pgdata=pgdata, user=pg.system_user)
-            await wait_for(health, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await wait_for_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
             down_failures = len(failures)
             await asyncio.sleep(1.5)  # the load keeps hammering the service while its database is down
             during = len(failures) - down_failures
             await asyncio.to_thread(pg.ensure_postgres_running)
-            await wait_for(health, health_pb2.HealthCheckResponse.SERVING)
+            await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
             recovered_at = len(acked)
             await asyncio.sleep(1.0)
             stop.set()
