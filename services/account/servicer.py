@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from aos.account.v1 import account_pb2 as pb
 from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
+from aos.onboarding.v1 import onboarding_pb2
+from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest as Evidence
 from services.account import policy, repository
 from services.account.models import Member, Project, SdkAttestation, Tenant
 from services.common import events, notify, validation
@@ -66,7 +68,7 @@ def _project_pb(p: Project) -> pb.Project:
 
 
 class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], onboarding: notify.Notifier) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], onboarding: notify.Peer) -> None:
         self._sessions, self._onboarding = sessions, onboarding
 
     async def _emit(
@@ -227,7 +229,9 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             if new:
                 await self._emit(session, who, "project.created", tenant.id, project_id=project.id, name=name)
         if new:
-            await self._onboarding.notify(tenant.id, notify.PROJECT_CHANGED)
+            await self._onboarding.tell(
+                Evidence(tenant_id=tenant.id, kind=onboarding_pb2.EVIDENCE_KIND_PROJECT_CHANGED), tenant.id
+            )
         await created(context)
         return rpc.CreateProjectResponse(**_project_fields(project))
 
@@ -268,7 +272,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             if changed:
                 await self._emit(session, who, "project.archived", project.tenant_id, project_id=project.id)
         if changed:
-            await self._onboarding.notify(project.tenant_id, notify.PROJECT_CHANGED)
+            await self._onboarding.tell(
+                Evidence(tenant_id=project.tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_PROJECT_CHANGED),
+                project.tenant_id,
+            )
         return rpc.ArchiveProjectResponse(project=_project_pb(project))
 
     async def RecordSdkAttestation(

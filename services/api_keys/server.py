@@ -31,7 +31,9 @@ def assemble(settings: Settings, engine: AsyncEngine) -> Replica:
     svc = server.create("aos.api_keys", NAMES, engine, settings.metrics_port)
     account = Account(settings.account_addr)
     verifier = Verifier(engine, settings.cache_size, settings.usage_flush_seconds, settings.verify_pool_size)
-    onboarding = notify.Notifier(settings.onboarding_addr, "api_keys")
+    onboarding = notify.Peer(
+        settings.onboarding_addr, "api_keys", "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
+    )
     servicer = ApiKeysServicer(sessions, account, verifier, onboarding)
     api_keys_service_pb2_grpc.add_ApiKeysServiceServicer_to_server(servicer, svc.server)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
 from aos.api_keys.v1 import api_keys_service_pb2_grpc
+from aos.onboarding.v1 import onboarding_pb2
+from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest as Evidence
 from services.api_keys import keys, repository, responses
 from services.api_keys.clients import Account
 from services.api_keys.models import ApiKey, ApiKeyAudit
@@ -90,11 +92,7 @@ async def _within_quota(session: AsyncSession, tenant_id: str, limit: int) -> in
 
 class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        account: Account,
-        verifier: Verifier,
-        onboarding: notify.Notifier,
+        self, sessions: async_sessionmaker[AsyncSession], account: Account, verifier: Verifier, onboarding: notify.Peer
     ) -> None:
         self._sessions, self._account, self._verifier = sessions, account, verifier
         self._onboarding = onboarding
@@ -102,7 +100,10 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     async def _changed(self, key: ApiKey) -> None:
         """After the commit: this replica's cache forgets the key, onboarding's gate too."""
         self._verifier.invalidate(f"key:{key.id}")
-        await self._onboarding.notify(key.tenant_id, notify.KEY_CHANGED, key.id)
+        await self._onboarding.tell(
+            Evidence(tenant_id=key.tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_API_KEY_CHANGED, key_id=key.id),
+            key.tenant_id,
+        )
 
     async def _record(
         self, session: AsyncSession, who: Principal, key: ApiKey, action: str, old: dict[str, Any], new: dict[str, Any]
@@ -152,7 +153,10 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
                 key = await repository.add(session, new)
                 await self._record(session, who, key, "create", {}, {"name": key.name, "first_valid_key": in_use == 0})
         if secret:
-            await self._onboarding.notify(key.tenant_id, notify.KEY_CREATED, key.id)
+            await self._onboarding.tell(
+                Evidence(tenant_id=key.tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_API_KEY_CREATED, key_id=key.id),
+                key.tenant_id,
+            )
         await created(context)
         return responses.created(key, secret)
 

@@ -1,4 +1,4 @@
-"""One error tree for every service; the ErrorsToStatus interceptor maps it to google.rpc.Status.
+"""One error tree for every service; the shared ServiceInterceptor (interceptors.py) maps it to google.rpc.Status.
 
 ServiceError
  ├── InvalidArgument      INVALID_ARGUMENT     (+ BadRequest field violations)

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import json_format, struct_pb2
@@ -131,6 +131,35 @@ async def emit(
     event |= {"occurred_at": datetime.now(UTC), "payload": json.dumps(payload)}
     await session.execute(_INSERT, event)
     return event
+
+
+class Actor(Protocol):
+    @property
+    def actor_type(self) -> str: ...
+    @property
+    def actor_id(self) -> str: ...
+
+
+async def record(
+    session: AsyncSession,
+    owner: str,
+    actor: Actor,
+    event_type: str,
+    tenant_id: str,
+    payload: dict[str, Any],
+    project_id: str = SYSTEM,
+) -> dict[str, Any]:
+    """`emit` for a service (`owner`) acting for a caller: the shape every service's writes use."""
+    return await emit(
+        session,
+        event_type=event_type,
+        tenant_id=tenant_id,
+        actor_type=actor.actor_type,
+        actor_id=actor.actor_id,
+        decision_owner=owner,
+        payload=payload,
+        project_id=project_id,
+    )
 
 
 def _token(txid: int, position: int) -> str:

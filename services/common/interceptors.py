@@ -31,12 +31,6 @@ tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="
 rpc_method: contextvars.ContextVar[str] = contextvars.ContextVar("rpc_method", default="")
 log = logging.getLogger("aos.rpc")
 
-_KINDS = {
-    gate_pb2.PRINCIPAL_KIND_HUMAN: principal.Kind.HUMAN,
-    gate_pb2.PRINCIPAL_KIND_API_KEY: principal.Kind.API_KEY,
-    gate_pb2.PRINCIPAL_KIND_OPERATOR: principal.Kind.OPERATOR,
-    gate_pb2.PRINCIPAL_KIND_SERVICE: principal.Kind.SERVICE,
-}
 # Errors that mean "the database is not answering": the caller should retry, not see INTERNAL.
 _DOWN = (
     OSError,
@@ -66,7 +60,7 @@ def check(rule: gate_pb2.Rule | None, metadata: Any) -> None:
     caller = principal.from_metadata(metadata or ())
     if caller is None:
         raise Unauthenticated("authentication required", reason="MISSING_AUTH")
-    if caller.kind not in {_KINDS[k] for k in rule.principals}:
+    if caller.kind not in {principal.KINDS[k] for k in rule.principals}:
         raise PermissionDenied(f"{caller.kind} callers may not call this method", reason="PRINCIPAL_NOT_ALLOWED")
     if caller.kind in (principal.Kind.HUMAN, principal.Kind.API_KEY) and not rule.tenantless:
         caller.tenant()

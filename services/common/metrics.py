@@ -1,7 +1,8 @@
-"""Prometheus metrics of one service process, served on GET /metrics by the service's own event loop.
+"""Prometheus metrics of one service process, served on GET /metrics by prometheus_client's HTTP server.
 
 RPC counts and latencies live in plain per-method accumulators that become Prometheus families only at
-scrape time: every handler runs on the event loop thread, so they need no lock, and a call costs two clock
+scrape time: every handler runs on the event loop thread and the scrape thread only copies them, so they
+need no lock, and a call costs two clock
 reads, a dict update and a bisect (about 0.5 µs in all, measured) instead of the client library's locked
 counter and histogram children (about 2 µs).
 Readings that need the database (outbox lag) are taken when Prometheus scrapes, never per call.
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
@@ -77,7 +78,8 @@ class Metrics(Collector):
         self.methods: dict[str, MethodStats] = {}
         self.errors: dict[tuple[str, str], int] = {}
         self._before: list[Callable[[], Awaitable[None]]] = []
-        self._http: asyncio.Server | None = None
+        self._http: WSGIServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.registry.register(self)
 
     def method(self, full_method: str) -> MethodStats:
@@ -99,6 +101,8 @@ class Metrics(Collector):
         self._before.append(refresh)
 
     def collect(self) -> Iterable[Metric]:
+        if self._before and self._loop is not None:
+            self._refresh()
         labels = ["grpc_service", "grpc_method"]
         handled = CounterMetricFamily(
             "grpc_server_handled", "RPCs completed, by status code", labels=[*labels, "grpc_code"]
@@ -122,43 +126,24 @@ class Metrics(Collector):
             errors.add_metric([code, reason], n)
         return [handled, latency, errors]
 
-    async def render(self) -> bytes:
+    def _refresh(self) -> None:
+        """Runs the database readings on the service's event loop and waits for them (scrape thread)."""
         for refresh in self._before:
             try:
-                async with asyncio.timeout(SCRAPE_TIMEOUT):
-                    await refresh()
+                asyncio.run_coroutine_threadsafe(refresh(), self._loop).result(SCRAPE_TIMEOUT)  # type: ignore[arg-type]
             except Exception as exc:  # a reading that fails is left out; the scrape still answers
                 log.debug("metrics reading failed: %s", type(exc).__name__)
-        return generate_latest(self.registry)
 
     async def serve(self, host: str, port: int) -> int:
-        self._http = await asyncio.start_server(self._answer, host, port)
-        return int(self._http.sockets[0].getsockname()[1])
+        """Serves the registry on `port` (0: any free one) from prometheus_client's own HTTP server thread."""
+        self._loop = asyncio.get_running_loop()
+        self._http, _ = start_http_server(port, host, self.registry)
+        return int(self._http.server_port)
 
     async def close(self) -> None:
         if self._http is not None:
-            self._http.close()
-            with contextlib.suppress(Exception):
-                await self._http.wait_closed()
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(5):
-                head = await reader.readuntil(b"\r\n\r\n")
-            parts = head.split(b" ", 2)
-            if len(parts) > 1 and parts[0] == b"GET" and parts[1].split(b"?")[0] == b"/metrics":
-                status, kind, body = "200 OK", CONTENT_TYPE_LATEST, await self.render()
-            else:
-                status, kind, body = "404 Not Found", "text/plain", b"only GET /metrics\n"
-            reply = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(reply.encode() + body)
-            await writer.drain()
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
+            await asyncio.to_thread(self._http.shutdown)
+            self._http.server_close()
 
 
 def watch_database(metrics: Metrics, engine: AsyncEngine) -> None:

@@ -1,6 +1,6 @@
-"""Producers tell onboarding about new evidence right after their commit, so a client sees its own write
-(e.g. the state after its first key) at once. Best effort: a short deadline, and a failure is only logged,
-because onboarding also follows every producer's event log with a durable cursor and repairs what it missed."""
+"""Best-effort calls to a peer right after a commit, so a client sees the effect of its own write at once
+(e.g. onboarding's state after the tenant's first key). A short deadline, and a failure is only logged:
+the peer also follows this service's event log with a durable cursor and repairs what it missed."""
 
 from __future__ import annotations
 
@@ -8,34 +8,34 @@ import contextlib
 import logging
 
 import grpc
+from google.protobuf.message import Message
 
-from aos.onboarding.v1 import onboarding_pb2, onboarding_service_pb2, onboarding_service_pb2_grpc
 from services.common import channels, principal
 
 log = logging.getLogger("aos.notify")
 
-KEY_CREATED = onboarding_pb2.EVIDENCE_KIND_API_KEY_CREATED
-KEY_CHANGED = onboarding_pb2.EVIDENCE_KIND_API_KEY_CHANGED
-CONNECTOR_CHANGED = onboarding_pb2.EVIDENCE_KIND_CONNECTOR_CHANGED
-PROJECT_CHANGED = onboarding_pb2.EVIDENCE_KIND_PROJECT_CHANGED
 
+class Peer:
+    """One unary RPC of a peer (`method` is its full path, "/pkg.Service/Method"); no peer address
+    configured means nobody is told."""
 
-class Notifier:
-    def __init__(self, addr: str, caller: str, timeout: float = 0.5) -> None:
-        self._caller, self._timeout = caller, timeout
+    def __init__(self, addr: str, caller: str, method: str, timeout: float = 0.5) -> None:
+        self._caller, self._method, self._timeout = caller, method, timeout
         self._channel = channels.peer(addr) if addr else None
-        self._stub = onboarding_service_pb2_grpc.OnboardingServiceStub(self._channel) if self._channel else None
+        # The reply is not read, so it stays undecoded bytes.
+        self._call: grpc.aio.UnaryUnaryMultiCallable[Message, bytes] | None = (
+            self._channel.unary_unary(method, request_serializer=Message.SerializeToString) if self._channel else None
+        )
 
-    async def notify(self, tenant_id: str, kind: int, key_id: str = "") -> None:
-        if self._stub is None:
+    async def tell(self, request: Message, tenant_id: str) -> None:
+        if self._call is None:
             return
-        request = onboarding_service_pb2.NotifyEvidenceRequest(tenant_id=tenant_id, kind=kind, key_id=key_id)  # type: ignore[arg-type]
         try:
-            await self._stub.NotifyEvidence(
+            await self._call(
                 request, metadata=principal.service_metadata(self._caller, tenant_id), timeout=self._timeout
             )
         except grpc.aio.AioRpcError as exc:
-            log.warning("onboarding not notified (%s); it catches up from the event log", exc.code().name)
+            log.warning("%s not told (%s); it catches up from the event log", self._method, exc.code().name)
 
     async def close(self) -> None:
         if self._channel is not None:

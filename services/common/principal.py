@@ -11,6 +11,7 @@ from enum import StrEnum
 
 import grpc
 
+from aos.gate.v1 import gate_pb2
 from services.common.errors import PermissionDenied, Unauthenticated
 
 
@@ -21,6 +22,13 @@ class Kind(StrEnum):
     SERVICE = "service"
 
 
+# The gate rule's principal kinds (aos.gate.v1) as the kinds a caller can be.
+KINDS = {
+    gate_pb2.PRINCIPAL_KIND_HUMAN: Kind.HUMAN,
+    gate_pb2.PRINCIPAL_KIND_API_KEY: Kind.API_KEY,
+    gate_pb2.PRINCIPAL_KIND_OPERATOR: Kind.OPERATOR,
+    gate_pb2.PRINCIPAL_KIND_SERVICE: Kind.SERVICE,
+}
 # Event actor_type per principal kind (SPEC 8).
 _ACTOR_TYPES = {Kind.HUMAN: "user", Kind.API_KEY: "sdk", Kind.OPERATOR: "founder", Kind.SERVICE: "system"}
 

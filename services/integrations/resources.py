@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from aos.onboarding.v1 import onboarding_pb2
+from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest as Evidence
 from services.common import events, notify, validation
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.principal import Principal
@@ -53,7 +55,7 @@ class Resources:
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
         guard: outbound.Guard,
-        onboarding: notify.Notifier,
+        onboarding: notify.Peer,
     ) -> None:
         self._sessions, self._settings, self._guard, self._onboarding = sessions, settings, guard, onboarding
         self._keyring = crypto.Keyring(settings.keks, settings.active_kek)
@@ -138,14 +140,18 @@ class Resources:
                 values |= {"health_state": "unknown", "health_message": "changed since the last test"}
             row = await repository.change(session, kind.model, who.tenant(), row_id, values)
             await self._emit(session, who, "updated", row, fields=fields, health_state=row.health_state)
-        await self._onboarding.notify(row.tenant_id, notify.CONNECTOR_CHANGED)
+        await self._onboarding.tell(
+            Evidence(tenant_id=row.tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_CONNECTOR_CHANGED), row.tenant_id
+        )
         return row
 
     async def move(self, who: Principal, kind: Kind, row_id: str, action: str) -> Any:
         async with self._sessions.begin() as session:
             row = await repository.transition(session, kind.model, who.tenant(), resource_id(kind, row_id), action)
             await self._emit(session, who, _PAST[action], row, status=row.status)
-        await self._onboarding.notify(row.tenant_id, notify.CONNECTOR_CHANGED)
+        await self._onboarding.tell(
+            Evidence(tenant_id=row.tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_CONNECTOR_CHANGED), row.tenant_id
+        )
         return row
 
     async def test(self, who: Principal, kind: Kind, row_id: str) -> Any:
@@ -174,7 +180,9 @@ class Resources:
                 passed=outcome.passed,
             )
         log.info("%s %s tested: %s in %d ms", kind.noun, row.id, outcome.health_state, outcome.latency_ms)
-        await self._onboarding.notify(row.tenant_id, notify.CONNECTOR_CHANGED)
+        await self._onboarding.tell(
+            Evidence(tenant_id=row.tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_CONNECTOR_CHANGED), row.tenant_id
+        )
         return row
 
     async def _probe_provider(self, row: Integration, secret: str) -> outbound.Outcome:

@@ -18,7 +18,9 @@ def build(settings: Settings, engine: AsyncEngine, guard: outbound.Guard | None 
     sessions = db.sessionmaker(engine)
     guard = guard or outbound.Guard(settings.loopback_allowed, settings.allow_private_networks)
     svc = server.create("aos.integrations", NAMES, engine, settings.metrics_port)
-    onboarding = notify.Notifier(settings.onboarding_addr, "integrations")
+    onboarding = notify.Peer(
+        settings.onboarding_addr, "integrations", "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
+    )
     integrations_service_pb2_grpc.add_IntegrationsServiceServicer_to_server(
         IntegrationsServicer(sessions, settings, guard, onboarding), svc.server
     )

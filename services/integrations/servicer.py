@@ -102,7 +102,7 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
         guard: outbound.Guard,
-        onboarding: notify.Notifier,
+        onboarding: notify.Peer,
     ) -> None:
         self._sessions, self._settings = sessions, settings
         self._do = Resources(sessions, settings, guard, onboarding)

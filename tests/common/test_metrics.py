@@ -89,14 +89,14 @@ async def test_rpcs_are_counted_by_method_and_code_and_timed(account_with_metric
     assert value(await settled(svc.metrics_port), "aos_outbox_lag_seconds") == 0
 
 
-async def test_metrics_endpoint_answers_only_metrics_and_closes_with_the_service(
+async def test_metrics_endpoint_closes_with_the_service(
     db_urls: dict[str, str], ports: dict[str, int], running: dict[str, server.Service]
 ) -> None:
     base = settings_for("account", db_urls["account"], ports | {"account": stack.free_port()})
     svc = await start_service("account", base.model_copy(update={"metrics_port": stack.free_port()}))
     try:
         async with httpx.AsyncClient(timeout=5) as client:
-            assert (await client.get(f"http://127.0.0.1:{svc.metrics_port}/")).status_code == 404
+            assert (await client.get(f"http://127.0.0.1:{svc.metrics_port}/metrics")).status_code == 200
     finally:
         await server.stop(svc, 1.0)
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", svc.metrics_port), timeout=1):

@@ -93,7 +93,8 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
         + "".join(f"{k} = {v!r}\n" for k, v in c.items() if k not in ("name", "type"))
         for c in config["contracts"]
     )
-    (root / "pyproject.toml").write_text(f"[tool.importlinter]\nroot_packages = ['services']\n\n{contracts}")
+    roots = config["root_packages"]
+    (root / "pyproject.toml").write_text(f"[tool.importlinter]\nroot_packages = {roots!r}\n\n{contracts}")
     return subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports")],
         cwd=root,
@@ -104,6 +105,11 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def forbidden_contracts() -> list[dict[str, object]]:
+    config = tomllib.loads((stack.ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return [c for c in config["contracts"] if c["type"] == "forbidden"]
+
+
 def contracts() -> dict[str, dict[str, object]]:
     config = tomllib.loads((stack.ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     return {c["type"]: c for c in config["contracts"]}
@@ -112,20 +118,30 @@ def contracts() -> dict[str, dict[str, object]]:
 def test_the_import_contracts_cover_every_service() -> None:
     every = {f"services.{svc}" for svc in stack.services()}
     assert set(contracts()["independence"]["modules"]) == every  # type: ignore[arg-type]
-    assert set(contracts()["forbidden"]["forbidden_modules"]) == every  # type: ignore[arg-type]
+    forbidden = {c["name"]: set(c["forbidden_modules"]) for c in forbidden_contracts()}  # type: ignore[call-overload]
+    assert forbidden["services.common imports no service"] == every
+    assert forbidden["services.common knows no domain API"] == {f"aos.{svc}" for svc in stack.services()}
 
 
 def test_the_import_contracts_catch_a_violation(tmp_path: Path) -> None:
-    """The project's own contracts, on a tree where common imports a service, then where one service
-    imports another."""
+    """The project's own contracts, on a tree where common imports a service, then a domain's API (protos),
+    then where one service imports another."""
     services = stack.services()
     for svc in ("common", *services):
         (tmp_path / "services" / svc).mkdir(parents=True)
         (tmp_path / "services" / svc / "__init__.py").write_text("")
+        (tmp_path / "aos" / svc / "v1").mkdir(parents=True)  # namespace packages, like protos/aos
+        (tmp_path / "aos" / svc / "v1" / f"{svc}_pb2.py").write_text("")
     (tmp_path / "services" / "__init__.py").write_text("")
     assert lint_imports(tmp_path).returncode == 0
     (tmp_path / "services" / "common" / "__init__.py").write_text(f"import services.{services[0]}\n")
     assert "services.common imports no service BROKEN" in lint_imports(tmp_path).stdout
+    (tmp_path / "services" / "common" / "__init__.py").write_text(
+        f"from aos.{services[0]}.v1 import {services[0]}_pb2\n"
+    )
+    assert "services.common knows no domain API BROKEN" in lint_imports(tmp_path).stdout
+    (tmp_path / "services" / "common" / "__init__.py").write_text("from aos.common.v1 import common_pb2\n")
+    assert lint_imports(tmp_path).returncode == 0  # a domain-free API (like aos.gate, aos.events) is allowed
     (tmp_path / "services" / "common" / "__init__.py").write_text("")
     if len(services) > 1:
         (tmp_path / "services" / services[0] / "__init__.py").write_text(f"import services.{services[1]}\n")

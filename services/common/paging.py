@@ -1,0 +1,55 @@
+"""Lists newest first, in keyset pages after (created_at, id) or by the limit/offset that legacy clients
+send; both fetch one row more than the page to tell whether another page follows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from services.common import validation
+from services.common.errors import InvalidArgument
+
+T = TypeVar("T")
+MAX_OFFSET = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Page:
+    size: int
+    offset: int = 0
+    after: tuple[datetime, str] | None = None
+    legacy: bool = False
+
+    def apply(
+        self, query: Select[Any], created_at: InstrumentedAttribute[Any], row_id: InstrumentedAttribute[Any]
+    ) -> Select[Any]:
+        if self.after:
+            # A row comparison, which PostgreSQL turns into an index range (an OR would only filter).
+            query = query.where(tuple_(created_at, row_id) < tuple_(*self.after))
+        return query.order_by(created_at.desc(), row_id.desc()).offset(self.offset).limit(self.size + 1)
+
+    def cut(
+        self,
+        rows: Sequence[T],
+        key: Callable[[T], tuple[datetime, str]] = lambda r: (r.created_at, r.id),  # type: ignore[attr-defined]
+    ) -> tuple[list[T], str, bool]:
+        """The page's rows, the next page's token ("" when none follows, and for legacy pages) and whether
+        more rows follow."""
+        page, more = list(rows[: self.size]), len(rows) > self.size
+        token = validation.encode_token(*key(page[-1])) if more and not self.legacy else ""
+        return page, token, more
+
+
+def request(page_token: str, page_size: int, limit: int = 0, offset: int = 0, *, default: int = 50) -> Page:
+    """The page a List request asks for: legacy limit/offset, or a page_token/page_size keyset (not both)."""
+    legacy = bool(limit or offset)
+    if legacy and (page_token or page_size):
+        raise InvalidArgument("page_token", "cannot be combined with limit/offset")
+    size = validation.page_size("limit" if legacy else "page_size", limit or page_size, default)
+    offset = validation.between("offset", offset, 0, MAX_OFFSET)
+    return Page(size, offset, validation.decode_token(page_token), legacy)
