@@ -163,6 +163,28 @@ async def main(seconds: float, key_count: int, rounds: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def table_rows(seconds: float, concurrency: int) -> None:
+    """This benchmark (its own PostgreSQL and processes) as scenario 1 of bench/run.py: its rows at
+    `concurrency`, in that table's columns."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--seconds", str(seconds), "--rounds", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    for line in out.splitlines()[1:]:
+        label, conc, rate, p50, p99, ratio = line[:22].strip(), *line[22:].split()
+        if int(conc) == concurrency:
+            base = label == "empty RPC"
+            print(
+                f"{'1 ' + ('empty grpc.aio RPC' if base else 'VerifyApiKey, ' + label.removeprefix('verify, ')):<44}"
+                f"{conc:>5}{float(rate):>9.0f}{float(p50):>9.2f}{float(p99):>9.2f}"
+                f"{'(base)' if base else ratio:>8}",
+                flush=True,
+            )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)

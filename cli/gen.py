@@ -62,13 +62,13 @@ def _buf(*args: str) -> None:
 def generate(out: Path, descriptor: Path, envoy_yaml: Path, openapi_json: Path) -> None:
     _protoc(out, descriptor)
     sys.path.insert(0, str(out))  # the gate option module just generated
-    from gateway import config, openapi
+    from gateway import config, openapi, rules
 
     gw = config.from_descriptor(
         descriptor, upstreams={name: ("127.0.0.1", port) for name, port in DEFAULT_UPSTREAMS.items()}
     )
     gw.descriptor_path = "gateway/aos.binpb"
-    problems = config.check_rules(gw.methods)
+    problems = rules.check_rules(gw.methods)
     if problems:
         raise SystemExit("gate rules:\n  " + "\n  ".join(problems))
     envoy_yaml.write_text(

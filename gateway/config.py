@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import descriptor_pb2
-
 from aos.gate.v1 import gate_pb2
+from gateway.rules import Method, load_methods
 
 # Caller headers only the gateway may set. Stripped from every client request before any other filter
 # runs; X-AOS-Key is the API-key credential itself and is deliberately not in this list.
@@ -43,49 +42,7 @@ JWT_AUDIENCE = "aos"
 # The transcoder answers 200 on every success and the standard mapping of each gRPC code on errors; where
 # the legacy API answered otherwise (201 on create, 422 on validation) the service sends this header, which
 # the Lua filter applies to transcoded JSON responses only (never to native gRPC).
-STATUS_HINT_LUA = """
--- Control characters, quotes, backslashes and non-ASCII bytes (the transcoder echoes raw input) as \\u00XX.
-local function json_string(s)
-  return '"' .. s:gsub('[%c"\\\\\\128-\\255]', function(c) return string.format("\\\\u%04x", c:byte()) end) .. '"'
-end
-
-function envoy_on_response(handle)
-  local headers = handle:headers()
-  local ctype = headers:get("content-type") or ""
-  local hint = headers:get("x-aos-http-status")
-  if hint ~= nil then
-    headers:remove("x-aos-http-status")
-    if string.find(ctype, "application/json", 1, true) then
-      headers:replace(":status", hint)
-    end
-  end
-  -- The transcoder refuses malformed or mistyped JSON in plain text; REST callers always get JSON.
-  local status = tonumber(headers:get(":status")) or 0
-  if status >= 400 and string.find(ctype, "text/plain", 1, true) then
-    headers:replace("content-type", "application/json")  -- headers first: body() sends them on
-    local body = handle:body()
-    local text = body and body:getBytes(0, body:length()) or ""
-    local json = '{"error":"invalid_request","message":' .. json_string(text) .. '}'
-    if body then body:setBytes(json) end
-  end
-end
-"""
-
-
-@dataclass(frozen=True)
-class Method:
-    service: str  # fully qualified, e.g. aos.account.v1.AccountService
-    name: str
-    rule: gate_pb2.Rule
-    http: bool
-
-    @property
-    def path(self) -> str:
-        return f"/{self.service}/{self.name}"
-
-    @property
-    def cluster(self) -> str:
-        return self.service.split(".")[1]
+STATUS_HINT = Path(__file__).with_name("status_hint.lua")
 
 
 @dataclass
@@ -98,49 +55,6 @@ class Gateway:
     openapi_path: str = "gateway/openapi.json"
     admin_port: int = 0
     methods: list[Method] = field(default_factory=list)
-
-
-def load_methods(descriptor_set: bytes) -> list[Method]:
-    """Every RPC of the aos.* services with its gate rule; raises when an RPC has none."""
-    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
-    methods, missing = [], []
-    for file in fds.file:
-        if not file.package.startswith("aos."):
-            continue
-        for service in file.service:
-            for rpc in service.method:
-                options = rpc.options
-                full = f"{file.package}.{service.name}.{rpc.name}"
-                if not options.HasExtension(gate_pb2.rule):
-                    missing.append(full)
-                    continue
-                http = options.HasExtension(_http_rule())
-                methods.append(
-                    Method(f"{file.package}.{service.name}", rpc.name, options.Extensions[gate_pb2.rule], http)
-                )
-    if missing:
-        raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
-    return methods
-
-
-def check_rules(methods: list[Method]) -> list[str]:
-    """Contract problems the build refuses: internal RPCs with REST bindings, public RPCs nobody may call."""
-    problems = []
-    for m in methods:
-        internal = m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
-        if m.rule.audience == gate_pb2.AUDIENCE_UNSPECIFIED:
-            problems.append(f"{m.path}: gate rule has no audience")
-        if internal and m.http:
-            problems.append(f"{m.path}: internal RPC must not have an HTTP binding")
-        if not m.rule.principals:
-            problems.append(f"{m.path}: gate rule allows no principal kind")
-    return problems
-
-
-def _http_rule() -> Any:
-    from google.api import annotations_pb2
-
-    return annotations_pb2.http
 
 
 def render(gw: Gateway) -> dict[str, Any]:
@@ -202,7 +116,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
         _filter(
             "envoy.filters.http.lua",
             "envoy.extensions.filters.http.lua.v3.Lua",
-            {"default_source_code": {"inline_string": STATUS_HINT_LUA}},
+            {"default_source_code": {"inline_string": STATUS_HINT.read_text()}},
         ),
         _filter(
             "envoy.filters.http.grpc_json_transcoder",

@@ -5,7 +5,7 @@ from google.protobuf import descriptor_pb2
 
 from aos.gate.v1 import gate_pb2
 from cli import gen
-from gateway import config
+from gateway import config, rules
 
 
 def descriptor(rule: gate_pb2.Rule | None, http: bool = False) -> bytes:
@@ -23,25 +23,25 @@ def descriptor(rule: gate_pb2.Rule | None, http: bool = False) -> bytes:
 
 def test_an_rpc_without_a_rule_fails_the_build() -> None:
     with pytest.raises(ValueError, match=r"aos\.x\.v1\.XService\.Do"):
-        config.load_methods(descriptor(None))
+        rules.load_methods(descriptor(None))
 
 
 def test_rule_problems_are_reported() -> None:
-    internal_with_rest = config.load_methods(
+    internal_with_rest = rules.load_methods(
         descriptor(
             gate_pb2.Rule(audience=gate_pb2.AUDIENCE_INTERNAL, principals=[gate_pb2.PRINCIPAL_KIND_SERVICE]), http=True
         )
     )
-    assert config.check_rules(internal_with_rest) == [
+    assert rules.check_rules(internal_with_rest) == [
         "/aos.x.v1.XService/Do: internal RPC must not have an HTTP binding"
     ]
-    nobody = config.load_methods(descriptor(gate_pb2.Rule(audience=gate_pb2.AUDIENCE_CUSTOMER)))
-    assert config.check_rules(nobody) == ["/aos.x.v1.XService/Do: gate rule allows no principal kind"]
+    nobody = rules.load_methods(descriptor(gate_pb2.Rule(audience=gate_pb2.AUDIENCE_CUSTOMER)))
+    assert rules.check_rules(nobody) == ["/aos.x.v1.XService/Do: gate rule allows no principal kind"]
 
 
 def test_every_rpc_of_the_tree_has_a_valid_rule_and_internal_ones_are_refused_at_the_edge() -> None:
-    methods = config.load_methods(gen.DESCRIPTOR.read_bytes())
-    assert methods and config.check_rules(methods) == []
+    methods = rules.load_methods(gen.DESCRIPTOR.read_bytes())
+    assert methods and rules.check_rules(methods) == []
     gw = config.Gateway("d", {"account": ("127.0.0.1", 1)}, methods=methods)
     routes = config.render(gw)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
         "route_config"

@@ -14,11 +14,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cli import devauth, k8s, stack
+from cli import devauth, k8s, kustomize, manifests, pods, stack
 
 pytestmark = pytest.mark.timeout(300)
 
-# Checked independently of cli/k8s.py's own table: the issue's peers, plus api_keys following account's events.
+# Checked independently of cli/manifests.py's own table: the issue's peers, plus api_keys following account's events.
 ADMITTED = {
     "account": {"gateway", "onboarding", "api-keys"},
     "api-keys": {"gateway", "onboarding"},
@@ -35,7 +35,7 @@ CUSTOM_KINDS = {("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict[str, Any]]]:
     k8s.write_generated()
-    return {overlay.name: k8s.build(overlay) for overlay in k8s.overlays()}
+    return {overlay.name: kustomize.build(overlay) for overlay in k8s.overlays()}
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
@@ -98,16 +98,16 @@ def test_every_service_has_its_objects(rendered: dict[str, list[dict[str, Any]]]
         assert one(docs, "NetworkPolicy", app)["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             assert container["resources"]["requests"] and container["resources"]["limits"]
-    for svc in k8s.SERVICES:
-        job = one(docs, "Job", f"{k8s.name(svc)}-migrate")
+    for svc in manifests.SERVICES:
+        job = one(docs, "Job", f"{manifests.name(svc)}-migrate")
         (migrate,) = job["spec"]["template"]["spec"]["containers"]
         assert migrate["args"] == ["alembic", "-c", f"services/{svc}/alembic.ini", "upgrade", "head"]
-        (server,) = one(docs, "Deployment", k8s.name(svc))["spec"]["template"]["spec"]["containers"]
+        (server,) = one(docs, "Deployment", manifests.name(svc))["spec"]["template"]["spec"]["containers"]
         assert server["args"] == ["python", "-m", f"services.{svc}"]
         assert migrate["image"] == server["image"]
         env = {e["name"]: e for e in server["env"]}
         assert env[f"{svc.upper()}_GRPC_HOST"]["value"] == "0.0.0.0"
-        assert env[f"{svc.upper()}_GRPC_PORT"]["value"] == str(k8s.GRPC_PORT)
+        assert env[f"{svc.upper()}_GRPC_PORT"]["value"] == str(manifests.GRPC_PORT)
         assert {e["name"]: e for e in migrate["env"]}[f"{svc.upper()}_DATABASE_URL"] == env[
             f"{svc.upper()}_DATABASE_URL"
         ]
@@ -138,13 +138,13 @@ def test_containers_run_as_non_root(rendered: dict[str, list[dict[str, Any]]], o
 
 
 def test_image_runs_as_the_user_the_manifests_expect() -> None:
-    dockerfile = (k8s.ROOT / "deploy" / "Dockerfile").read_text()
-    assert f"USER {k8s.UID}:{k8s.UID}" in dockerfile
+    dockerfile = (manifests.ROOT / "deploy" / "Dockerfile").read_text()
+    assert f"USER {pods.UID}:{pods.UID}" in dockerfile
     assert "PYTHONPATH=/app:/app/protos" in dockerfile
 
 
 def test_no_secret_values_in_the_base_or_prod(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    base = k8s.build(k8s.BASE)
+    base = kustomize.build(k8s.BASE)
     for docs in (base, rendered["prod"]):
         assert find(docs, "Secret") == []
         for _, spec in pod_specs(docs):
@@ -184,37 +184,44 @@ def test_network_policies_admit_exactly_the_named_peers(
         sources = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for peer in rule["from"]}
         assert all(set(peer) == {"podSelector"} for peer in rule["from"]), "no namespace- or IP-wide sources"
         assert sources == admitted, app
-        assert rule["ports"] == [{"protocol": "TCP", "port": k8s.GRPC_PORT}]
-    for svc, callees in k8s.CALLS.items():
-        (container,) = one(docs, "Deployment", k8s.name(svc))["spec"]["template"]["spec"]["containers"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": manifests.GRPC_PORT}]
+    for svc, callees in manifests.CALLS.items():
+        (container,) = one(docs, "Deployment", manifests.name(svc))["spec"]["template"]["spec"]["containers"]
         addrs = {e["name"]: e["value"] for e in container["env"] if e["name"].endswith("_ADDR")}
-        assert addrs == {f"{svc.upper()}_{c.upper()}_ADDR": f"{k8s.name(c)}:{k8s.GRPC_PORT}" for c in callees}
+        assert addrs == {
+            f"{svc.upper()}_{c.upper()}_ADDR": f"{manifests.name(c)}:{manifests.GRPC_PORT}" for c in callees
+        }
         for callee in callees:
-            assert k8s.name(svc) in ADMITTED[k8s.name(callee)], f"{svc} calls {callee} but is not admitted"
+            assert manifests.name(svc) in ADMITTED[manifests.name(callee)], f"{svc} calls {callee} but is not admitted"
 
 
 def test_gateway_config_routes_to_the_services(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["prod"]
     config_map = one(docs, "ConfigMap", "gateway-config")
     envoy = yaml.safe_load(config_map["data"]["envoy.yaml"])
-    assert base64.b64decode(config_map["binaryData"]["aos.binpb"]) == (k8s.ROOT / "gateway" / "aos.binpb").read_bytes()
+    assert (
+        base64.b64decode(config_map["binaryData"]["aos.binpb"])
+        == (manifests.ROOT / "gateway" / "aos.binpb").read_bytes()
+    )
     clusters = {
         c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         for c in envoy["static_resources"]["clusters"]
     }
-    assert clusters == {svc: {"address": k8s.name(svc), "port_value": k8s.GRPC_PORT} for svc in k8s.SERVICES}
-    for svc in k8s.SERVICES:
-        service = one(docs, "Service", k8s.name(svc))["spec"]
+    assert clusters == {
+        svc: {"address": manifests.name(svc), "port_value": manifests.GRPC_PORT} for svc in manifests.SERVICES
+    }
+    for svc in manifests.SERVICES:
+        service = one(docs, "Service", manifests.name(svc))["spec"]
         assert service["clusterIP"] == "None", "headless, so Envoy balances per pod"
         (port,) = service["ports"]
-        assert port["port"] == k8s.GRPC_PORT
+        assert port["port"] == manifests.GRPC_PORT
     (listener,) = envoy["static_resources"]["listeners"]
-    assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": k8s.GATEWAY_PORT}
+    assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": manifests.GATEWAY_PORT}
     text = config_map["data"]["envoy.yaml"]
     pod = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert f"{mounts['jwks']}/jwks.json" in text and f"{mounts['config']}/aos.binpb" in text
-    openapi = k8s.ROOT / "gateway" / "openapi.json"
+    openapi = manifests.ROOT / "gateway" / "openapi.json"
     if openapi.exists():  # served by the gateway from the mounted copy
         assert config_map["data"]["openapi.json"] == openapi.read_text()
         assert f"{mounts['config']}/openapi.json" in text
@@ -225,7 +232,11 @@ def test_gateway_config_routes_to_the_services(rendered: dict[str, list[dict[str
 def test_envoy_accepts_the_gateway_config(tmp_path: Path, rendered: dict[str, list[dict[str, Any]]]) -> None:
     """`envoy --mode validate` on the ConfigMap's config, its mounts laid out in a temporary folder."""
     config_map = one(rendered["prod"], "ConfigMap", "gateway-config")
-    text = config_map["data"]["envoy.yaml"].replace(k8s.ENVOY_DIR, str(tmp_path)).replace(k8s.JWKS_DIR, str(tmp_path))
+    text = (
+        config_map["data"]["envoy.yaml"]
+        .replace(manifests.ENVOY_DIR, str(tmp_path))
+        .replace(manifests.JWKS_DIR, str(tmp_path))
+    )
     for key, value in config_map["data"].items():
         (tmp_path / key).write_text(value)
     (tmp_path / "envoy.yaml").write_text(text)
@@ -245,8 +256,8 @@ def test_prod_uses_one_database_and_role_per_service(rendered: dict[str, list[di
     (cluster,) = find(docs, "Cluster")
     roles = {r["name"] for r in cluster["spec"]["managed"]["roles"]}
     databases = {(d["spec"]["name"], d["spec"]["owner"]) for d in find(docs, "Database")}
-    assert roles == set(k8s.SERVICES)
-    assert databases == {(svc, svc) for svc in k8s.SERVICES}
+    assert roles == set(manifests.SERVICES)
+    assert databases == {(svc, svc) for svc in manifests.SERVICES}
     assert {d["spec"]["cluster"]["name"] for d in find(docs, "Database")} == {cluster["metadata"]["name"]}
     assert {d["metadata"]["namespace"] for d in docs} == {"aos"}
     for _, spec in pod_specs(docs):
@@ -273,7 +284,7 @@ def test_make_k8s_writes_every_overlay(tmp_path: Path, rendered: dict[str, list[
 def test_strategic_merge_follows_kustomize() -> None:
     base = {"a": 1, "b": {"c": 2}, "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}], "l": [1]}
     patch = {"a": None, "b": {"d": 3}, "env": [{"name": "B", "value": "9"}, {"name": "Z"}], "l": [2]}
-    assert k8s.merge(base, patch) == {
+    assert kustomize.merge(base, patch) == {
         "b": {"c": 2, "d": 3},
         "env": [{"name": "B", "value": "9"}, {"name": "Z"}, {"name": "A", "value": "1"}],
         "l": [2],
@@ -283,7 +294,7 @@ def test_strategic_merge_follows_kustomize() -> None:
 def test_unsupported_kustomize_fields_are_refused(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text("namePrefix: x-\nresources: []\n")
     with pytest.raises(ValueError, match="namePrefix"):
-        k8s.build(tmp_path)
+        kustomize.build(tmp_path)
 
 
 def test_a_patch_that_matches_nothing_is_refused(tmp_path: Path) -> None:
@@ -291,7 +302,7 @@ def test_a_patch_that_matches_nothing_is_refused(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {k: w}\n")
     (tmp_path / "kustomization.yaml").write_text("resources: [cm.yaml]\npatches: [{path: p.yaml}]\n")
     with pytest.raises(ValueError, match="matches no resource"):
-        k8s.build(tmp_path)
+        kustomize.build(tmp_path)
 
 
 def _real_kustomize() -> list[str] | None:

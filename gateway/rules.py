@@ -1,0 +1,69 @@
+"""Every RPC of the aos.* services with its gate rule, read from the descriptor set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import descriptor_pb2
+
+from aos.gate.v1 import gate_pb2
+
+
+@dataclass(frozen=True)
+class Method:
+    service: str  # fully qualified, e.g. aos.account.v1.AccountService
+    name: str
+    rule: gate_pb2.Rule
+    http: bool
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.name}"
+
+    @property
+    def cluster(self) -> str:
+        return self.service.split(".")[1]
+
+
+def load_methods(descriptor_set: bytes) -> list[Method]:
+    """Every RPC of the aos.* services with its gate rule; raises when an RPC has none."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    methods, missing = [], []
+    for file in fds.file:
+        if not file.package.startswith("aos."):
+            continue
+        for service in file.service:
+            for rpc in service.method:
+                options = rpc.options
+                full = f"{file.package}.{service.name}.{rpc.name}"
+                if not options.HasExtension(gate_pb2.rule):
+                    missing.append(full)
+                    continue
+                http = options.HasExtension(_http_rule())
+                methods.append(
+                    Method(f"{file.package}.{service.name}", rpc.name, options.Extensions[gate_pb2.rule], http)
+                )
+    if missing:
+        raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
+    return methods
+
+
+def check_rules(methods: list[Method]) -> list[str]:
+    """Contract problems the build refuses: internal RPCs with REST bindings, public RPCs nobody may call."""
+    problems = []
+    for m in methods:
+        internal = m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
+        if m.rule.audience == gate_pb2.AUDIENCE_UNSPECIFIED:
+            problems.append(f"{m.path}: gate rule has no audience")
+        if internal and m.http:
+            problems.append(f"{m.path}: internal RPC must not have an HTTP binding")
+        if not m.rule.principals:
+            problems.append(f"{m.path}: gate rule allows no principal kind")
+    return problems
+
+
+def _http_rule() -> Any:
+    from google.api import annotations_pb2
+
+    return annotations_pb2.http
