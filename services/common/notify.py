@@ -15,6 +15,10 @@ from services.common import channels, principal
 log = logging.getLogger("aos.notify")
 
 
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
 class Peer:
     """One unary RPC of a peer (`method` is its full path, "/pkg.Service/Method"); no peer address
     configured means nobody is told."""
@@ -24,7 +28,7 @@ class Peer:
         self._channel = channels.peer(addr) if addr else None
         # The reply is not read, so it stays undecoded bytes.
         self._call: grpc.aio.UnaryUnaryMultiCallable[Message, bytes] | None = (
-            self._channel.unary_unary(method, request_serializer=Message.SerializeToString) if self._channel else None
+            self._channel.unary_unary(method, request_serializer=_serialize) if self._channel else None
         )
 
     async def tell(self, request: Message, tenant_id: str) -> None:
