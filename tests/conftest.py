@@ -10,15 +10,18 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import asyncio
+import contextlib
 import importlib
+import inspect
 import os
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import httpx
@@ -58,12 +61,19 @@ async def engines(db_urls: dict[str, str]) -> AsyncIterator[dict[str, AsyncEngin
         await engine.dispose()
 
 
+# The onboarding gate's verdict and state caches live 1 s by default; the tests wait out a shorter life.
+GATE_CACHE_SECONDS = 0.2
+# Settings the tests shorten for every service that declares them (as the running services read them).
+TEST_SETTINGS: dict[str, Any] = {"cache_seconds": GATE_CACHE_SECONDS}
+
+
 def settings_for(svc: str, url: str, ports: dict[str, int]) -> Any:
-    """A service's own Settings, as its __main__ would read them: database, port, and every peer's
-    address for the `<peer>_addr` fields it declares (env `<SVC>_<PEER>_ADDR` in `aos up`)."""
+    """A service's own Settings, as its __main__ would read them: database, port, every peer's address
+    for the `<peer>_addr` fields it declares (env `<SVC>_<PEER>_ADDR` in `aos up`) and TEST_SETTINGS."""
     cls = importlib.import_module(f"services.{svc}.settings").Settings
     peers = {f"{p}_addr": f"127.0.0.1:{port}" for p, port in ports.items() if f"{p}_addr" in cls.model_fields}
-    return cls(database_url=url, grpc_port=ports[svc], **peers)
+    shortened = {name: value for name, value in TEST_SETTINGS.items() if name in cls.model_fields}
+    return cls(database_url=url, grpc_port=ports[svc], **peers, **shortened)
 
 
 async def start_service(svc: str, settings: Any) -> server.Service:
@@ -91,10 +101,46 @@ async def running(db_urls: dict[str, str], ports: dict[str, int]) -> AsyncIterat
         await server.stop(service, 1.0)
 
 
+class Listening(Protocol):
+    port: int
+
+
+Stub = TypeVar("Stub")
+
+
+class Channels:
+    """The one place the tests make gRPC channels to servers that outlive a test (the running services,
+    the onboarding instance under test): one channel per address, shared by every stub of that server."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, to: Listening | str) -> grpc.aio.Channel:
+        """A server (anything with its `port` on 127.0.0.1) or a "host:port" address. Called on the event
+        loop (an async fixture or test): a grpc.aio channel belongs to the loop it is made on."""
+        address = to if isinstance(to, str) else f"127.0.0.1:{to.port}"
+        if address not in self._open:
+            self._open[address] = grpc.aio.insecure_channel(address)
+        return self._open[address]
+
+    def stub(self, stub: Callable[[grpc.aio.Channel], Stub], to: Listening | str) -> Stub:
+        return stub(self.channel(to))
+
+    async def close(self) -> None:
+        for channel in self._open.values():
+            await channel.close()
+
+
 @pytest.fixture(scope="session")
-async def account_channel(running: dict[str, server.Service]) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running['account'].port}") as channel:
-        yield channel
+async def channels() -> AsyncIterator[Channels]:
+    made = Channels()
+    yield made
+    await made.close()
+
+
+@pytest.fixture(scope="session")
+async def account_channel(channels: Channels, running: dict[str, server.Service]) -> grpc.aio.Channel:
+    return channels.channel(running["account"])
 
 
 @pytest.fixture(scope="session")
@@ -199,10 +245,57 @@ async def own_database() -> AsyncIterator[tuple[Any, Path]]:
     shutil.rmtree(data, ignore_errors=True)
 
 
-async def wait_for_health(check: Any, want: int, timeout: float = 15.0) -> None:
-    """Polls a gRPC health Check until it reports `want`."""
-    from grpc_health.v1 import health_pb2
+async def eventually(
+    probe: Callable[[], Any],
+    *,
+    within: float = 5.0,
+    every: float = 0.05,
+    until: Callable[[Any], bool] = bool,
+    retry: Callable[[Exception], bool] = lambda exc: False,
+    what: str = "",
+) -> Any:
+    """Calls `probe` (sync or async) every `every` seconds until `until(value)` holds (by default: the value
+    is truthy) and returns that value; callers that need the time it took measure around the call.
 
-    async with asyncio.timeout(timeout):
-        while (await check(health_pb2.HealthCheckRequest(), timeout=2)).status != want:
-            await asyncio.sleep(0.05)
+    An exception of the probe fails at once, unless `retry(exc)` says it is one to wait out. After `within`
+    seconds it fails with an AssertionError naming `what` (by default the probe's name) and the last value
+    or exception."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            value = probe()
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as exc:
+            if not retry(exc):
+                raise
+            last, cause = f"raised {exc!r}", exc
+        else:
+            if until(value):
+                return value
+            last, cause = f"returned {value!r}", None
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"waited {within}s for {what or _named(probe)}; the last try {last}") from cause
+        await asyncio.sleep(every)
+
+
+def _named(probe: Callable[[], Any]) -> str:
+    """A function's name; a lambda's source line, which shows what it polls."""
+    name = getattr(probe, "__name__", repr(probe))
+    if name == "<lambda>":
+        with contextlib.suppress(OSError, TypeError):
+            return inspect.getsource(probe).strip()
+    return name
+
+
+async def health_status(channel: grpc.aio.Channel) -> int:
+    """The server's gRPC health status: a probe for `eventually`."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+    return int(reply.status)
+
+
+def unavailable(exc: Exception) -> bool:
+    """For `eventually(retry=...)`: a peer that is not reachable (yet)."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() is grpc.StatusCode.UNAVAILABLE

@@ -18,18 +18,12 @@ from cli import stack
 from services.api_keys import server as api_keys_server
 from services.api_keys.settings import Settings
 from services.common import db, server
-from tests.conftest import human, service
+from tests.conftest import Channels, human, service
 
 
 @pytest.fixture(scope="session")
-async def api_keys_channel(running: dict[str, server.Service]) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running['api_keys'].port}") as channel:
-        yield channel
-
-
-@pytest.fixture(scope="session")
-def keys(api_keys_channel: grpc.aio.Channel) -> Any:
-    return api_keys_service_pb2_grpc.ApiKeysServiceStub(api_keys_channel)
+async def keys(channels: Channels, running: dict[str, server.Service]) -> Any:
+    return channels.stub(api_keys_service_pb2_grpc.ApiKeysServiceStub, running["api_keys"])
 
 
 async def create(keys: Any, tenant: str, name: str = "ci", role: str = "owner", **fields: Any) -> Any:
@@ -62,6 +56,7 @@ async def replica(
     built = api_keys_server.assemble(settings, db.create_engine(settings.database_url.get_secret_value(), pool_size=2))
     await server.start(built.service, "127.0.0.1", settings.grpc_port, health_interval=0.2)
     try:
+        # A channel of its own: the replica lives only inside this context, and its port may be reused after.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
             yield built, api_keys_service_pb2_grpc.ApiKeysServiceStub(channel)
     finally:

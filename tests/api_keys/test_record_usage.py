@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
 from tests.api_keys.conftest import create, verify
-from tests.api_keys.test_verify_api_key import eventually, usage
-from tests.conftest import human, service
+from tests.api_keys.test_verify_api_key import usage
+from tests.conftest import eventually, human, service
 
 
 async def test_reported_uses_are_added_to_the_counts(keys: Any, tenant: str, engines: dict[str, AsyncEngine]) -> None:
@@ -30,7 +30,7 @@ async def test_reported_uses_are_added_to_the_counts(keys: Any, tenant: str, eng
     async def total() -> int:
         return (await usage(engines, made.id))[0]
 
-    await eventually(total, 5, within=5.0)
+    await eventually(total, until=lambda n: n == 5, within=5.0)
     assert (await usage(engines, made.id))[1] is not None
 
 

@@ -18,7 +18,7 @@ from aos.api_keys.v1 import api_keys_service_pb2_grpc
 from aos.integrations.v1 import integrations_service_pb2 as int_rpc
 from aos.integrations.v1 import integrations_service_pb2_grpc
 from services.common import server
-from tests.conftest import human, service
+from tests.conftest import Channels, human, service
 
 
 class Lines(logging.Handler):
@@ -46,36 +46,30 @@ def logged() -> Iterator[Lines]:
 
 
 async def test_rpc_log_lines_carry_request_tenant_and_method_and_never_a_secret(
-    running: dict[str, server.Service], tenant: str, logged: Lines
+    running: dict[str, server.Service], channels: Channels, tenant: str, logged: Lines
 ) -> None:
     request_id = f"req-{uuid.uuid4().hex}"
     credential, rotated = "sk-live-" + secrets.token_hex(20), "sk-live-" + secrets.token_hex(20)
     md = (*human(tenant), ("x-request-id", request_id))
-    async with (
-        grpc.aio.insecure_channel(f"127.0.0.1:{running['api_keys'].port}") as keys_channel,
-        grpc.aio.insecure_channel(f"127.0.0.1:{running['integrations'].port}") as int_channel,
-    ):
-        keys = api_keys_service_pb2_grpc.ApiKeysServiceStub(keys_channel)
-        made = await keys.CreateApiKey(keys_rpc.CreateApiKeyRequest(name="logged"), metadata=md, timeout=10)
-        verdict = await keys.VerifyApiKey(keys_rpc.VerifyApiKeyRequest(secret=made.key), metadata=service(), timeout=5)
-        assert verdict.tenant_id == tenant
-        integrations = integrations_service_pb2_grpc.IntegrationsServiceStub(int_channel)
-        created = await integrations.CreateIntegration(
-            int_rpc.CreateIntegrationRequest(name="logged", provider_type="openai", credential=credential),
+    keys = channels.stub(api_keys_service_pb2_grpc.ApiKeysServiceStub, running["api_keys"])
+    made = await keys.CreateApiKey(keys_rpc.CreateApiKeyRequest(name="logged"), metadata=md, timeout=10)
+    verdict = await keys.VerifyApiKey(keys_rpc.VerifyApiKeyRequest(secret=made.key), metadata=service(), timeout=5)
+    assert verdict.tenant_id == tenant
+    integrations = channels.stub(integrations_service_pb2_grpc.IntegrationsServiceStub, running["integrations"])
+    created = await integrations.CreateIntegration(
+        int_rpc.CreateIntegrationRequest(name="logged", provider_type="openai", credential=credential),
+        metadata=md,
+        timeout=10,
+    )
+    await integrations.UpdateIntegration(
+        int_rpc.UpdateIntegrationRequest(integration_id=created.data.id, credential=rotated), metadata=md, timeout=10
+    )
+    with pytest.raises(grpc.aio.AioRpcError):  # a raw secret where a reference belongs is refused, not echoed
+        await integrations.CreateIntegration(
+            int_rpc.CreateIntegrationRequest(name="bad", provider_type="openai", credential_ref=credential),
             metadata=md,
             timeout=10,
         )
-        await integrations.UpdateIntegration(
-            int_rpc.UpdateIntegrationRequest(integration_id=created.data.id, credential=rotated),
-            metadata=md,
-            timeout=10,
-        )
-        with pytest.raises(grpc.aio.AioRpcError):  # a raw secret where a reference belongs is refused, not echoed
-            await integrations.CreateIntegration(
-                int_rpc.CreateIntegrationRequest(name="bad", provider_type="openai", credential_ref=credential),
-                metadata=md,
-                timeout=10,
-            )
 
     entries = [json.loads(line) for line in logged.lines]
     for secret in (made.key, credential, rotated):

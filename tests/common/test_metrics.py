@@ -21,7 +21,7 @@ from cli import stack
 from services.api_keys import server as api_keys_server
 from services.api_keys.settings import Settings as ApiKeysSettings
 from services.common import db, server
-from tests.conftest import human, service, settings_for, start_service
+from tests.conftest import eventually, human, service, settings_for, start_service
 
 ACCOUNT = "aos.account.v1.AccountService"
 
@@ -40,12 +40,14 @@ async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 
 async def settled(port: int) -> dict[Any, float]:
     """A scrape once no event waits for an open transaction (a background write may briefly hold one back)."""
-    for _ in range(50):
-        samples = await scrape(port)
-        if value(samples, "aos_outbox_pending_events") == 0:
-            return samples
-        await asyncio.sleep(0.1)
-    raise AssertionError("events stay held back with no open transaction")
+    samples: dict[Any, float] = await eventually(
+        lambda: scrape(port),
+        until=lambda samples: value(samples, "aos_outbox_pending_events") == 0,
+        within=5.0,
+        every=0.1,
+        what="no event held back with no open transaction",
+    )
+    return samples
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float | None:
@@ -65,6 +67,7 @@ async def account_with_metrics(
 
 async def test_rpcs_are_counted_by_method_and_code_and_timed(account_with_metrics: server.Service) -> None:
     svc = account_with_metrics
+    # A channel of its own to each replica of these tests: the replica lives only in its test.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") as channel:
         stub = account_service_pb2_grpc.AccountServiceStub(channel)
         for _ in range(2):
@@ -112,7 +115,7 @@ async def test_a_held_back_event_shows_as_outbox_lag(
         async with grpc.aio.insecure_channel(f"127.0.0.1:{account_with_metrics.port}") as channel:
             stub = account_service_pb2_grpc.AccountServiceStub(channel)
             await stub.CreateTenant(acc.CreateTenantRequest(name="Held back"), metadata=human(), timeout=10)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the held-back event ages: its lag is above 0
         samples = await scrape(account_with_metrics.metrics_port)
         assert (value(samples, "aos_outbox_pending_events") or 0) >= 1
         assert (value(samples, "aos_outbox_lag_seconds") or 0) > 0

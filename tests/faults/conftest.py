@@ -4,7 +4,6 @@ or stopped and restarted on the same port while the others and the gateway keep 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -68,14 +67,6 @@ def procs(pg_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pr
         yield made
     finally:
         made.stop_all()
-
-
-async def eventually(check: object, within: float = 10.0, every: float = 0.1) -> None:
-    """Awaits `check()` (an async callable) until it is true; fails after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"condition not reached within {within}s"
-        await asyncio.sleep(every)
 
 
 async def signup(http: httpx.AsyncClient, gateway: Gateway, name: str) -> tuple[str, dict[str, str]]:

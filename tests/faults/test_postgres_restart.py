@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from pgserver import _commands
 
 from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
 from cli import stack
 from services.common import server
-from tests.conftest import human, settings_for, start_service, wait_for_health
+from tests.conftest import eventually, health_status, human, settings_for, start_service
 
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 CLIENTS = 8
 RPC_TIMEOUT = 5.0  # a hang shows up as DEADLINE_EXCEEDED, which the test refuses
 FAIL_FAST = 2.0  # an UNAVAILABLE answer must come well within the deadline
@@ -29,10 +30,10 @@ async def test_postgres_restart_under_load_loses_no_acknowledged_write(own_datab
     failures: list[tuple[grpc.StatusCode, float, str]] = []
     stop = asyncio.Event()
     try:
+        # A channel of its own: this account server lives only in this test (on a database of its own).
         async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel).Check
             account = account_service_pb2_grpc.AccountServiceStub(channel)
-            await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
+            await eventually(lambda: health_status(channel), until=lambda s: s == SERVING, within=15)
             owners, tenants = [], []
             for i in range(CLIENTS):
                 md = human(user=f"pf-owner-{i}")
@@ -56,17 +57,17 @@ async def test_postgres_restart_under_load_loses_no_acknowledged_write(own_datab
                         await asyncio.sleep(0.02)
 
             load = [asyncio.create_task(client(i)) for i in range(CLIENTS)]
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # the load runs against a healthy database first
             before = len(acked)
             await asyncio.to_thread(_commands.pg_ctl, ["-w", "stop", "-m", "fast"], pgdata=pgdata, user=pg.system_user)
-            await wait_for_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await eventually(lambda: health_status(channel), until=lambda s: s == NOT_SERVING, within=15)
             down_failures = len(failures)
             await asyncio.sleep(1.5)  # the load keeps hammering the service while its database is down
             during = len(failures) - down_failures
             await asyncio.to_thread(pg.ensure_postgres_running)
-            await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
+            await eventually(lambda: health_status(channel), until=lambda s: s == SERVING, within=15)
             recovered_at = len(acked)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # and on after the restart, where creates must succeed again
             stop.set()
             await asyncio.wait_for(asyncio.gather(*load), 10)
 

@@ -13,8 +13,8 @@ import pytest
 
 from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
 from aos.api_keys.v1 import api_keys_service_pb2_grpc
-from tests.conftest import human
-from tests.faults.conftest import ProcessStack, eventually, signup
+from tests.conftest import eventually, human
+from tests.faults.conftest import ProcessStack, signup
 
 pytestmark = pytest.mark.e2e
 
@@ -125,7 +125,7 @@ async def test_a_peer_back_from_a_long_outage_is_found_again_within_seconds(proc
         assert (await http.post("/tenant/api-keys", json={"name": "before"}, headers=auth)).status_code == 201
         await asyncio.to_thread(procs.kill, "account")
         try:
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # long enough for api_keys' reconnect backoff to account to grow
         finally:
             await asyncio.to_thread(procs.start, "account")
         back = time.monotonic()

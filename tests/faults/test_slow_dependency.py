@@ -82,6 +82,7 @@ async def slow(pg_base: str, running: dict[str, server.Service]) -> AsyncIterato
     onb = await start_service("onboarding", settings)
     engine = db.create_engine(async_url(urls["onboarding"]), pool_size=2)
     try:
+        # A channel of its own: this onboarding lives only as long as this module's tests.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
             yield (onboarding_service_pb2_grpc.OnboardingServiceStub(channel), engine), proxies
     finally:

@@ -6,16 +6,16 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import grpc
 import pytest
 
 from aos.integrations.v1 import integrations_service_pb2_grpc
 from services.common import server
+from tests.conftest import Channels
 
 GOOD_KEY = "prov-good-key-0123456789abcdef"
 SLOW_SECONDS = 3.0  # beyond the service's default 2 s probe deadline
@@ -77,14 +77,8 @@ def provider() -> Iterator[FakeProvider]:
 
 
 @pytest.fixture(scope="session")
-async def integrations_channel(running: dict[str, server.Service]) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running['integrations'].port}") as channel:
-        yield channel
-
-
-@pytest.fixture(scope="session")
-def integrations(integrations_channel: grpc.aio.Channel) -> Any:
-    return integrations_service_pb2_grpc.IntegrationsServiceStub(integrations_channel)
+async def integrations(channels: Channels, running: dict[str, server.Service]) -> Any:
+    return channels.stub(integrations_service_pb2_grpc.IntegrationsServiceStub, running["integrations"])
 
 
 @pytest.fixture

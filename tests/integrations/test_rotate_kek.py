@@ -59,6 +59,7 @@ async def test_rotation_rewraps_all_data_keys_and_credentials_still_decrypt(
     settings = settings.model_copy(update={"keks": {k: type(DEV_KEK)(v) for k, v in BOTH.items()}, "active_kek": "k2"})
     replica = await start_service("integrations", settings)
     try:
+        # A channel of its own: the replica lives only in this test.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}") as channel:
             stub = integrations_service_pb2_grpc.IntegrationsServiceStub(channel)
 

@@ -24,7 +24,7 @@ from cli import devauth, stack
 from services.common import db, server
 from services.common.settings import async_url
 from services.onboarding.settings import Settings
-from tests.conftest import Gateway, start_service
+from tests.conftest import GATE_CACHE_SECONDS, Channels, Gateway, start_service
 
 
 class FakeEventLog(events_service_pb2_grpc.EventLogServiceServicer):
@@ -157,10 +157,11 @@ def onb_db(pg_base: str) -> str:
 
 
 class Onboarding:
-    """The onboarding server under test; `restart()` stops and rebuilds it on the same port."""
+    """The onboarding server under test; `stop()` and `start()` restart it on the same port. `account_events`
+    reads the EventLog of the account service it consumes."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, account_events: events_service_pb2_grpc.EventLogServiceStub) -> None:
+        self.settings, self.account_events = settings, account_events
         self.service: server.Service | None = None
         self.engine = db.create_engine(async_url(settings.database_url.get_secret_value()), pool_size=5)
 
@@ -179,7 +180,7 @@ class Onboarding:
 
 @pytest.fixture(scope="session")
 async def onb(
-    onb_db: str, running: dict[str, server.Service], api_keys: FakePeer, integrations: FakePeer
+    onb_db: str, running: dict[str, server.Service], channels: Channels, api_keys: FakePeer, integrations: FakePeer
 ) -> AsyncIterator[Onboarding]:
     settings = Settings(
         database_url=onb_db,  # type: ignore[arg-type]
@@ -188,10 +189,11 @@ async def onb(
         api_keys_addr=f"127.0.0.1:{api_keys.port}",
         integrations_addr=f"127.0.0.1:{integrations.port}",
         peer_timeout_seconds=1.0,
+        cache_seconds=GATE_CACHE_SECONDS,
         consumer_backoff_seconds=0.1,
         consumer_max_backoff_seconds=0.5,
     )
-    instance = Onboarding(settings)
+    instance = Onboarding(settings, channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["account"]))
     await instance.start()
     yield instance
     await instance.stop()
@@ -199,14 +201,8 @@ async def onb(
 
 
 @pytest.fixture(scope="session")
-async def onb_channel(onb: Onboarding) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(onb.addr) as channel:
-        yield channel
-
-
-@pytest.fixture(scope="session")
-def stub(onb_channel: grpc.aio.Channel) -> onboarding_service_pb2_grpc.OnboardingServiceStub:
-    return onboarding_service_pb2_grpc.OnboardingServiceStub(onb_channel)
+async def stub(channels: Channels, onb: Onboarding) -> onboarding_service_pb2_grpc.OnboardingServiceStub:
+    return channels.stub(onboarding_service_pb2_grpc.OnboardingServiceStub, onb.addr)
 
 
 @pytest.fixture

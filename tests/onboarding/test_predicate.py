@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -12,7 +11,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from aos.onboarding.v1 import onboarding_service_pb2 as rpc
-from tests.conftest import human, service
+from tests.conftest import eventually, human, service, unavailable
 from tests.onboarding.conftest import FakeApiKeys, FakeIntegrations, FakePeer, Onboarding, state_of
 from tests.onboarding.test_transitions import new_tenant, ready
 
@@ -60,21 +59,12 @@ async def test_integrations_down_fails_closed_and_changes_nothing(
         assert await state_of(onb, tenant) == 3
     finally:
         await integrations.start()
-    await eventually_complete(stub, tenant)
 
+    def complete() -> Any:  # Finalize succeeds once the restarted source is reachable again
+        return stub.CompleteOnboarding(rpc.CompleteOnboardingRequest(), metadata=human(tenant), timeout=5)
 
-async def eventually_complete(stub: Any, tenant: str, within: float = 5.0) -> None:
-    """Finalize succeeds once the restarted source is reachable again (bounded)."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            done = await stub.CompleteOnboarding(rpc.CompleteOnboardingRequest(), metadata=human(tenant), timeout=5)
-            assert done.to_state == "COMPLETE"
-            return
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    done = await eventually(complete, within=5.0, every=0.2, retry=unavailable)
+    assert done.to_state == "COMPLETE"
 
 
 async def test_a_slow_source_costs_one_deadline_not_a_false_missing(

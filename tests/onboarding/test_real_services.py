@@ -25,7 +25,7 @@ from aos.onboarding.v1 import onboarding_service_pb2_grpc
 from cli import stack
 from services.common import db, server
 from services.common.settings import async_url
-from tests.conftest import human, settings_for, start_service
+from tests.conftest import eventually, human, settings_for, start_service, unavailable
 from tests.integrations.conftest import FakeProvider, provider  # noqa: F401  (fixture)
 from tests.integrations.test_test_integration import register
 from tests.onboarding.test_predicate import error_info
@@ -102,18 +102,11 @@ async def real(pg_base: str) -> AsyncIterator[Stack]:
         await own.engine.dispose()
 
 
-async def within(seconds: float, probe: Any) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (result := await probe()) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    return result
-
-
 async def test_finalize_fails_closed_while_integrations_is_down_and_works_after(
     real: Stack,
     provider: FakeProvider,  # noqa: F811
 ) -> None:
-    tenant = await within(10, real.new_tenant)
+    tenant = await eventually(real.new_tenant, within=10)
     owner = human(tenant)
     await real.new_key(tenant)
     await real.account.CreateProject(account_rpc.CreateProjectRequest(name="web"), metadata=owner, timeout=5)
@@ -140,25 +133,21 @@ async def test_finalize_fails_closed_while_integrations_is_down_and_works_after(
 
     await real.start("integrations")
 
-    async def finalize() -> Any:
-        try:
-            return await real.onboarding.CompleteOnboarding(rpc.CompleteOnboardingRequest(), metadata=owner, timeout=5)
-        except grpc.aio.AioRpcError as exc:
-            assert exc.code() is grpc.StatusCode.UNAVAILABLE, exc  # only until the channel reconnects
-            return None
+    def finalize() -> Any:  # UNAVAILABLE only until the channel reconnects
+        return real.onboarding.CompleteOnboarding(rpc.CompleteOnboardingRequest(), metadata=owner, timeout=5)
 
-    done = await within(10, finalize)
-    assert done is not None and done.to_state == "COMPLETE"
+    done = await eventually(finalize, within=10, retry=unavailable)
+    assert done.to_state == "COMPLETE"
     assert await real.state(tenant) == 4 and await real.completions(tenant) == 1
 
 
 async def test_a_key_created_while_onboarding_is_down_advances_the_tenant_after_it_returns(real: Stack) -> None:
-    tenant = await within(10, real.new_tenant)
+    tenant = await eventually(real.new_tenant, within=10)
     await real.stop("onboarding")
 
     created = await real.new_key(tenant)  # the synchronous notification fails; the event stays in the outbox
     assert created.key.startswith("aos_")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # nothing may apply it while onboarding is down
     assert await real.state(tenant) == 1
 
     await real.start("onboarding")
@@ -166,7 +155,7 @@ async def test_a_key_created_while_onboarding_is_down_advances_the_tenant_after_
     async def advanced() -> bool:
         return await real.state(tenant) == 2
 
-    assert await within(10, advanced), "onboarding's api_keys consumer did not apply the key created while down"
+    await eventually(advanced, within=10, what="onboarding's api_keys consumer applying the key created while down")
     # A channel of its own: the shared subchannel to the old process would still be in reconnect backoff.
     options = [("grpc.use_local_subchannel_pool", 1)]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{real.ports['onboarding']}", options=options) as fresh:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import time
 import uuid
 from typing import Any
 
@@ -18,11 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.account.v1 import account_service_pb2 as account_rpc
-from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
+from aos.events.v1 import events_service_pb2
 from aos.onboarding.v1 import onboarding_pb2 as pb
 from aos.onboarding.v1 import onboarding_service_pb2 as rpc
 from services.common import events
-from tests.conftest import human, service
+from tests.conftest import eventually, human, service
 from tests.onboarding.conftest import FakeApiKeys, FakeIntegrations, Onboarding, onboarding_events, set_state, state_of
 
 
@@ -52,23 +51,20 @@ async def account_events_applied(onb: Onboarding, within: float = 10.0) -> None:
     """Waits until onboarding's consumer has applied every event account has committed so far, so that a
     test's next step does not race an automatic promotion."""
     token = ""
-    async with grpc.aio.insecure_channel(onb.settings.account_addr) as channel:
-        log = events_service_pb2_grpc.EventLogServiceStub(channel)
-        while True:
-            request = events_service_pb2.ListEventsRequest(page_size=1000, page_token=token)
-            page = await log.ListEvents(request, metadata=service(), timeout=5)
-            token = page.next_page_token
-            if not page.events:
-                break
-    deadline = time.monotonic() + within
     while True:
+        request = events_service_pb2.ListEventsRequest(page_size=1000, page_token=token)
+        page = await onb.account_events.ListEvents(request, metadata=service(), timeout=5)
+        token = page.next_page_token
+        if not page.events:
+            break
+
+    async def account_cursor_caught_up() -> bool:
         async with onb.engine.connect() as conn:
             saved = await conn.execute(text("SELECT page_token FROM event_cursor WHERE source = 'account'"))
             cursor = saved.scalar_one_or_none()
-        if cursor and _position(cursor) >= _position(token):
-            return
-        assert time.monotonic() < deadline, "account events not applied in time"
-        await asyncio.sleep(0.05)
+        return bool(cursor) and _position(cursor) >= _position(token)
+
+    await eventually(account_cursor_caught_up, within=within)
 
 
 async def ready(account: Any, stub: Any, keys: FakeApiKeys, connectors: FakeIntegrations, onb: Onboarding) -> str:
