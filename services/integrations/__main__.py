@@ -14,8 +14,14 @@ from services.integrations.settings import Settings
 async def rotate_kek(settings: Settings) -> None:
     configure_logging(settings.log_level)
     engine = db.create_engine(settings.database_url.get_secret_value())
-    keyring = crypto.Keyring(settings.keks, settings.active_kek)
-    count = await repository.rewrap_all(db.sessionmaker(engine), keyring)
+    sessions, keyring = db.sessionmaker(engine), crypto.Keyring(settings.keks, settings.active_kek)
+    count = 0
+    # One short transaction per tenant: readers never wait long and the service keeps serving.
+    while True:
+        async with sessions.begin() as session:
+            if not await repository.rewrap_next(session, keyring):
+                break
+        count += 1
     await engine.dispose()
     print(f"re-wrapped {count} data keys under KEK {settings.active_kek!r}")
 

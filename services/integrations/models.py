@@ -43,7 +43,7 @@ class Managed:
     @classmethod
     def __table_args__(cls) -> tuple[Any, ...]:
         name = cls.__tablename__  # type: ignore[attr-defined]
-        machine: policy.Machine = cls.MACHINE  # type: ignore[attr-defined]
+        lifecycle: policy.Lifecycle = cls.LIFECYCLE  # type: ignore[attr-defined]
         return (
             # Names are unique among a tenant's live rows; a deleted name can be reused.
             Index(
@@ -51,7 +51,7 @@ class Managed:
             ),
             Index(f"ix_{name}_tenant_created", "tenant_id", "created_at", "id"),
             Index(f"ix_{name}_tenant_status", "tenant_id", "status"),
-            CheckConstraint(_in("status", machine.statuses), name="status"),
+            CheckConstraint(_in("status", lifecycle.statuses), name="status"),
             CheckConstraint(_in("health_state", policy.HEALTH_STATES), name="health_state"),
             *cls.EXTRA_ARGS,  # type: ignore[attr-defined]
         )
@@ -59,7 +59,7 @@ class Managed:
 
 class Integration(Managed, Base):
     __tablename__ = "integration"
-    MACHINE = policy.INTEGRATION
+    LIFECYCLE = policy.INTEGRATION
     EXTRA_ARGS = (
         CheckConstraint(_in("provider_type", policy.PROVIDERS), name="provider_type"),
         CheckConstraint("budget_limit_cents >= 0 AND token_limit_month >= 0 AND rate_limit_rpm >= 0", name="limits"),
@@ -75,7 +75,7 @@ class Integration(Managed, Base):
 
 class Connector(Managed, Base):
     __tablename__ = "connector"
-    MACHINE = policy.CONNECTOR
+    LIFECYCLE = policy.CONNECTOR
     EXTRA_ARGS = (CheckConstraint(_in("connector_type", policy.CONNECTOR_TYPES), name="connector_type"),)
 
     connector_type: Mapped[str] = mapped_column(String(20))
@@ -88,7 +88,7 @@ class Connector(Managed, Base):
 
 class Datasource(Managed, Base):
     __tablename__ = "datasource"
-    MACHINE = policy.DATASOURCE
+    LIFECYCLE = policy.DATASOURCE
     EXTRA_ARGS = (CheckConstraint(_in("source_type", policy.SOURCE_TYPES), name="source_type"),)
 
     source_type: Mapped[str] = mapped_column(String(20))

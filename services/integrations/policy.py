@@ -1,4 +1,4 @@
-"""Integration rules with no I/O: types, the status machines, credential references, limits arithmetic."""
+"""Integration rules with no I/O: types, the status lifecycles, credential references, limits arithmetic."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument
 
 PROVIDERS = ("openai", "anthropic", "azure_openai", "bedrock", "custom")
 HEALTH_STATES = ("unknown", "healthy", "degraded", "failing")
@@ -28,10 +28,17 @@ RAW_SECRET_PREFIXES = ("sk-", "anthropic-", "az-", "aws_")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
+class Conflict(FailedPrecondition):
+    """An action the row's status or deletion refuses; the legacy REST API answered 409 (not bad input)."""
+
+    http_status = 409
+
+
 @dataclass(frozen=True)
-class Machine:
-    """One lifecycle, three vocabularies: created → enabled ⇄ disabled; `error` is set by the system and
-    cannot be enabled; delete is soft (status `deleted_status`, deleted_at set) and final."""
+class Lifecycle:
+    """The status table of one resource kind. One lifecycle, three vocabularies: created → enabled ⇄
+    disabled; `error` is set by the system and cannot be enabled; delete is soft (status `deleted_status`,
+    deleted_at set) and final."""
 
     noun: str
     created: str
@@ -64,9 +71,9 @@ class Machine:
         return f"cannot {action} {self.noun} in status {status}"
 
 
-INTEGRATION = Machine("integration", "created", "enabled", "disabled", "error", "disabled")
-CONNECTOR = Machine("connector", "registered", "connected", "disconnected", "error", "deprecated")
-DATASOURCE = Machine("datasource", "pending", "active", "inactive", "error", "deprecated")
+INTEGRATION = Lifecycle("integration", "created", "enabled", "disabled", "error", "disabled")
+CONNECTOR = Lifecycle("connector", "registered", "connected", "disconnected", "error", "deprecated")
+DATASOURCE = Lifecycle("datasource", "pending", "active", "inactive", "error", "deprecated")
 
 
 def credential_ref(value: str, *, dev: bool, field: str = "credential_ref") -> str:

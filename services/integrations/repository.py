@@ -1,35 +1,28 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import exists, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.errors import AlreadyExists, FailedPrecondition, NotFound
+from services.common.errors import AlreadyExists, NotFound
+from services.common.paging import Page
 from services.integrations.crypto import Keyring
 from services.integrations.models import Connector, Datasource, Integration, TenantKey
-from services.integrations.policy import Machine
+from services.integrations.policy import Conflict, Lifecycle
 
 Row = TypeVar("Row", Integration, Connector, Datasource)
 
 
-def conflict(message: str, reason: str, **metadata: str) -> FailedPrecondition:
-    """FAILED_PRECONDITION that REST callers see as 409 (an illegal transition, not bad input)."""
-    error = FailedPrecondition(message, reason=reason, metadata=metadata)
-    error.http_status = 409
-    return error
-
-
-def _machine(model: type[Row]) -> Machine:
-    machine: Machine = model.MACHINE
-    return machine
+def _lifecycle(model: type[Row]) -> Lifecycle:
+    lifecycle: Lifecycle = model.LIFECYCLE
+    return lifecycle
 
 
 def _taken(model: type[Row], name: str, exc: IntegrityError) -> AlreadyExists:
-    noun = _machine(model).noun.capitalize()
+    noun = _lifecycle(model).noun.capitalize()
     return AlreadyExists(f"{noun} with name '{name}' already exists", reason="NAME_TAKEN", metadata={"name": name})
 
 
@@ -46,37 +39,32 @@ async def add(session: AsyncSession, row: Row) -> Row:
 async def get(session: AsyncSession, model: type[Row], tenant_id: str, row_id: str) -> Row:
     row = await session.scalar(select(model).where(model.id == row_id, model.tenant_id == tenant_id))
     if row is None:
-        noun = _machine(model).noun
+        noun = _lifecycle(model).noun
         raise NotFound(f"{noun} not found", reason=f"{noun.upper()}_NOT_FOUND")
     return row
 
 
-async def list_rows(
-    session: AsyncSession,
-    model: type[Row],
-    tenant_id: str,
-    filters: dict[str, str],
-    after: tuple[datetime, str] | None,
-    offset: int,
-    limit: int,
-) -> tuple[list[Row], int]:
-    """Live rows, newest first; keyset after `after`, or the legacy offset. Returns the page and the total."""
+def _live(model: type[Row], tenant_id: str, filters: dict[str, str]) -> list[ColumnElement[bool]]:
+    """The tenant's rows that are not deleted, with the filters that have a value."""
     scope = [model.tenant_id == tenant_id, model.deleted_at.is_(None)]
-    scope += [getattr(model, column) == value for column, value in filters.items() if value]
-    total = await session.scalar(select(func.count()).select_from(model).where(*scope)) or 0
-    query = select(model).where(*scope)
-    if after:
-        # A row comparison, which PostgreSQL turns into an index range (an OR would only filter).
-        query = query.where(tuple_(model.created_at, model.id) < tuple_(*after))
-    query = query.order_by(model.created_at.desc(), model.id.desc()).offset(offset).limit(limit)
-    return list((await session.scalars(query)).all()), total
+    return scope + [getattr(model, column) == value for column, value in filters.items() if value]
+
+
+async def page(session: AsyncSession, model: type[Row], tenant_id: str, filters: dict[str, str], at: Page) -> list[Row]:
+    """Live rows, newest first, as `at` asks (keyset or legacy offset, one row past the page)."""
+    query = at.apply(select(model).where(*_live(model, tenant_id, filters)), model.created_at, model.id)
+    return list((await session.scalars(query)).all())
+
+
+async def count(session: AsyncSession, model: type[Row], tenant_id: str, filters: dict[str, str]) -> int:
+    return await session.scalar(select(func.count()).select_from(model).where(*_live(model, tenant_id, filters))) or 0
 
 
 async def transition(session: AsyncSession, model: type[Row], tenant_id: str, row_id: str, action: str) -> Row:
     """Conditional update: the row moves only if, when it is locked, its status allows `action`; concurrent
-    callers therefore serialize in the database and the status never leaves the machine."""
-    machine = _machine(model)
-    values: dict[str, Any] = {"status": machine.target(action), "updated_at": func.now()}
+    callers therefore serialize in the database and the status never leaves the lifecycle."""
+    lifecycle = _lifecycle(model)
+    values: dict[str, Any] = {"status": lifecycle.target(action), "updated_at": func.now()}
     if action == "delete":
         values["deleted_at"] = func.now()
     stmt = (
@@ -85,7 +73,7 @@ async def transition(session: AsyncSession, model: type[Row], tenant_id: str, ro
             model.id == row_id,
             model.tenant_id == tenant_id,
             model.deleted_at.is_(None),
-            model.status.in_(machine.sources(action)),
+            model.status.in_(lifecycle.sources(action)),
         )
         .values(**values)
         .returning(model)
@@ -95,16 +83,16 @@ async def transition(session: AsyncSession, model: type[Row], tenant_id: str, ro
     if moved is not None:
         return moved
     row = await get(session, model, tenant_id, row_id)
-    raise conflict(
-        machine.refusal(action, row.status, row.deleted_at is not None),
-        "ILLEGAL_TRANSITION",
-        status=row.status,
-        deleted=str(row.deleted_at is not None).lower(),
+    deleted = row.deleted_at is not None
+    raise Conflict(
+        lifecycle.refusal(action, row.status, deleted),
+        reason="ILLEGAL_TRANSITION",
+        metadata={"status": row.status, "deleted": str(deleted).lower()},
     )
 
 
 async def change(session: AsyncSession, model: type[Row], tenant_id: str, row_id: str, values: dict[str, Any]) -> Row:
-    """Updates a live row; a deleted one refuses (409), an unknown one is NOT_FOUND."""
+    """Updates a live row; a deleted one is a Conflict, an unknown one is NOT_FOUND."""
     stmt = (
         update(model)
         .where(model.id == row_id, model.tenant_id == tenant_id, model.deleted_at.is_(None))
@@ -119,7 +107,7 @@ async def change(session: AsyncSession, model: type[Row], tenant_id: str, row_id
     if changed is not None:
         return changed
     await get(session, model, tenant_id, row_id)
-    raise conflict(f"{_machine(model).noun} is deleted", "DELETED")
+    raise Conflict(f"{_lifecycle(model).noun} is deleted", reason="DELETED")
 
 
 async def evidence(session: AsyncSession, tenant_id: str) -> bool:
@@ -150,18 +138,15 @@ async def data_key(session: AsyncSession, keyring: Keyring, tenant_id: str, *, c
     return None if row is None else keyring.unwrap(tenant_id, row.kek_id, row.wrapped_key)
 
 
-async def rewrap_all(sessions: async_sessionmaker[AsyncSession], keyring: Keyring) -> int:
-    """Re-wraps every data key not yet under the active KEK, one short transaction per tenant (readers never
-    wait long and the service keeps serving). The data keys themselves do not change."""
-    done = 0
-    while True:
-        async with sessions.begin() as session:
-            row = await session.scalar(
-                select(TenantKey).where(TenantKey.kek_id != keyring.active).limit(1).with_for_update(skip_locked=True)
-            )
-            if row is None:
-                return done
-            plain = keyring.unwrap(row.tenant_id, row.kek_id, row.wrapped_key)
-            row.kek_id, row.wrapped_key = keyring.wrap(row.tenant_id, plain)
-            row.rotated_at = func.now()
-            done += 1
+async def rewrap_next(session: AsyncSession, keyring: Keyring) -> bool:
+    """Re-wraps one data key not yet under the active KEK (False when none is left); the data key itself
+    does not change. Rows another rotation holds are skipped, not waited for."""
+    row = await session.scalar(
+        select(TenantKey).where(TenantKey.kek_id != keyring.active).limit(1).with_for_update(skip_locked=True)
+    )
+    if row is None:
+        return False
+    plain = keyring.unwrap(row.tenant_id, row.kek_id, row.wrapped_key)
+    row.kek_id, row.wrapped_key = keyring.wrap(row.tenant_id, plain)
+    row.rotated_at = func.now()
+    return True

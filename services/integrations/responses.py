@@ -1,0 +1,265 @@
+"""Proto ⇄ row: first the messages built from a row (the canonical Connector and Datasource, the legacy
+{success, data, meta} envelope of integrations), then the validated rows and changes a request asks for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+
+from aos.integrations.v1 import integration_pb2 as pb
+from aos.integrations.v1 import integrations_service_pb2 as rpc
+from services.common import validation
+from services.common.errors import InvalidArgument
+from services.common.interceptors import request_id
+from services.common.paging import Page
+from services.integrations import policy
+from services.integrations.models import Connector, Datasource, Integration, Managed
+
+MAX_INT32 = 2**31 - 1
+E = TypeVar("E")
+
+
+def _now() -> Any:
+    """A datetime, which protobuf takes for a Timestamp field (its stubs say Timestamp only)."""
+    return datetime.now(UTC)
+
+
+def _ts(**values: datetime | None) -> dict[str, Any]:
+    """Timestamp fields that are set (an unset one stays absent rather than 1970)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _managed(r: Managed) -> dict[str, Any]:
+    """The fields every resource message shares (never credential_ref or config)."""
+    return {
+        "tenant_id": r.tenant_id, "name": r.name, "status": r.status, "health_state": r.health_state,
+        "health_message": r.health_message or "", "latency_ms": r.latency_ms, "has_credential": bool(r.credential_ref),
+        "deleted": r.deleted_at is not None,
+        **_ts(health_checked_at=r.health_checked_at, created_at=r.created_at, updated_at=r.updated_at),
+    }  # fmt: skip
+
+
+def integration(r: Integration) -> pb.Integration:
+    return pb.Integration(
+        id=r.id, provider_type=r.provider_type, default_model=r.default_model or "",
+        budget_limit_cents=r.budget_limit_cents, token_limit_month=r.token_limit_month,
+        rate_limit_rpm=r.rate_limit_rpm, created_by=r.created_by or "", **_ts(deleted_at=r.deleted_at), **_managed(r),
+    )  # fmt: skip
+
+
+def summary(r: Integration) -> pb.IntegrationSummary:
+    return pb.IntegrationSummary(
+        id=r.id, name=r.name, provider_type=r.provider_type, status=r.status, health_state=r.health_state,
+        default_model=r.default_model or "", **_ts(created_at=r.created_at),
+    )  # fmt: skip
+
+
+def connector(r: Connector) -> pb.Connector:
+    return pb.Connector(
+        connector_id=r.id, connector_type=r.connector_type, capabilities=r.capabilities, endpoint=r.endpoint,
+        connection_count=r.connection_count, error_count=r.error_count, **_ts(last_connected=r.last_connected),
+        **_managed(r),
+    )  # fmt: skip
+
+
+def datasource(r: Datasource) -> pb.Datasource:
+    return pb.Datasource(
+        source_id=r.id, source_type=r.source_type, description=r.description, tags=r.tags, endpoint=r.endpoint,
+        **_managed(r),
+    )  # fmt: skip
+
+
+def envelope(response: Callable[..., E], data: Any) -> E:
+    """The legacy integrations envelope every integration route answers with."""
+    return response(success=True, data=data, meta=pb.Meta(timestamp=_now(), request_id=request_id.get()))
+
+
+def integrations(rows: list[Integration], total: int, token: str) -> rpc.ListIntegrationsResponse:
+    meta = pb.ListMeta(timestamp=_now(), request_id=request_id.get(), total=total)
+    data = [summary(r) for r in rows]
+    return rpc.ListIntegrationsResponse(success=True, data=data, meta=meta, next_page_token=token)
+
+
+def facade(
+    rows: list[Integration], total: int, more: bool, page: Page, correlation_id: str
+) -> rpc.ListIntegrationsFacadeResponse:
+    pagination = rpc.Pagination(limit=page.size, offset=page.offset)
+    if more:
+        pagination.next_offset = page.offset + len(rows)
+    return rpc.ListIntegrationsFacadeResponse(
+        integrations=[summary(r) for r in rows],
+        total=total,
+        has_more=more,
+        pagination=pagination,
+        generated_at=_now(),
+        meta=rpc.FacadeMeta(request_id=request_id.get(), correlation_id=correlation_id),
+    )
+
+
+def tested(r: Integration) -> rpc.TestResult:
+    return rpc.TestResult(
+        integration_id=r.id, health_state=r.health_state, message=r.health_message or "", latency_ms=r.latency_ms,
+        **_ts(checked_at=r.health_checked_at),
+    )  # fmt: skip
+
+
+def health(r: Integration) -> rpc.HealthResult:
+    return rpc.HealthResult(
+        integration_id=r.id, health_state=r.health_state, health_message=r.health_message or "",
+        latency_ms=r.latency_ms, **_ts(health_checked_at=r.health_checked_at),
+    )  # fmt: skip
+
+
+def limits(r: Integration) -> rpc.LimitsResult:
+    start, end = policy.billing_period(datetime.now(UTC))
+    # Usage telemetry (cus_llm_usage) is not collected by this service yet: usage reads as zero.
+    budget_used = tokens_used = requests = 0
+    return rpc.LimitsResult(
+        integration_id=r.id,
+        budget_limit_cents=r.budget_limit_cents,
+        budget_used_cents=budget_used,
+        budget_percent=policy.percent(budget_used, r.budget_limit_cents),
+        token_limit_month=r.token_limit_month,
+        tokens_used_month=tokens_used,
+        token_percent=policy.percent(tokens_used, r.token_limit_month),
+        rate_limit_rpm=r.rate_limit_rpm,
+        requests_this_minute=requests,
+        rate_percent=policy.percent(requests, r.rate_limit_rpm),
+        **_ts(period_start=start, period_end=end),
+    )
+
+
+def _secret(value: str) -> str:
+    return validation.length("credential", value, 1, 8192)
+
+
+def _endpoint(value: str, field: str = "endpoint") -> str:
+    url = value.strip()
+    if url and (not url.startswith(("http://", "https://")) or "@" in url.split("/", 3)[2]):
+        raise InvalidArgument(field, "must be an http(s) URL without credentials in it")
+    return url
+
+
+def _config(request: Any) -> dict[str, Any]:
+    config: dict[str, Any] = json_format.MessageToDict(request.config)
+    if "base_url" in config:
+        config["base_url"] = _endpoint(str(config["base_url"]), "config.base_url")
+    return config
+
+
+def _credential(ref: str, secret: str, *, dev: bool) -> tuple[str, str]:
+    if ref.strip() and secret:
+        raise InvalidArgument("credential", "send either credential or credential_ref, not both")
+    return policy.credential_ref(ref, dev=dev), _secret(secret) if secret else ""
+
+
+def _integration_fields(request: Any, *, everything: bool) -> dict[str, Any]:
+    """default_model and the limits: all of them on create, the ones present on update."""
+    values: dict[str, Any] = {}
+    if everything or request.HasField("default_model"):
+        values["default_model"] = validation.length("default_model", request.default_model, 0, 100) or None
+    for field, high in (
+        ("budget_limit_cents", MAX_INT32),
+        ("token_limit_month", 2**63 - 1),
+        ("rate_limit_rpm", MAX_INT32),
+    ):
+        if everything or request.HasField(field):
+            values[field] = validation.between(field, getattr(request, field), 0, high)
+    return values
+
+
+def new_integration(request: rpc.CreateIntegrationRequest, *, dev: bool) -> tuple[Integration, str]:
+    """The row to create and the secret to seal into it ("" when the request gave a reference)."""
+    provider = validation.one_of("provider_type", request.provider_type.strip().lower(), policy.PROVIDERS)
+    ref, secret = _credential(request.credential_ref, request.credential, dev=dev)
+    if not ref and not secret:
+        raise InvalidArgument("credential", "either credential or credential_ref is required")
+    row = Integration(
+        name=validation.length("name", request.name, 1, 255),
+        provider_type=provider,
+        status=policy.INTEGRATION.created,
+        credential_ref=ref,
+        config=_config(request),
+        **_integration_fields(request, everything=True),
+    )
+    return row, secret
+
+
+def integration_changes(request: rpc.UpdateIntegrationRequest, *, dev: bool) -> tuple[dict[str, Any], str]:
+    """The columns to change and the new secret to seal ("" when none)."""
+    values = _integration_fields(request, everything=False)
+    if request.HasField("name"):
+        values["name"] = validation.length("name", request.name, 1, 255)
+    ref, secret = _credential(request.credential_ref, request.credential, dev=dev)
+    if request.HasField("credential_ref") and not secret:
+        values["credential_ref"] = ref
+    if request.HasField("config"):
+        values["config"] = _config(request)
+    return values, secret
+
+
+def integration_filters(request: rpc.ListIntegrationsRequest | rpc.ListIntegrationsFacadeRequest) -> dict[str, str]:
+    status = validation.one_of("status", request.status.strip().lower(), ("", *policy.INTEGRATION.statuses))
+    provider = validation.one_of("provider_type", request.provider_type.strip().lower(), ("", *policy.PROVIDERS))
+    return {"status": status, "provider_type": provider}
+
+
+def _capabilities(connector_type: str, given: list[str]) -> list[str]:
+    for capability in given:
+        validation.one_of("capabilities", capability, policy.CAPABILITIES)
+    return list(dict.fromkeys(given)) or list(policy.DEFAULT_CAPABILITIES.get(connector_type, ("read",)))
+
+
+def _tags(tags: Any) -> list[str]:
+    return [validation.length("tags", t, 1, 100) for t in tags]
+
+
+def _registered(request: Any, type_field: str, types: tuple[str, ...]) -> dict[str, Any]:
+    """The fields a new connector or datasource shares: its type, name and endpoint."""
+    return {
+        type_field: validation.one_of(type_field, getattr(request, type_field).strip().lower(), types),
+        "name": validation.length("name", request.name, 1, 255),
+        "endpoint": _endpoint(request.endpoint),
+    }
+
+
+def new_connector(request: rpc.CreateConnectorRequest) -> tuple[Connector, str]:
+    fields = _registered(request, "connector_type", policy.CONNECTOR_TYPES)
+    capabilities = _capabilities(fields["connector_type"], list(request.capabilities))
+    row = Connector(status=policy.CONNECTOR.created, capabilities=capabilities, **fields)
+    return row, _secret(request.credential) if request.credential else ""
+
+
+def new_datasource(request: rpc.CreateDatasourceRequest) -> tuple[Datasource, str]:
+    fields = _registered(request, "source_type", policy.SOURCE_TYPES)
+    description = validation.length("description", request.description, 0, 1000)
+    row = Datasource(status=policy.DATASOURCE.created, description=description, tags=_tags(request.tags), **fields)
+    return row, _secret(request.credential) if request.credential else ""
+
+
+def _common_changes(request: rpc.UpdateConnectorRequest | rpc.UpdateDatasourceRequest) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if request.HasField("name"):
+        values["name"] = validation.length("name", request.name, 1, 255)
+    if request.HasField("endpoint"):
+        values["endpoint"] = _endpoint(request.endpoint)
+    return values
+
+
+def connector_changes(request: rpc.UpdateConnectorRequest) -> tuple[dict[str, Any], str]:
+    values = _common_changes(request)
+    if request.capabilities:
+        values["capabilities"] = _capabilities("", list(request.capabilities))
+    return values, _secret(request.credential) if request.HasField("credential") else ""
+
+
+def datasource_changes(request: rpc.UpdateDatasourceRequest) -> tuple[dict[str, Any], str]:
+    values = _common_changes(request)
+    if request.HasField("description"):
+        values["description"] = validation.length("description", request.description, 0, 1000)
+    if request.tags:
+        values["tags"] = _tags(request.tags)
+    return values, _secret(request.credential) if request.HasField("credential") else ""
