@@ -6,6 +6,8 @@ import hashlib
 import re
 from typing import NamedTuple
 
+from services.common.errors import FailedPrecondition
+
 
 class Quotas(NamedTuple):
     max_workers: int
@@ -32,6 +34,12 @@ LIFECYCLE = {
 ROLES = ("owner", "admin", "member", "viewer")
 MANAGERS = ("owner", "admin")
 PROJECT_STATUSES = ("active", "archived")
+
+
+def require_active(status: str) -> None:
+    """Only an active tenant gets new projects."""
+    if status != "active":
+        raise FailedPrecondition(f"tenant is {status}", reason="TENANT_INACTIVE")
 
 
 def slugify(name: str) -> str:

@@ -3,12 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, or_, select, tuple_, update
+from sqlalchemy import exists, func, literal_column, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.account.models import Member, Project, SdkAttestation, Tenant
+from services.common import paging
 from services.common.errors import AlreadyExists, NotFound
 
 
@@ -62,15 +63,13 @@ async def upsert_member(session: AsyncSession, member: Member) -> Member:
     return (await session.execute(stmt.returning(Member))).scalar_one()
 
 
-async def list_members(
-    session: AsyncSession, tenant_id: str, after: tuple[datetime, str] | None, size: int
-) -> list[Member]:
+async def list_members(session: AsyncSession, tenant_id: str, page: paging.Page) -> list[Member]:
+    """Oldest first, unlike the other lists: members page forwards after (created_at, user_id)."""
     query = select(Member).where(Member.tenant_id == tenant_id)
-    if after:
-        query = query.where(
-            or_(Member.created_at > after[0], and_(Member.created_at == after[0], Member.user_id > after[1]))
-        )
-    return list((await session.scalars(query.order_by(Member.created_at, Member.user_id).limit(size))).all())
+    if page.after:
+        query = query.where(tuple_(Member.created_at, Member.user_id) > tuple_(*page.after))
+    query = query.order_by(Member.created_at, Member.user_id).limit(page.size + 1)
+    return list((await session.scalars(query)).all())
 
 
 async def add_project(session: AsyncSession, project: Project) -> tuple[Project, bool]:
@@ -95,21 +94,12 @@ async def get_project(session: AsyncSession, tenant_id: str, project_id: str) ->
 
 
 async def list_projects(
-    session: AsyncSession,
-    tenant_id: str,
-    status: str | None,
-    after: tuple[datetime, str] | None,
-    offset: int,
-    limit: int,
+    session: AsyncSession, tenant_id: str, status: str | None, page: paging.Page
 ) -> tuple[list[Project], int]:
-    """Newest first; keyset after `after`, or the legacy offset. Returns the page and the filtered total."""
+    """The page's rows (newest first, one more than the page when another follows) and the filtered total."""
     scope = [Project.tenant_id == tenant_id] + ([Project.status == status] if status else [])
     total = await session.scalar(select(func.count()).select_from(Project).where(*scope)) or 0
-    query = select(Project).where(*scope)
-    if after:
-        # A row comparison, which PostgreSQL turns into an index range (an OR would only filter).
-        query = query.where(tuple_(Project.created_at, Project.id) < tuple_(*after))
-    query = query.order_by(Project.created_at.desc(), Project.id.desc()).offset(offset).limit(limit)
+    query = page.apply(select(Project).where(*scope), Project.created_at, Project.id)
     return list((await session.scalars(query)).all()), total
 
 
