@@ -1,11 +1,11 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common import db, events
+from services.common import db, events, follow
 
 
 class Base(DeclarativeBase):
@@ -13,6 +13,8 @@ class Base(DeclarativeBase):
 
 
 events.tables(Base.metadata)
+# Where this service is in account's event log (see tenants.py).
+CURSORS = follow.tables(Base.metadata)
 
 
 def _now() -> Mapped[datetime]:
@@ -75,12 +77,3 @@ class TenantState(Base):
     status: Mapped[str] = mapped_column(String(50))
     max_api_keys: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = _now()
-
-
-class EventCursor(Base):
-    """Where this service is in another service's event log."""
-
-    __tablename__ = "event_cursor"
-
-    source: Mapped[str] = mapped_column(String(50), primary_key=True)
-    page_token: Mapped[str] = mapped_column(Text)

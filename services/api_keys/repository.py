@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text, tuple_, update
+from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.api_keys.models import ApiKey, ApiKeyAudit, EventCursor, TenantState
+from services.api_keys.models import ApiKey, ApiKeyAudit, TenantState
+from services.common import paging
 from services.common.errors import NotFound
 
 # Replicas drop cached verdicts when this channel says so (the NOTIFY is delivered at commit).
@@ -20,12 +20,15 @@ def valid() -> ColumnElement[bool]:
     return and_(ApiKey.status == "active", or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > func.now()))
 
 
-def by_status(status: str) -> ColumnElement[bool]:
+def by_status(status: str | None) -> list[ColumnElement[bool]]:
+    """The filter for a status as customers see it; none without a status."""
+    if status is None:
+        return []
     if status == "active":
-        return valid()
+        return [valid()]
     if status == "expired":
-        return and_(ApiKey.status == "active", ApiKey.expires_at <= func.now())
-    return ApiKey.status == status
+        return [and_(ApiKey.status == "active", ApiKey.expires_at <= func.now())]
+    return [ApiKey.status == status]
 
 
 async def lock_tenant(session: AsyncSession, tenant_id: str, status: str, max_api_keys: int) -> TenantState:
@@ -90,22 +93,12 @@ async def change(session: AsyncSession, tenant_id: str, key_id: str, **values: A
 
 
 async def list_keys(
-    session: AsyncSession,
-    tenant_id: str,
-    where: list[ColumnElement[bool]],
-    after: tuple[datetime, str] | None,
-    offset: int,
-    limit: int,
+    session: AsyncSession, tenant_id: str, where: list[ColumnElement[bool]], page: paging.Page
 ) -> tuple[list[ApiKey], int]:
-    """Newest first; keyset after `after`, or the legacy offset. Returns the page and the filtered total."""
+    """The page's rows (newest first, one more than the page when another follows) and the filtered total."""
     scope = [ApiKey.tenant_id == tenant_id, *where]
     total = await session.scalar(select(func.count()).select_from(ApiKey).where(*scope)) or 0
-    query = select(ApiKey).where(*scope)
-    if after:
-        # A row comparison, which PostgreSQL turns into an index range; the equivalent OR is only a filter
-        # and scans every earlier page again.
-        query = query.where(tuple_(ApiKey.created_at, ApiKey.id) < tuple_(*after))
-    query = query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).offset(offset).limit(limit)
+    query = page.apply(select(ApiKey).where(*scope), ApiKey.created_at, ApiKey.id)
     return list((await session.scalars(query)).all()), total
 
 
@@ -120,12 +113,3 @@ async def notify(session: AsyncSession, what: str, ident: str) -> None:
 
 async def has_valid_key(session: AsyncSession, tenant_id: str) -> bool:
     return bool(await session.scalar(select(exists().where(ApiKey.tenant_id == tenant_id, valid()))))
-
-
-async def cursor(session: AsyncSession, source: str) -> str:
-    return await session.scalar(select(EventCursor.page_token).where(EventCursor.source == source)) or ""
-
-
-async def save_cursor(session: AsyncSession, source: str, token: str) -> None:
-    stmt = insert(EventCursor).values(source=source, page_token=token)
-    await session.execute(stmt.on_conflict_do_update(index_elements=[EventCursor.source], set_={"page_token": token}))

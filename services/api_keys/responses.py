@@ -1,8 +1,12 @@
-"""The response shapes: the canonical ApiKey and the legacy REST shapes of SPEC 2.3-2.5, built from a row."""
+"""Proto ⇄ row: validated rows and pages from requests; the canonical ApiKey and the legacy REST shapes
+of SPEC 2.3-2.5, built from a row."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import contextlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -11,9 +15,86 @@ from aos.api_keys.v1 import api_key_pb2 as pb
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
 from services.api_keys import keys
 from services.api_keys.models import ApiKey
+from services.common import paging, validation
+from services.common.errors import InvalidArgument
+from services.common.principal import Principal
 
 MAX_INT32 = 2**31 - 1
 NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+STATUSES = ("active", "revoked", "expired", "disabled")
+
+
+@contextlib.contextmanager
+def unprocessable() -> Iterator[None]:
+    """Validation errors that the legacy REST API answered with 422."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        exc.http_status = 422
+        raise
+
+
+def _optional(request: Any, field: str, low: int, high: int) -> int | None:
+    return validation.between(field, getattr(request, field), low, high) if request.HasField(field) else None
+
+
+def _strings(field: str, values: Any, pattern: Any = None, high: int = 100) -> list[str]:
+    if len(values) > 50:
+        raise InvalidArgument(field, "at most 50 entries")
+    cleaned = [validation.length(field, v, 1, high) for v in values]
+    if pattern is not None and (bad := next((v for v in cleaned if not pattern.fullmatch(v)), None)):
+        raise InvalidArgument(field, f"{bad!r} is not a scope like 'keys:read', 'run:*' or '*'")
+    return list(dict.fromkeys(cleaned))
+
+
+def new_key(request: rpc.CreateApiKeyRequest, who: Principal) -> tuple[ApiKey, str]:
+    """The validated row of a new key and its secret; INVALID_ARGUMENT (422 on REST) names the field."""
+    with unprocessable():
+        name = validation.length("name", request.name, 1, 100)
+        days = _optional(request, "expires_in_days", 1, 365)
+        row = ApiKey(
+            id=str(uuid.uuid4()),
+            tenant_id=who.tenant(),
+            created_by=who.actor_id,
+            name=name,
+            status="active",
+            expires_at=datetime.now(UTC) + timedelta(days=days) if days else None,
+            permissions=_strings("permissions", request.permissions, keys.SCOPE) or list(keys.DEFAULT_SCOPES),
+            allowed_workers=_strings("allowed_workers", request.allowed_workers),
+            rate_limit_rpm=_optional(request, "rate_limit_rpm", 1, 1000),
+            max_concurrent_runs=_optional(request, "max_concurrent_runs", 1, 100),
+            request_id=validation.length("request_id", request.request_id, 0, 100) or None,
+        )
+    issued = keys.issue()
+    row.key_prefix, row.key_hash = issued.prefix, issued.digest
+    return row, issued.secret
+
+
+def grace(request: rpc.RotateApiKeyRequest) -> timedelta:
+    """How long a rotated key stays valid: 24 hours unless the request says (0..168)."""
+    hours = _optional(request, "grace_period_hours", 0, 168)
+    return timedelta(hours=24 if hours is None else hours)
+
+
+def list_page(request: rpc.ListApiKeysRequest) -> tuple[str | None, paging.Page]:
+    """The status filter and the page; invalid values are 422 on REST."""
+    with unprocessable():
+        status = validation.one_of("status", request.status.lower(), ("", *STATUSES)) or None
+        return status, paging.request(request.page_token, request.page_size, request.limit, request.offset)
+
+
+def public_page(request: rpc.ListPublicApiKeysRequest) -> tuple[str | None, paging.Page]:
+    """SPEC 2.5's filter and offset page; invalid values are INVALID_QUERY."""
+    if request.as_of:
+        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+    try:
+        status = validation.one_of("status", request.status, ("", "active", "revoked", "expired")) or None
+        limit = _optional(request, "limit", 1, 100) or 50
+        offset = validation.between("offset", request.offset, 0, MAX_INT32)
+    except InvalidArgument as exc:
+        exc.reason = "INVALID_QUERY"
+        raise
+    return status, paging.Page(limit, offset, legacy=True)
 
 
 def api_key_fields(k: ApiKey) -> dict[str, Any]:

@@ -14,21 +14,20 @@ from services.api_keys import repository
 SOURCE = "account"
 
 
-class Follower:
+class Mirror:
+    """The handler of the follower of account's events: one transaction per event, idempotent (an upsert
+    and a NOTIFY), as the follower may hand over an event again after a restart."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def cursor(self) -> str:
-        async with self._sessions() as session:
-            return await repository.cursor(session, SOURCE)
-
-    async def apply(self, event: event_pb2.Event, token: str) -> None:
+    async def apply(self, event: event_pb2.Event) -> None:
         payload: dict[str, Any] = json_format.MessageToDict(event.payload)
         status = payload.get("to_status") or payload.get("status") if event.event_type.startswith("tenant.") else None
+        if not status:
+            return
+        quota = payload.get("quotas", {}).get("max_api_keys")
         async with self._sessions.begin() as session:
-            if status:
-                quota = payload.get("quotas", {}).get("max_api_keys")
-                await repository.mirror_tenant(session, event.tenant_id, status, int(quota) if quota else None)
-                if event.event_type != "tenant.created":  # a new tenant has no cached verdicts to drop
-                    await repository.notify(session, "tenant", event.tenant_id)
-            await repository.save_cursor(session, SOURCE, token)
+            await repository.mirror_tenant(session, event.tenant_id, status, int(quota) if quota else None)
+            if event.event_type != "tenant.created":  # a new tenant has no cached verdicts to drop
+                await repository.notify(session, "tenant", event.tenant_id)

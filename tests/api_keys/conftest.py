@@ -45,7 +45,7 @@ async def sql(engines: dict[str, AsyncEngine], query: str, **params: Any) -> lis
 @contextlib.asynccontextmanager
 async def replica(
     db_urls: dict[str, str], ports: dict[str, int], **overrides: Any
-) -> AsyncIterator[tuple[api_keys_server.Replica, Any]]:
+) -> AsyncIterator[tuple[api_keys_server.Service, Any]]:
     """Another api_keys process-alike on the same database: its own engine, cache and listener."""
     settings = Settings(
         database_url=overrides.pop("database_url", db_urls["api_keys"]),
@@ -53,14 +53,14 @@ async def replica(
         account_addr=f"127.0.0.1:{ports['account']}",
         **overrides,
     )
-    built = api_keys_server.assemble(settings, db.create_engine(settings.database_url.get_secret_value(), pool_size=2))
-    await server.start(built.service, "127.0.0.1", settings.grpc_port, health_interval=0.2)
+    built = api_keys_server.build(settings, db.create_engine(settings.database_url.get_secret_value(), pool_size=2))
+    await server.start(built, "127.0.0.1", settings.grpc_port, health_interval=0.2)
     try:
         # A channel of its own: the replica lives only inside this context, and its port may be reused after.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
             yield built, api_keys_service_pb2_grpc.ApiKeysServiceStub(channel)
     finally:
-        await server.stop(built.service, 1.0)
+        await server.stop(built, 1.0)
 
 
 @pytest.fixture

@@ -132,23 +132,23 @@ async def test_verify_cache_hits_and_misses_are_counted(
         metrics_port=stack.free_port(),
         account_addr=f"127.0.0.1:{ports['account']}",
     )
-    built = api_keys_server.assemble(settings, db.create_engine(settings.database_url.get_secret_value(), pool_size=2))
-    await server.start(built.service, "127.0.0.1", settings.grpc_port, health_interval=0.2)
+    built = api_keys_server.build(settings, db.create_engine(settings.database_url.get_secret_value(), pool_size=2))
+    await server.start(built, "127.0.0.1", settings.grpc_port, health_interval=0.2)
     try:
         await asyncio.wait_for(built.verifier.listening.wait(), 10)  # the cache is used only while listening
         async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
             stub = api_keys_service_pb2_grpc.ApiKeysServiceStub(channel)
             made = await stub.CreateApiKey(rpc.CreateApiKeyRequest(name="metered"), metadata=human(tenant), timeout=10)
-            before = await scrape(built.service.metrics_port)
+            before = await scrape(built.metrics_port)
             assert value(before, "aos_api_keys_verify_cache_hits_total") == 0
             for _ in range(3):
                 verdict = await stub.VerifyApiKey(
                     rpc.VerifyApiKeyRequest(secret=made.key), metadata=service(), timeout=5
                 )
                 assert verdict.code == rpc.VERIFY_CODE_VALID
-        samples = await scrape(built.service.metrics_port)
+        samples = await scrape(built.metrics_port)
     finally:
-        await server.stop(built.service, 1.0)
+        await server.stop(built, 1.0)
     assert value(samples, "aos_api_keys_verify_cache_misses_total") == 1
     assert value(samples, "aos_api_keys_verify_cache_hits_total") == 2
     assert value(samples, "aos_api_keys_verify_cache_hit_ratio") == pytest.approx(2 / 3)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.account import repository as account_repository
 from services.api_keys import repository as keys_repository
+from services.common import paging
 
 ROWS, PAGE, SKIP = 300, 10, 250
 
@@ -70,7 +71,7 @@ async def test_a_later_api_keys_page_reads_only_its_rows(engines: dict[str, Asyn
         await conn.execute(text("ANALYZE api_key"))
 
     async def page(session: AsyncSession, after: Any) -> Any:
-        return (await keys_repository.list_keys(session, tenant, [], after, 0, PAGE))[0]
+        return (await keys_repository.list_keys(session, tenant, [], paging.Page(PAGE, after=after)))[0][:PAGE]
 
     plan = await page_plan(engine, "api_key", tenant, page)
     assert removed_by_filter(plan) == 0, json.dumps(plan, indent=1)
@@ -90,7 +91,7 @@ async def test_a_later_projects_page_reads_only_its_rows(engines: dict[str, Asyn
         await conn.execute(text("ANALYZE project"))
 
     async def page(session: AsyncSession, after: Any) -> Any:
-        return (await account_repository.list_projects(session, tenant, None, after, 0, PAGE))[0]
+        return (await account_repository.list_projects(session, tenant, None, paging.Page(PAGE, after=after)))[0][:PAGE]
 
     plan = await page_plan(engine, "project", tenant, page)
     assert removed_by_filter(plan) == 0, json.dumps(plan, indent=1)
