@@ -19,7 +19,9 @@ NAMES = (
 
 @dataclasses.dataclass(kw_only=True)
 class Service(server.Service):
-    verifier: Verifier  # in reach of operators and tests: is the cache listening, and on which backend?
+    """common's Service with this replica's verifier in reach (is its cache listening, on which backend)."""
+
+    verifier: Verifier
 
 
 def _measure(svc: Service) -> None:
