@@ -12,7 +12,7 @@ from aos.onboarding.v1 import onboarding_pb2
 from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest as Evidence
 from services.common import notify, paging, validation
 from services.common.errors import InvalidArgument
-from services.common.principal import caller
+from services.common.principal import MANAGERS, READERS, Principal, caller
 from services.common.server import created
 from services.integrations import crypto, outbound, probes, repository, resources, responses
 from services.integrations.models import Integration
@@ -36,11 +36,12 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     ) -> None:
         self._sessions, self._settings, self._guard, self._onboarding = sessions, settings, guard, onboarding
         self._keyring = crypto.Keyring(settings.keks, settings.active_kek)
+        self._env_allowed = settings.env_credential_allowlist
 
     async def CreateIntegration(
         self, request: rpc.CreateIntegrationRequest, context: Context
     ) -> rpc.CreateIntegrationResponse:
-        row, secret = responses.new_integration(request, dev=self._settings.dev)
+        row, secret = responses.new_integration(request, self._env_allowed)
         row = await self._create(context, INTEGRATIONS, row, secret)
         return responses.envelope(rpc.CreateIntegrationResponse, responses.integration(row))
 
@@ -70,7 +71,7 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     async def UpdateIntegration(
         self, request: rpc.UpdateIntegrationRequest, context: Context
     ) -> rpc.UpdateIntegrationResponse:
-        values, secret = responses.integration_changes(request, dev=self._settings.dev)
+        values, secret = responses.integration_changes(request, self._env_allowed)
         row = await self._update(context, INTEGRATIONS, request.integration_id, values, secret)
         return responses.envelope(rpc.UpdateIntegrationResponse, responses.integration(row))
 
@@ -211,52 +212,52 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         return rpc.TestDatasourceResponse(datasource=responses.datasource(row))
 
     async def _create(self, context: Context, kind: Kind, row: Any, secret: str) -> Any:
-        who = caller(context)
+        who = _manager(context)
         async with self._sessions.begin() as session:
             row = await resources.create(session, self._keyring, who, kind, row, secret)
         await created(context)
         return row
 
     async def _get(self, context: Context, kind: Kind, row_id: str) -> Any:
-        tenant_id = caller(context).tenant()
+        tenant_id = _reader(context).tenant()
         async with self._sessions() as session:
             return await repository.get(session, kind.model, tenant_id, kind.id(row_id))
 
     async def _integrations(self, context: Context, request: Any, page: paging.Page) -> tuple[list[Integration], int]:
         """One page (plus the row after it) and the total of the live integrations the filters select."""
-        filters, tenant_id = responses.integration_filters(request), caller(context).tenant()
+        filters, tenant_id = responses.integration_filters(request), _reader(context).tenant()
         async with self._sessions() as session:
             rows = await repository.page(session, Integration, tenant_id, filters, page)
             return rows, await repository.count(session, Integration, tenant_id, filters)
 
     async def _page(self, context: Context, kind: Kind, request: Any) -> tuple[list[Any], str]:
         status = validation.one_of("status", request.status.strip().lower(), ("", *kind.lifecycle.statuses))
-        page, tenant_id = paging.request(request.page_token, request.page_size), caller(context).tenant()
+        page, tenant_id = paging.request(request.page_token, request.page_size), _reader(context).tenant()
         async with self._sessions() as session:
             rows = await repository.page(session, kind.model, tenant_id, {"status": status}, page)
         rows, token, _ = page.cut(rows)
         return rows, token
 
     async def _update(self, context: Context, kind: Kind, row_id: str, values: dict[str, Any], secret: str) -> Any:
-        who, row_id = caller(context), kind.id(row_id)
+        who, row_id = _manager(context), kind.id(row_id)
         async with self._sessions.begin() as session:
             row = await resources.update(session, self._keyring, who, kind, row_id, values, secret)
         await self._changed(row.tenant_id)
         return row
 
     async def _move(self, context: Context, kind: Kind, row_id: str, action: str) -> Any:
-        who, row_id = caller(context), kind.id(row_id)
+        who, row_id = _manager(context), kind.id(row_id)
         async with self._sessions.begin() as session:
             row = await resources.move(session, who, kind, row_id, action)
         await self._changed(row.tenant_id)
         return row
 
     async def _test(self, context: Context, kind: Kind, row_id: str) -> Any:
-        who, row_id = caller(context), kind.id(row_id)
+        who, row_id = _manager(context), kind.id(row_id)
         # Two transactions: no connection or lock is held while the probe (an outbound call) waits on a remote.
         async with self._sessions() as session:
             row, secret = await resources.testable(
-                session, self._keyring, who.tenant(), kind, row_id, dev=self._settings.dev
+                session, self._keyring, who.tenant(), kind, row_id, self._env_allowed
             )
         outcome = await probes.check(self._guard, self._settings.probe_timeout_seconds, row, secret)
         async with self._sessions.begin() as session:
@@ -269,3 +270,17 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         """After the commit: onboarding re-reads the tenant's activation evidence."""
         evidence = Evidence(tenant_id=tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_CONNECTOR_CHANGED)
         await self._onboarding.tell(evidence, tenant_id)
+
+
+def _manager(context: Context) -> Principal:
+    """Create, update, delete, enable, disable and test (which sends the stored credential out): owners
+    and admins."""
+    who = caller(context)
+    who.require_role(*MANAGERS)
+    return who
+
+
+def _reader(context: Context) -> Principal:
+    who = caller(context)
+    who.require_role(*READERS)
+    return who

@@ -52,11 +52,16 @@ class AccountServiceStub:
     ArchiveTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ArchiveTenantRequest, _account_service_pb2.ArchiveTenantResponse]
     """TERMINATED → ARCHIVED. Errors: NOT_FOUND, FAILED_PRECONDITION."""
     AddMember: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.AddMemberRequest, _account_service_pb2.AddMemberResponse]
-    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+    demote or remove owners, and the last owner stays an owner.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
     """
     ListMembers: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListMembersRequest, _account_service_pb2.ListMembersResponse]
     """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.RemoveMemberRequest, _account_service_pb2.RemoveMemberResponse]
+    """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+    last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+    """
     CreateProject: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateProjectRequest, _account_service_pb2.CreateProjectResponse]
     """Creates a project in the caller's tenant; a repeated request_id returns the first project.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED (viewer).
@@ -100,11 +105,16 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ArchiveTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ArchiveTenantRequest, _account_service_pb2.ArchiveTenantResponse]  # type: ignore[assignment]
     """TERMINATED → ARCHIVED. Errors: NOT_FOUND, FAILED_PRECONDITION."""
     AddMember: _aio.UnaryUnaryMultiCallable[_account_service_pb2.AddMemberRequest, _account_service_pb2.AddMemberResponse]  # type: ignore[assignment]
-    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+    demote or remove owners, and the last owner stays an owner.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
     """
     ListMembers: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListMembersRequest, _account_service_pb2.ListMembersResponse]  # type: ignore[assignment]
     """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_account_service_pb2.RemoveMemberRequest, _account_service_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+    last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+    """
     CreateProject: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateProjectRequest, _account_service_pb2.CreateProjectResponse]  # type: ignore[assignment]
     """Creates a project in the caller's tenant; a repeated request_id returns the first project.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED (viewer).
@@ -187,8 +197,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.AddMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.AddMemberResponse, _abc.Awaitable[_account_service_pb2.AddMemberResponse]]:
-        """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-        Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+        demote or remove owners, and the last owner stays an owner.
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
         """
 
     @_abc_1.abstractmethod
@@ -198,6 +209,16 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.ListMembersResponse, _abc.Awaitable[_account_service_pb2.ListMembersResponse]]:
         """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _account_service_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.RemoveMemberResponse, _abc.Awaitable[_account_service_pb2.RemoveMemberResponse]]:
+        """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+        last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+        """
 
     @_abc_1.abstractmethod
     def CreateProject(
