@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
-from tests.api_keys.conftest import create, sql, verify
+from tests.api_keys.conftest import api_key_caller, create, sql, verify
 from tests.conftest import human
 
 
@@ -77,15 +77,6 @@ async def test_members_and_viewers_may_not_create(keys: Any, tenant: str, role: 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await create(keys, tenant, role=role)
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
-
-
-def api_key_caller(tenant: str, scopes: str) -> tuple[tuple[str, str], ...]:
-    return (
-        ("x-aos-actor-type", "api_key"),
-        ("x-aos-actor-id", "some-key"),
-        ("x-aos-tenant-id", tenant),
-        ("x-aos-scopes", scopes),
-    )
 
 
 @pytest.mark.parametrize(("scopes", "allowed"), [("keys:create", True), ("keys:*", True), ("run:*,keys:read", False)])

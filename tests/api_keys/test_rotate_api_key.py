@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
-from tests.api_keys.conftest import create, sql, verify
+from tests.api_keys.conftest import api_key_caller, create, sql, verify
 from tests.conftest import human
 
 
@@ -60,15 +60,6 @@ async def test_a_revoked_key_cannot_be_rotated(keys: Any, tenant: str) -> None:
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
-def key_caller(tenant: str, scopes: str) -> tuple[tuple[str, str], ...]:
-    return (
-        ("x-aos-actor-type", "api_key"),
-        ("x-aos-actor-id", "caller-key"),
-        ("x-aos-tenant-id", tenant),
-        ("x-aos-scopes", scopes),
-    )
-
-
 @pytest.mark.parametrize("held", ["keys:create,keys:revoke", "keys:*,run:*", "keys:*,run:*,read:x"])
 async def test_a_key_cannot_rotate_a_key_with_scopes_it_lacks(
     keys: Any, tenant: str, engines: dict[str, AsyncEngine], held: str
@@ -77,7 +68,7 @@ async def test_a_key_cannot_rotate_a_key_with_scopes_it_lacks(
     for victim in (await create(keys, tenant, permissions=["*"]), await create(keys, tenant)):
         request = rpc.RotateApiKeyRequest(key_id=victim.id)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await keys.RotateApiKey(request, metadata=key_caller(tenant, held), timeout=5)
+            await keys.RotateApiKey(request, metadata=api_key_caller(tenant, held), timeout=5)
         assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
         assert (await verify(keys, victim.key)).code == rpc.VERIFY_CODE_VALID
     rows = await sql(engines, "SELECT count(*), count(rotated_to) FROM api_key WHERE tenant_id = :t", t=tenant)
@@ -87,7 +78,7 @@ async def test_a_key_cannot_rotate_a_key_with_scopes_it_lacks(
 async def test_a_key_holding_every_scope_rotates(keys: Any, tenant: str) -> None:
     old = await create(keys, tenant, permissions=["run:x", "read:*"])
     request = rpc.RotateApiKeyRequest(key_id=old.id)
-    rotated = await keys.RotateApiKey(request, metadata=key_caller(tenant, "keys:*,run:*,read:*"), timeout=5)
+    rotated = await keys.RotateApiKey(request, metadata=api_key_caller(tenant, "keys:*,run:*,read:*"), timeout=5)
     assert rotated.key and list(rotated.api_key.permissions) == ["run:x", "read:*"]
 
 
