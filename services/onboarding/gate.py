@@ -207,11 +207,12 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
                 raise _violation(state, required, endpoint)
 
     async def _verify_identity(self, human: Principal) -> State:
-        tenant = human.tenant_id
-        try:  # a tenant onboarding does not track yet is tracked from now on if account knows it
-            created_at = None if await self._cache.tracked(tenant) else await self._clients.tenant_created_at(tenant)
-        except NotFound:
-            return State.CREATED
+        tenant, created_at = human.tenant_id, None
+        if not await self._cache.tracked(tenant):  # tracked from now on if account knows it
+            try:
+                created_at = await self._clients.tenant_created_at(tenant)
+            except NotFound:
+                return State.CREATED
         async with self._sessions.begin() as session:
             move = await states.advance(
                 session, tenant, State.IDENTITY_VERIFIED, "first_human_auth", human, created_at=created_at

@@ -2,7 +2,7 @@ import asyncio
 import contextlib
 
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.onboarding.v1 import onboarding_service_pb2, onboarding_service_pb2_grpc
@@ -19,6 +19,25 @@ NAMES = (
     events_service_pb2.DESCRIPTOR.services_by_name["EventLogService"].full_name,
     external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name,
 )
+
+
+def _followers(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], clients: Clients, evidence: Evidence
+) -> list[follow.Follower]:
+    """One per peer (an unconfigured one follows nothing): its events are evidence of tenants' progress."""
+    return [
+        follow.Follower(
+            peer.name,
+            peer.channel,
+            ME,
+            sessions,
+            models.event_cursor,
+            evidence.handle,
+            backoff=settings.consumer_backoff_seconds,
+            max_backoff=settings.consumer_max_backoff_seconds,
+        )
+        for peer in clients.peers()
+    ]
 
 
 def build(settings: Settings, engine: AsyncEngine) -> server.Service:
@@ -39,19 +58,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     )
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(gate, svc.server)
-    followers = [
-        follow.Follower(
-            peer.name,
-            peer.channel,
-            ME,
-            sessions,
-            models.event_cursor,
-            evidence.handle,
-            backoff=settings.consumer_backoff_seconds,
-            max_backoff=settings.consumer_max_backoff_seconds,
-        )
-        for peer in clients.peers()
-    ]
+    followers = _followers(settings, sessions, clients, evidence)
     for follower in followers:
         follower.start()
     reporter = (

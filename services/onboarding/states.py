@@ -31,7 +31,7 @@ class Actor(NamedTuple):
 
 class Cache:
     """Tenant states read or written lately, at most `seconds` old. States only grow, so a cached state can only
-    be too low. A hit costs ~1 µs where opening a session costs ~100 µs, so the cache is asked first and a
+    be too low. A hit costs ~2 µs where opening a session costs ~100 µs, so the cache is asked first and a
     session opened only on a miss: the gate asks on every request."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], seconds: float, size: int = 10_000) -> None:
