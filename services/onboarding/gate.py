@@ -16,26 +16,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from cachetools import TTLCache
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
 from aos.gate.v1 import gate_pb2
-from services.common.errors import Unavailable
+from services.common.errors import NotFound, Unavailable
 from services.common.interceptors import gate_rule
-from services.common.principal import Kind, Principal, from_metadata
-from services.onboarding import policy
-from services.onboarding.machine import Actor, Machine, TtlCache
+from services.common.principal import KINDS, Kind, Principal, from_metadata
+from services.onboarding import policy, states
+from services.onboarding.clients import Clients
 from services.onboarding.policy import State
 
 log = logging.getLogger("aos.gate")
-_KINDS = {
-    gate_pb2.PRINCIPAL_KIND_HUMAN: Kind.HUMAN,
-    gate_pb2.PRINCIPAL_KIND_API_KEY: Kind.API_KEY,
-    gate_pb2.PRINCIPAL_KIND_OPERATOR: Kind.OPERATOR,
-}
 
 
 class Denied(Exception):
@@ -88,15 +85,19 @@ INVALID_KEY = Denied(401, {"error": "api_key_invalid", "message": "Invalid API k
 
 
 class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]  # xds-protos has no stubs
-    def __init__(self, machine: Machine, cache_seconds: float) -> None:
-        self._machine = machine
-        self.verdicts = TtlCache(cache_seconds)
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], cache: states.Cache, clients: Clients, cache_seconds: float
+    ) -> None:
+        self._sessions, self._cache, self._clients = sessions, cache, clients
+        # Key digest → api_keys' verdict.
+        self.verdicts: TTLCache[str, keys_rpc.VerifyApiKeyResponse] = TTLCache(maxsize=10_000, ttl=cache_seconds)
         # Valid uses answered from `verdicts` never reach VerifyApiKey, which counts the others: key id →
         # [requests, last use], sent to api_keys in batches so total_requests counts every request.
         self._uses: dict[str, list[float]] = {}
 
     def forget_key(self, key_id: str) -> None:
-        self.verdicts.drop_where(lambda v: v.key_id == key_id)
+        for digest in [d for d, verdict in self.verdicts.items() if verdict.key_id == key_id]:
+            self.verdicts.pop(digest, None)
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -156,10 +157,9 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
 
     async def _verify(self, secret: str) -> keys_rpc.VerifyApiKeyResponse:
         digest = hashlib.sha256(secret.encode()).hexdigest()
-        cached: keys_rpc.VerifyApiKeyResponse | None = self.verdicts.get(digest)
+        cached = self.verdicts.get(digest)
         if cached is None:
-            cached = await self._machine.clients.verify_key(secret)  # counted by api_keys when VALID
-            self.verdicts.put(digest, cached)
+            cached = self.verdicts[digest] = await self._clients.verify_key(secret)  # counted by api_keys when VALID
         elif cached.code == keys_rpc.VERIFY_CODE_VALID:
             seen = self._uses.setdefault(cached.key_id, [0, 0.0])
             seen[0] += 1
@@ -172,7 +172,7 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             return
         batch, self._uses = self._uses, {}
         try:
-            await self._machine.clients.record_key_usage({k: (int(n), at) for k, (n, at) in batch.items()})
+            await self._clients.record_key_usage({k: (int(n), at) for k, (n, at) in batch.items()})
         except Exception as exc:
             log.warning("key usage not reported (%s); retrying with the next batch", type(exc).__name__)
             for key_id, (n, at) in batch.items():
@@ -186,7 +186,7 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             await self.report_usage()
 
     def _authorize(self, rule: gate_pb2.Rule, caller: Principal) -> None:
-        if caller.kind not in {_KINDS.get(k) for k in rule.principals}:
+        if caller.kind not in {KINDS.get(k) for k in rule.principals}:
             message = (
                 "Founder access required"
                 if rule.audience == gate_pb2.AUDIENCE_FOUNDER
@@ -195,21 +195,30 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             raise Denied(403, {"error": "forbidden", "message": message})
 
     async def _enforce_state(self, caller: Principal, required: State | None, endpoint: str) -> None:
-        tenant = caller.tenant_id
-        state = await self._machine.state(tenant)
+        state = await self._cache.get(caller.tenant_id)
         # The first verified human request of a tenant verifies its identity (SPEC 3.2).
-        first = state == State.CREATED and caller.kind is Kind.HUMAN and caller.email_verified
-        if first and await self._machine.known(tenant):
-            result = await self._machine.advance(
-                tenant, State.IDENTITY_VERIFIED, "first_human_auth", Actor("user", caller.actor_id)
-            )
-            state = result.to_state
+        if state == State.CREATED and caller.kind is Kind.HUMAN and caller.email_verified:
+            state = await self._verify_identity(caller)
         if required is not None and state < required:
             # States only move forward, so a cached state can only be too low: it may wrongly deny (another
             # replica advanced the tenant a moment ago), never wrongly allow. Read the truth before denying.
-            state = await self._machine.state(tenant, fresh=True)
+            state = await self._cache.get(caller.tenant_id, fresh=True)
             if state < required:
                 raise _violation(state, required, endpoint)
+
+    async def _verify_identity(self, human: Principal) -> State:
+        tenant, created_at = human.tenant_id, None
+        if not await self._cache.tracked(tenant):  # tracked from now on if account knows it
+            try:
+                created_at = await self._clients.tenant_created_at(tenant)
+            except NotFound:
+                return State.CREATED
+        async with self._sessions.begin() as session:
+            move = await states.advance(
+                session, tenant, State.IDENTITY_VERIFIED, "first_human_auth", human, created_at=created_at
+            )
+        self._cache.put(tenant, move.to_state)
+        return move.to_state
 
     @staticmethod
     def _caller_headers(caller: Principal, headers: Mapping[str, str]) -> dict[str, str]:

@@ -4,7 +4,7 @@ from sqlalchemy import BigInteger, DateTime, Identity, Index, SmallInteger, Stri
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common import db, events
+from services.common import db, events, follow
 
 
 class Base(DeclarativeBase):
@@ -12,6 +12,8 @@ class Base(DeclarativeBase):
 
 
 events.tables(Base.metadata)
+# Where each peer's EventLog was last read; its follower resumes there after a restart.
+event_cursor = follow.tables(Base.metadata)
 
 
 def _now() -> Mapped[datetime]:
@@ -66,13 +68,3 @@ class OnboardingAudit(Base):
     # The predicate's missing conditions the override skipped (empty when unknown).
     missing: Mapped[list[str]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
-
-
-class EventCursor(Base):
-    """Where each source's EventLog was last read; the consumer resumes here after a restart."""
-
-    __tablename__ = "event_cursor"
-
-    source: Mapped[str] = mapped_column(String(50), primary_key=True)
-    page_token: Mapped[str] = mapped_column(String(200))
-    updated_at: Mapped[datetime] = _now()

@@ -39,6 +39,17 @@ def is_advance(current: int, target: int) -> bool:
     return target > current
 
 
+def reached(current: State, target: State | None) -> State:
+    """The state a move to `target` (None: no move) leaves a tenant at `current` in."""
+    return target if target is not None and is_advance(current, target) else current
+
+
+class Move(NamedTuple):
+    from_state: State
+    to_state: State
+    was_no_op: bool
+
+
 def from_gate(value: int) -> State | None:
     """The gate option's enum (UNSPECIFIED = no requirement, CREATED = 1, ...) as a ladder state."""
     return None if value == gate_pb2.ONBOARDING_STATE_UNSPECIFIED else State(value - 1)
@@ -98,6 +109,20 @@ def predicate(project_ready: bool, key_ready: bool, connector_validated: bool, s
     evidence = (project_ready, key_ready, connector_validated, sdk_attested)
     missing = [req for (req, _), met in zip(REQUIREMENTS, evidence, strict=True) if not met]
     return Verdict(not missing, missing)
+
+
+class Evaluation(NamedTuple):
+    verdict: Verdict
+    requirements: list[tuple[str, str, str]]  # (name, met|missing|unknown, source)
+
+
+def evaluate(evidence: dict[str, bool | None]) -> Evaluation:
+    """The predicate over each requirement's evidence; None means its source did not answer ("unknown")."""
+    requirements = [
+        (req, "unknown" if evidence[req] is None else ("met" if evidence[req] else "missing"), source)
+        for req, source in REQUIREMENTS
+    ]
+    return Evaluation(predicate(*(bool(evidence[req]) for req, _ in REQUIREMENTS)), requirements)
 
 
 def failure_message(missing: list[str]) -> str:

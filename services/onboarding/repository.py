@@ -6,14 +6,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.onboarding.models import EventCursor, OnboardingAudit, OnboardingState, OnboardingTransition
+from services.onboarding.models import OnboardingAudit, OnboardingState, OnboardingTransition
+from services.onboarding.policy import State
 
 
 async def ensure(session: AsyncSession, tenant_id: str, tenant_created_at: datetime | None = None) -> None:
     """Creates the tenant's row at CREATED unless it exists. A known creation time (from account) replaces the
     "first seen" time a row created lazily got, so stalled detection counts from the real signup."""
     stmt = insert(OnboardingState).values(
-        tenant_id=tenant_id, state=0, tenant_created_at=tenant_created_at or datetime.now(UTC)
+        tenant_id=tenant_id, state=State.CREATED, tenant_created_at=tenant_created_at or datetime.now(UTC)
     )
     if tenant_created_at is None:
         await session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id"]))
@@ -54,21 +55,8 @@ async def add_audit(session: AsyncSession, row: OnboardingAudit) -> None:
 async def stalled(session: AsyncSession, before: datetime, limit: int = 1000) -> list[OnboardingState]:
     query = (
         select(OnboardingState)
-        .where(OnboardingState.state < 4, OnboardingState.tenant_created_at < before)
+        .where(OnboardingState.state < State.COMPLETE, OnboardingState.tenant_created_at < before)
         .order_by(OnboardingState.tenant_created_at)
         .limit(limit)
     )
     return list((await session.scalars(query)).all())
-
-
-async def cursor(session: AsyncSession, source: str) -> str:
-    row = await session.get(EventCursor, source)
-    return row.page_token if row else ""
-
-
-async def save_cursor(session: AsyncSession, source: str, token: str) -> None:
-    stmt = insert(EventCursor).values(source=source, page_token=token)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["source"], set_={"page_token": token, "updated_at": text("now()")}
-    )
-    await session.execute(stmt)
