@@ -124,6 +124,7 @@ async def enable(session: AsyncSession, who: Principal, tenant_id: str, key_id: 
     """Re-enabling counts against the quota again; an enabled key is left as it is."""
     await repository.lock_tenant(session, tenant_id, tenant.status, tenant.max_api_keys)
     key = await repository.get(session, tenant_id, key_id, lock=True)
+    who.require_scopes(key.permissions)  # enabling grants the key's scopes again
     if key.status == "revoked":
         raise FailedPrecondition("a revoked key cannot be enabled", reason="API_KEY_REVOKED")
     if key.status == "disabled":

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common import events
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
-from services.integrations import crypto, outbound, repository
+from services.integrations import crypto, outbound, policy, repository
 from services.integrations.models import Connector, Datasource, Integration, Managed
-from services.integrations.policy import Conflict, Lifecycle, env_allowed_ref
+from services.integrations.policy import Conflict, Lifecycle
 
 OWNER = "integrations"
 _PAST = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}
@@ -104,6 +104,8 @@ async def update(
     if not values and not secret:
         raise InvalidArgument("update", "No fields to update", reason="NO_FIELDS")
     before = await repository.get(session, kind.model, who.tenant(), row_id, lock=True)
+    if secret and getattr(before, kind.type_field) in policy.DSN_TYPES:
+        policy.dsn("credential", secret)  # the row's type says the credential is a connection URL
     moved = _destination(kind, before, {}) != _destination(kind, before, values)
     # A stored credential goes only where its owner sent it: a new destination needs it sent again.
     cleared = moved and bool(before.credential_ref) and not secret and "credential_ref" not in values
@@ -159,7 +161,7 @@ async def _reveal(
         except crypto.DecryptionFailed:
             return None
     if ref.startswith("env://"):  # a row stored before the allowlist resolves only if allowlisted now
-        return os.environ.get(ref.removeprefix("env://")) if env_allowed_ref(ref, env_allowed) else None
+        return os.environ.get(ref.removeprefix("env://")) if policy.env_allowed_ref(ref, env_allowed) else None
     return ref
 
 

@@ -107,20 +107,25 @@ async def test_a_stored_malformed_endpoint_is_refused_at_test(
     assert await refused(integrations.TestConnector, test, tenant_id) == "endpoint"
 
 
-async def test_a_connection_url_that_does_not_parse_is_400_at_create_and_at_test(
-    integrations: Any, tenant_id: str
+async def test_a_connection_url_that_does_not_parse_is_400_at_create_update_and_test(
+    integrations: Any, tenant_id: str, engines: dict[str, AsyncEngine]
 ) -> None:
     create = rpc.CreateConnectorRequest(name="pg", connector_type="sql", credential="not a url")
     assert await refused(integrations.CreateConnector, create, tenant_id) == "credential"
     source = rpc.CreateDatasourceRequest(name="pg", source_type="database", credential="postgresql://u:p@h:99999/d")
     assert await refused(integrations.CreateDatasource, source, tenant_id) == "credential"
-    # An update does not know the type without reading the row: the URL is checked at `:test`.
     made = await integrations.CreateConnector(
         rpc.CreateConnectorRequest(name="pg", connector_type="sql"), metadata=human(tenant_id)
     )
-    cid = made.connector.connector_id
-    await integrations.UpdateConnector(
-        rpc.UpdateConnectorRequest(connector_id=cid, credential="not a url"), metadata=human(tenant_id)
+    update = rpc.UpdateConnectorRequest(connector_id=made.connector.connector_id, credential="not a url")
+    assert await refused(integrations.UpdateConnector, update, tenant_id) == "credential"
+    # A row stored before the check (here: an http connector turned sql behind the service's back).
+    legacy = await integrations.CreateConnector(
+        rpc.CreateConnectorRequest(name="legacy", connector_type="http", credential="not a url"),
+        metadata=human(tenant_id),
     )
+    cid = legacy.connector.connector_id
+    async with engines["integrations"].begin() as conn:
+        await conn.execute(text("UPDATE connector SET connector_type = 'sql' WHERE id = :i"), {"i": cid})
     test = rpc.TestConnectorRequest(connector_id=cid)
     assert await refused(integrations.TestConnector, test, tenant_id) == "credential"
