@@ -120,7 +120,8 @@ class AccountServiceServicer:
 
     def CreateTenant(self, request, context):
         """Signs a tenant up; the calling human becomes its owner.
-        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+        per-user signup limit, 5 tenants in 24 hours by default).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

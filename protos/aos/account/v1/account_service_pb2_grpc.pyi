@@ -37,7 +37,8 @@ class AccountServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AccountServiceAsyncStub: ...
     CreateTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateTenantRequest, _account_service_pb2.CreateTenantResponse]
     """Signs a tenant up; the calling human becomes its owner.
-    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+    per-user signup limit, 5 tenants in 24 hours by default).
     """
     GetTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetTenantRequest, _account_service_pb2.GetTenantResponse]
     """Reads the caller's tenant (operators and services: any tenant).
@@ -90,7 +91,8 @@ class AccountServiceAsyncStub(AccountServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateTenantRequest, _account_service_pb2.CreateTenantResponse]  # type: ignore[assignment]
     """Signs a tenant up; the calling human becomes its owner.
-    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+    per-user signup limit, 5 tenants in 24 hours by default).
     """
     GetTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetTenantRequest, _account_service_pb2.GetTenantResponse]  # type: ignore[assignment]
     """Reads the caller's tenant (operators and services: any tenant).
@@ -146,7 +148,8 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.CreateTenantResponse, _abc.Awaitable[_account_service_pb2.CreateTenantResponse]]:
         """Signs a tenant up; the calling human becomes its owner.
-        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+        per-user signup limit, 5 tenants in 24 hours by default).
         """
 
     @_abc_1.abstractmethod
