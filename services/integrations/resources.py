@@ -118,13 +118,11 @@ async def update(
         # What the last test validated has changed: it no longer counts as evidence until tested again.
         values |= {"health_state": "unknown", "health_message": "changed since the last test"}
     row = await repository.change(session, kind.model, who.tenant(), row_id, values)
-    payload = {kind.id_field: row.id, "fields": fields, "health_state": row.health_state}
-    await events.record(session, OWNER, who, f"{kind.noun}.updated", row.tenant_id, payload | _cleared(cleared))
+    payload: dict[str, Any] = {kind.id_field: row.id, "fields": fields, "health_state": row.health_state}
+    if cleared:
+        payload["credential_cleared"] = True
+    await events.record(session, OWNER, who, f"{kind.noun}.updated", row.tenant_id, payload)
     return row
-
-
-def _cleared(cleared: bool) -> dict[str, Any]:
-    return {"credential_cleared": True} if cleared else {}
 
 
 async def move(session: AsyncSession, who: Principal, kind: Kind, row_id: str, action: str) -> Any:
