@@ -96,15 +96,20 @@ async def test_a_stored_malformed_endpoint_is_refused_at_test(
     integrations: Any, tenant_id: str, engines: dict[str, AsyncEngine]
 ) -> None:
     """Rows written before endpoints were checked: `:test` answers 400, not 500 (issue 11)."""
-    made = await integrations.CreateConnector(
-        rpc.CreateConnectorRequest(name="old", connector_type="http", endpoint="http://127.0.0.1:9/"),
-        metadata=human(tenant_id),
-    )
-    cid = made.connector.connector_id
-    async with engines["integrations"].begin() as conn:
-        await conn.execute(text("UPDATE connector SET endpoint = 'http://[::1/' WHERE id = :i"), {"i": cid})
-    test = rpc.TestConnectorRequest(connector_id=cid)
+    made = rpc.CreateConnectorRequest(name="old", connector_type="http", endpoint="http://127.0.0.1:9/")
+    test = await legacy(integrations, engines, tenant_id, made, "endpoint = 'http://[::1/'")
     assert await refused(integrations.TestConnector, test, tenant_id) == "endpoint"
+
+
+async def legacy(
+    integrations: Any, engines: dict[str, AsyncEngine], tenant_id: str, made: Any, change: str
+) -> rpc.TestConnectorRequest:
+    """A connector as a row stored before today's checks could be: created, then changed in SQL behind the
+    service's back. Returns the request that tests it."""
+    cid = (await integrations.CreateConnector(made, metadata=human(tenant_id))).connector.connector_id
+    async with engines["integrations"].begin() as conn:
+        await conn.execute(text(f"UPDATE connector SET {change} WHERE id = :i"), {"i": cid})
+    return rpc.TestConnectorRequest(connector_id=cid)
 
 
 async def test_a_connection_url_that_does_not_parse_is_400_at_create_update_and_test(
@@ -119,13 +124,7 @@ async def test_a_connection_url_that_does_not_parse_is_400_at_create_update_and_
     )
     update = rpc.UpdateConnectorRequest(connector_id=made.connector.connector_id, credential="not a url")
     assert await refused(integrations.UpdateConnector, update, tenant_id) == "credential"
-    # A row stored before the check (here: an http connector turned sql behind the service's back).
-    legacy = await integrations.CreateConnector(
-        rpc.CreateConnectorRequest(name="legacy", connector_type="http", credential="not a url"),
-        metadata=human(tenant_id),
-    )
-    cid = legacy.connector.connector_id
-    async with engines["integrations"].begin() as conn:
-        await conn.execute(text("UPDATE connector SET connector_type = 'sql' WHERE id = :i"), {"i": cid})
-    test = rpc.TestConnectorRequest(connector_id=cid)
+    # An http connector (whose credential is no URL) turned sql: the URL is checked again at `:test`.
+    made = rpc.CreateConnectorRequest(name="legacy", connector_type="http", credential="not a url")
+    test = await legacy(integrations, engines, tenant_id, made, "connector_type = 'sql'")
     assert await refused(integrations.TestConnector, test, tenant_id) == "credential"
