@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -23,9 +24,68 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 log = logging.getLogger("aos.integrations")
 
 
+def _rpcs(kind: Kind) -> tuple[Callable[..., Any], ...]:
+    """Connectors' or datasources' eight RPCs, in the order the servicer names them. The two kinds differ
+    only in names (`CreateConnector` answers `connector` from `responses.connector`, ...), so each RPC is
+    made once here: translate, the shared verb, translate back."""
+    name, noun = kind.noun.capitalize(), kind.noun
+    to_pb, new, changes = (getattr(responses, f) for f in (noun, f"new_{noun}", f"{noun}_changes"))
+
+    def reply(verb: str, row: Any) -> Any:
+        return getattr(rpc, f"{verb}{name}Response")(**{noun: to_pb(row)})
+
+    async def create(self: Any, request: Any, context: Context) -> Any:
+        row, secret = new(request)
+        return reply("Create", await self._create(context, kind, row, secret))
+
+    async def get(self: Any, request: Any, context: Context) -> Any:
+        return reply("Get", await self._get(context, kind, getattr(request, kind.id_field)))
+
+    async def list_(self: Any, request: Any, context: Context) -> Any:
+        rows, token = await self._page(context, kind, request)
+        return getattr(rpc, f"List{name}sResponse")(**{f"{noun}s": [to_pb(r) for r in rows]}, next_page_token=token)
+
+    async def update(self: Any, request: Any, context: Context) -> Any:
+        values, secret = changes(request)
+        return reply("Update", await self._update(context, kind, getattr(request, kind.id_field), values, secret))
+
+    async def test(self: Any, request: Any, context: Context) -> Any:
+        return reply("Test", await self._test(context, kind, getattr(request, kind.id_field)))
+
+    def move(verb: str) -> Callable[..., Any]:
+        async def moved(self: Any, request: Any, context: Context) -> Any:
+            return reply(verb, await self._move(context, kind, getattr(request, kind.id_field), verb.lower()))
+
+        return moved
+
+    return create, get, list_, update, move("Delete"), move("Enable"), move("Disable"), test
+
+
 class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServicer):
     """One RPC per kind and verb; the three kinds share one implementation of each verb (below the RPCs),
-    which opens the RPC's transaction."""
+    which opens the RPC's transaction. Connectors and datasources differ only in names, so their RPCs are
+    made by `_rpcs` from what tells them apart."""
+
+    (
+        CreateConnector,
+        GetConnector,
+        ListConnectors,
+        UpdateConnector,
+        DeleteConnector,
+        EnableConnector,
+        DisableConnector,
+        TestConnector,
+    ) = _rpcs(CONNECTORS)
+    (
+        CreateDatasource,
+        GetDatasource,
+        ListDatasources,
+        UpdateDatasource,
+        DeleteDatasource,
+        EnableDatasource,
+        DisableDatasource,
+        TestDatasource,
+    ) = _rpcs(DATASOURCES)
 
     def __init__(
         self,
@@ -120,96 +180,6 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         async with self._sessions() as session:
             validated = await repository.evidence(session, tenant_id)
         return rpc.GetActivationEvidenceResponse(has_validated_connector=validated)
-
-    async def CreateConnector(
-        self, request: rpc.CreateConnectorRequest, context: Context
-    ) -> rpc.CreateConnectorResponse:
-        row, secret = responses.new_connector(request)
-        row = await self._create(context, CONNECTORS, row, secret)
-        return rpc.CreateConnectorResponse(connector=responses.connector(row))
-
-    async def GetConnector(self, request: rpc.GetConnectorRequest, context: Context) -> rpc.GetConnectorResponse:
-        row = await self._get(context, CONNECTORS, request.connector_id)
-        return rpc.GetConnectorResponse(connector=responses.connector(row))
-
-    async def ListConnectors(self, request: rpc.ListConnectorsRequest, context: Context) -> rpc.ListConnectorsResponse:
-        rows, token = await self._page(context, CONNECTORS, request)
-        return rpc.ListConnectorsResponse(connectors=[responses.connector(r) for r in rows], next_page_token=token)
-
-    async def UpdateConnector(
-        self, request: rpc.UpdateConnectorRequest, context: Context
-    ) -> rpc.UpdateConnectorResponse:
-        values, secret = responses.connector_changes(request)
-        row = await self._update(context, CONNECTORS, request.connector_id, values, secret)
-        return rpc.UpdateConnectorResponse(connector=responses.connector(row))
-
-    async def DeleteConnector(
-        self, request: rpc.DeleteConnectorRequest, context: Context
-    ) -> rpc.DeleteConnectorResponse:
-        row = await self._move(context, CONNECTORS, request.connector_id, "delete")
-        return rpc.DeleteConnectorResponse(connector=responses.connector(row))
-
-    async def EnableConnector(
-        self, request: rpc.EnableConnectorRequest, context: Context
-    ) -> rpc.EnableConnectorResponse:
-        row = await self._move(context, CONNECTORS, request.connector_id, "enable")
-        return rpc.EnableConnectorResponse(connector=responses.connector(row))
-
-    async def DisableConnector(
-        self, request: rpc.DisableConnectorRequest, context: Context
-    ) -> rpc.DisableConnectorResponse:
-        row = await self._move(context, CONNECTORS, request.connector_id, "disable")
-        return rpc.DisableConnectorResponse(connector=responses.connector(row))
-
-    async def TestConnector(self, request: rpc.TestConnectorRequest, context: Context) -> rpc.TestConnectorResponse:
-        row = await self._test(context, CONNECTORS, request.connector_id)
-        return rpc.TestConnectorResponse(connector=responses.connector(row))
-
-    async def CreateDatasource(
-        self, request: rpc.CreateDatasourceRequest, context: Context
-    ) -> rpc.CreateDatasourceResponse:
-        row, secret = responses.new_datasource(request)
-        row = await self._create(context, DATASOURCES, row, secret)
-        return rpc.CreateDatasourceResponse(datasource=responses.datasource(row))
-
-    async def GetDatasource(self, request: rpc.GetDatasourceRequest, context: Context) -> rpc.GetDatasourceResponse:
-        row = await self._get(context, DATASOURCES, request.source_id)
-        return rpc.GetDatasourceResponse(datasource=responses.datasource(row))
-
-    async def ListDatasources(
-        self, request: rpc.ListDatasourcesRequest, context: Context
-    ) -> rpc.ListDatasourcesResponse:
-        rows, token = await self._page(context, DATASOURCES, request)
-        return rpc.ListDatasourcesResponse(datasources=[responses.datasource(r) for r in rows], next_page_token=token)
-
-    async def UpdateDatasource(
-        self, request: rpc.UpdateDatasourceRequest, context: Context
-    ) -> rpc.UpdateDatasourceResponse:
-        values, secret = responses.datasource_changes(request)
-        row = await self._update(context, DATASOURCES, request.source_id, values, secret)
-        return rpc.UpdateDatasourceResponse(datasource=responses.datasource(row))
-
-    async def DeleteDatasource(
-        self, request: rpc.DeleteDatasourceRequest, context: Context
-    ) -> rpc.DeleteDatasourceResponse:
-        row = await self._move(context, DATASOURCES, request.source_id, "delete")
-        return rpc.DeleteDatasourceResponse(datasource=responses.datasource(row))
-
-    async def EnableDatasource(
-        self, request: rpc.EnableDatasourceRequest, context: Context
-    ) -> rpc.EnableDatasourceResponse:
-        row = await self._move(context, DATASOURCES, request.source_id, "enable")
-        return rpc.EnableDatasourceResponse(datasource=responses.datasource(row))
-
-    async def DisableDatasource(
-        self, request: rpc.DisableDatasourceRequest, context: Context
-    ) -> rpc.DisableDatasourceResponse:
-        row = await self._move(context, DATASOURCES, request.source_id, "disable")
-        return rpc.DisableDatasourceResponse(datasource=responses.datasource(row))
-
-    async def TestDatasource(self, request: rpc.TestDatasourceRequest, context: Context) -> rpc.TestDatasourceResponse:
-        row = await self._test(context, DATASOURCES, request.source_id)
-        return rpc.TestDatasourceResponse(datasource=responses.datasource(row))
 
     async def _create(self, context: Context, kind: Kind, row: Any, secret: str) -> Any:
         who = _manager(context)
