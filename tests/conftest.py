@@ -192,26 +192,31 @@ class Gateway:
     admin: str = ""
 
     def token(
-        self,
-        user: str = "",
-        *,
-        tenant: str | None = None,
-        role: str = "owner",
-        operator: bool = False,
-        email: str = "",
-        ttl: int = 600,
+        self, user: str = "", *, tenant: str | None = None, operator: bool = False, email: str = "", ttl: int = 600
     ) -> dict[str, str]:
+        """A dev token of `user`; `tenant` is its organisation claim (in dev, the tenant id signup mapped). The
+        caller's role is not in it: signup makes the user an owner, `member` gives others theirs."""
         user = user or f"user-{uuid.uuid4().hex[:8]}"
         token = devauth.mint(
             self.data_dir,
             user=user,
             email=email or f"{user}@example.com",
-            tenant=tenant,
-            role=role,
+            org=tenant,
             operator=operator,
             ttl_seconds=ttl,
         )
         return {"authorization": f"Bearer {token}"}
+
+    async def member(
+        self, http: httpx.AsyncClient, owner: dict[str, str], tenant: str, role: str, user: str = ""
+    ) -> dict[str, str]:
+        """Adds `user` (a new one by default) to the tenant with `role` through AddMember, as its owner or an
+        admin (`owner`: their auth headers); returns the member's auth headers."""
+        user = user or f"{role}-{uuid.uuid4().hex[:8]}"
+        body = {"user_id": user, "email": f"{user}@example.com", "role": f"ROLE_{role.upper()}"}
+        reply = await http.post("/v1/members", json=body, headers=owner)
+        assert reply.status_code in (200, 201), reply.text
+        return self.token(user, tenant=tenant)
 
 
 @pytest.fixture(scope="session")
