@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aos.gate.v1 import gate_pb2
-from gateway import identity
+from gateway import identity, replies
 from gateway.identity import IdentityProvider
 from gateway.rules import Method, load_methods
 
@@ -33,9 +33,6 @@ CALLER_HEADERS = (
 # the legacy API answered otherwise (201 on create, 422 on validation) the service sends this header, which
 # the Lua filter applies to transcoded JSON responses only (never to native gRPC).
 STATUS_HINT = Path(__file__).with_name("status_hint.lua")
-# Keeps a client's x-request-id only in a strict form; otherwise the one Envoy generated stands.
-REQUEST_ID = Path(__file__).with_name("request_id.lua")
-CLIENT_REQUEST_ID = "x-aos-client-request-id"
 BUFFER = "envoy.filters.http.buffer"
 
 
@@ -133,7 +130,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
         _filter(
             "aos.request_id",
             "envoy.extensions.filters.http.lua.v3.Lua",
-            {"default_source_code": {"inline_string": REQUEST_ID.read_text()}},
+            {"default_source_code": {"inline_string": replies.REQUEST_ID.read_text()}},
         ),
         _filter(
             identity.JWT_FILTER,
@@ -172,16 +169,17 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
         "xff_num_trusted_hops": gw.xff_trusted_hops,
         "max_request_headers_kb": gw.max_header_kb,
         "generate_request_id": True,
+        "always_set_request_id_in_response": True,  # the id the services logged, for the client's bug report
         # Envoy always generates an id (the client's is taken away first and kept aside); request_id.lua puts
         # the client's back only when it has the strict form.
-        "early_header_mutation_extensions": [_request_id_aside()],
+        "early_header_mutation_extensions": [replies.request_id_aside()],
         "route_config": {
             "name": "aos",
             "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
             "virtual_hosts": [{"name": "aos", "domains": ["*"], "routes": _routes(gw)}],
         },
         "http_filters": filters,
-        "local_reply_config": _local_replies(),
+        "local_reply_config": replies.local_replies(),
     }
     return {
         "name": "gateway",
@@ -224,63 +222,6 @@ def _ext_authz(gw: Gateway) -> list[dict[str, Any]]:
             },
         )
     ]
-
-
-# Envoy's own refusals, by status, in the legacy {"error", "message"} body.
-LOCAL_REPLY_ERRORS = {
-    400: "invalid_request",
-    401: "invalid_token",
-    403: "forbidden",
-    404: "not_found",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    431: "headers_too_large",
-    503: "unavailable",
-}
-
-
-def _local_replies() -> dict[str, Any]:
-    """Envoy's own refusals (bad token, malformed JSON, unknown route) as JSON for REST callers; native
-    gRPC callers keep the grpc-status Envoy sends them."""
-    rest = {
-        "header_filter": {
-            "header": {
-                "name": "content-type",
-                "string_match": {"prefix": "application/grpc"},
-                "invert_match": True,
-                "treat_missing_header_as_empty": True,
-            }
-        }
-    }
-
-    def mapper(op: str, status: int, error: str) -> dict[str, Any]:
-        code = {"comparison": {"op": op, "value": {"default_value": status, "runtime_key": f"aos.reply_{op}{status}"}}}
-        return {
-            "filter": {"and_filter": {"filters": [rest, {"status_code_filter": code}]}},
-            "body_format_override": {"json_format": {"error": error, "message": "%LOCAL_REPLY_BODY%"}},
-        }
-
-    # The gate's denials already carry their legacy JSON body: the first mapper matches them and keeps it.
-    # Then exact statuses; then any other error. Successful direct responses (/openapi.json) pass untouched.
-    gate = {"filter": {"response_flag_filter": {"flags": ["UAEX"]}}}
-    mappers = [mapper("EQ", status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
-    return {"mappers": [gate, *mappers, mapper("GE", 400, "%RESPONSE_CODE_DETAILS%")]}
-
-
-def _request_id_aside() -> dict[str, Any]:
-    mutation = "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
-    aside = {"key": CLIENT_REQUEST_ID, "value": "%REQ(x-request-id)%"}
-    return {
-        "name": "envoy.http.early_header_mutation.header_mutation",
-        "typed_config": {
-            "@type": f"type.googleapis.com/{mutation}",
-            "mutations": [
-                {"remove": CLIENT_REQUEST_ID},
-                {"append": {"header": aside, "append_action": "ADD_IF_ABSENT"}},
-                {"remove": "x-request-id"},
-            ],
-        },
-    }
 
 
 def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:

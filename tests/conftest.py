@@ -150,8 +150,10 @@ def account(account_channel: grpc.aio.Channel) -> Any:
     return account_service_pb2_grpc.AccountServiceStub(account_channel)
 
 
-def human(tenant: str = "", user: str = "", role: str = "owner", email: str = "") -> tuple[tuple[str, str], ...]:
-    """Caller metadata as the gateway sets it for a verified human."""
+def human(
+    tenant: str = "", user: str = "", role: str = "owner", email: str = "", org: str = ""
+) -> tuple[tuple[str, str], ...]:
+    """Caller metadata as the gateway sets it for a verified human (`org`: their token's organisation)."""
     user = user or f"user-{uuid.uuid4().hex[:8]}"
     md = [
         ("x-aos-actor-type", "human"),
@@ -161,6 +163,8 @@ def human(tenant: str = "", user: str = "", role: str = "owner", email: str = ""
     ]
     if tenant:
         md += [("x-aos-tenant-id", tenant), ("x-aos-role", role)]
+    if org:
+        md += [("x-aos-org-id", org)]
     return tuple(md)
 
 

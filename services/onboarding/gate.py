@@ -93,6 +93,8 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         # enough along hears about the state first.
         if rule is not None and caller.kind is Kind.API_KEY and rule.scope and not caller.has_scope(rule.scope):
             raise Denied(403, {"error": "forbidden", "message": f"API key lacks scope {rule.scope}"})
+        if rule is not None and rule.tenantless and caller.kind is Kind.HUMAN and not caller.tenant_id:
+            self.members.forget(caller.actor_id)  # signing up: "not a member" is about to be wrong
         return allow(self._caller_headers(caller, headers), ["x-aos-key"])
 
     async def _authenticate(self, headers: Mapping[str, str], request: external_auth_pb2.CheckRequest) -> Principal:

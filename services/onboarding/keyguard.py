@@ -3,8 +3,9 @@ key prefix.
 
 Valid verdicts live in an LRU of their own that only valid keys enter, so a flood of wrong keys can evict
 none of them; refusals live in a short negative cache beside it. Every refusal spends a token of the client's
-bucket and of the key prefix's; with either empty, a key no cache vouches for is refused with 429 and
-Retry-After before api_keys is asked.
+bucket and of the key prefix's; with either empty, a key the gate has never seen valid is refused with 429
+and Retry-After before api_keys is asked. Keys seen valid are asked about as before (revocation still shows
+within a second): a customer behind the same address as a guesser keeps working.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class KeyGuard:
         # Key digest → api_keys' verdict: VALID ones, and the others.
         self.verdicts: TTLCache[str, keys_rpc.VerifyApiKeyResponse] = TTLCache(maxsize=size, ttl=cache_seconds)
         self.refused: TTLCache[str, keys_rpc.VerifyApiKeyResponse] = TTLCache(maxsize=size, ttl=negative_seconds)
+        # Digests of keys api_keys last called valid: exempt from the failure budgets.
+        self.vouched: LRUCache[str, bool] = LRUCache(maxsize=10 * size)
         self.failures = Buckets(failures_per_second, failures_burst, size=10 * size)
         # Valid uses answered from `verdicts` never reach VerifyApiKey, which counts the others: key id →
         # [requests, last use], sent to api_keys in batches so total_requests counts every request.
@@ -108,16 +111,17 @@ class KeyGuard:
             seen[1] = time.time()
             return valid
         buckets = (client_bucket(client), f"prefix:{secret[:PREFIX_CHARS]}")
-        wait = self.failures.wait(buckets)
-        if wait > 0:
+        if digest not in self.vouched and (wait := self.failures.wait(buckets)) > 0:
             raise too_many(wait)
         verdict = self.refused.get(digest)
         if verdict is None:
             verdict = await self._verify(secret)  # counted by api_keys when VALID
             if verdict.code == keys_rpc.VERIFY_CODE_VALID and verdict.tenant_id:
                 self.verdicts[digest] = verdict
+                self.vouched[digest] = True
                 return verdict
             self.refused[digest] = verdict
+        self.vouched.pop(digest, None)
         self.failures.spend(buckets)
         raise INVALID_KEY
 
