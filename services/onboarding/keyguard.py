@@ -47,10 +47,11 @@ class Buckets:
         now = self._clock()
         return max((max(0.0, (1 - self._level(n, now)) / self.per_second) for n in names), default=0.0)
 
-    def spend(self, names: Iterable[str]) -> None:
+    def spend(self, names: Iterable[str], tokens: float = 1.0) -> None:
+        """Takes `tokens` from each bucket (a negative number gives them back)."""
         now = self._clock()
         for name in names:
-            self._levels[name] = (max(0.0, self._level(name, now) - 1), now)
+            self._levels[name] = (max(0.0, self._level(name, now) - tokens), now)
 
 
 def client_bucket(address: str) -> str:
@@ -110,19 +111,26 @@ class KeyGuard:
             seen[0] += 1
             seen[1] = time.time()
             return valid
-        buckets = (client_bucket(client), f"prefix:{secret[:PREFIX_CHARS]}")
-        if digest not in self.vouched and (wait := self.failures.wait(buckets)) > 0:
+        # A check of a key never seen valid takes its token before api_keys is asked (given back if the key is
+        # valid): however many run at once, no more than the budget get through.
+        buckets = () if digest in self.vouched else (client_bucket(client), f"prefix:{secret[:PREFIX_CHARS]}")
+        if (wait := self.failures.wait(buckets)) > 0:
             raise too_many(wait)
+        self.failures.spend(buckets)
         verdict = self.refused.get(digest)
         if verdict is None:
-            verdict = await self._verify(secret)  # counted by api_keys when VALID
+            try:
+                verdict = await self._verify(secret)  # counted by api_keys when VALID
+            except BaseException:
+                self.failures.spend(buckets, -1)  # api_keys did not answer: no failure of the caller's
+                raise
             if verdict.code == keys_rpc.VERIFY_CODE_VALID and verdict.tenant_id:
+                self.failures.spend(buckets, -1)
                 self.verdicts[digest] = verdict
                 self.vouched[digest] = True
                 return verdict
             self.refused[digest] = verdict
         self.vouched.pop(digest, None)
-        self.failures.spend(buckets)
         raise INVALID_KEY
 
     async def report_usage(self) -> None:
