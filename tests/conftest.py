@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -223,19 +224,27 @@ class Gateway:
         return self.token(user, tenant=tenant)
 
 
+@contextlib.contextmanager
+def envoy(cfg: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Envoy running `cfg` (its log beside it) until the block ends; listening on `port` at entry."""
+    log = cfg.with_name("envoy.log")
+    proc = stack.start_envoy(cfg, log)
+    try:
+        stack.wait_for_port(port, proc)
+        yield proc
+    finally:
+        stack.stop([proc])
+        if proc.returncode not in (0, -15):
+            print(log.read_text())
+
+
 @pytest.fixture(scope="session")
 def gateway(running: dict[str, server.Service], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     data = tmp_path_factory.mktemp("gateway")
     port = stack.free_port()
     cfg = stack.envoy_config(data, {name: svc.port for name, svc in running.items()}, port, devauth.ensure_keys(data))
-    proc = stack.start_envoy(cfg, data / "envoy.log")
-    try:
-        stack.wait_for_port(port, proc)
+    with envoy(cfg, port):
         yield Gateway(f"http://127.0.0.1:{port}", data)
-    finally:
-        stack.stop([proc])
-        if proc.returncode not in (0, -15):
-            print((data / "envoy.log").read_text())
 
 
 @pytest.fixture

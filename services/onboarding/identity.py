@@ -30,9 +30,9 @@ PAYLOAD_KEY = "jwt_payload"
 class Claims:
     """How the identity provider's tokens say things (AOS_IDP_* settings)."""
 
-    org: str = "org_id"
-    email: str = "email"
-    email_verified: str = "email_verified"
+    org_claim: str = "org_id"
+    email_claim: str = "email"
+    email_verified_claim: str = "email_verified"
     # An operator's token has `operator_value` in this claim (a string, or a list such as groups).
     operator_claim: str = "groups"
     operator_value: str = "aos-operators"
@@ -71,12 +71,12 @@ def read(claims: dict[str, Any], names: Claims, now: float) -> Token:
             raise invalid_token("token issued in the future")
         if isinstance(exp, int | float) and exp - iat > names.max_lifetime_seconds:
             raise invalid_token(f"token lifetime exceeds {names.max_lifetime_seconds} s")
-    email, org = claims.get(names.email), claims.get(names.org)
+    email, org = claims.get(names.email_claim), claims.get(names.org_claim)
     return Token(
         kind=Kind.OPERATOR if _has(claims.get(names.operator_claim), names.operator_value) else Kind.HUMAN,
         subject=subject,
         email=email if isinstance(email, str) else "",
-        email_verified=claims.get(names.email_verified) in (True, "true"),
+        email_verified=claims.get(names.email_verified_claim) in (True, "true"),
         org=org if isinstance(org, str) else "",
     )
 

@@ -53,14 +53,9 @@ def _keys(settings: Settings, clients: Clients) -> KeyGuard:
 
 
 def _claims(settings: Settings) -> identity.Claims:
-    return identity.Claims(
-        org=settings.org_claim,
-        email=settings.email_claim,
-        email_verified=settings.email_verified_claim,
-        operator_claim=settings.operator_claim,
-        operator_value=settings.operator_value,
-        max_lifetime_seconds=settings.max_lifetime_seconds,
-    )
+    """The identity provider's claim names and token rules, as configured (the Settings fields of the same names)."""
+    names = identity.Claims.__dataclass_fields__.keys() & Settings.model_fields.keys()
+    return identity.Claims(**{name: getattr(settings, name) for name in names})
 
 
 def build(settings: Settings, engine: AsyncEngine) -> server.Service:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cli import stack
 from gateway.identity import IdentityProvider
 from services.common import server
-from tests.conftest import eventually
+from tests.conftest import envoy, eventually
 
 pytestmark = pytest.mark.e2e
 AUDIENCE = "aos-loopback"
@@ -125,12 +125,8 @@ def edge(issuer: Issuer, running: dict[str, server.Service], tmp_path: Path) -> 
     port = stack.free_port()
     upstreams = {name: svc.port for name, svc in running.items()}
     cfg = stack.envoy_config(tmp_path, upstreams, port, tmp_path / "unused-jwks.json", identity=identity)
-    proc = stack.start_envoy(cfg, tmp_path / "envoy.log")
-    try:
-        stack.wait_for_port(port, proc)
+    with envoy(cfg, port) as proc:
         yield Edge(f"http://127.0.0.1:{port}", proc)
-    finally:
-        stack.stop([proc])
 
 
 @pytest.fixture

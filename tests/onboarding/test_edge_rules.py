@@ -57,7 +57,7 @@ def test_operators_are_recognised_by_the_configured_group_not_by_our_own_claim()
 
 
 def test_claim_names_are_the_providers() -> None:
-    names = gate_identity.Claims(org="https://aos/org", email="mail", email_verified="mail_ok")
+    names = gate_identity.Claims(org_claim="https://aos/org", email_claim="mail", email_verified_claim="mail_ok")
     token = gate_identity.read(
         claims(**{"https://aos/org": "org_42", "mail": "a@x.test", "mail_ok": "true", "org_id": "ignored"}), names, NOW
     )
