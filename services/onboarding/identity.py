@@ -9,6 +9,7 @@ for at most `seconds`, and dropped at once when account reports a change of the 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -88,11 +89,13 @@ class Membership(NamedTuple):
 
 class Members:
     """(organisation, user) → the user's membership in the organisation's tenant, or None (not a member, or no
-    tenant yet: the caller may sign up)."""
+    tenant yet: the caller may sign up). Concurrent misses of one key share one call to account."""
 
     def __init__(self, clients: Clients, seconds: float, size: int = 10_000) -> None:
         self._clients = clients
         self._known: TTLCache[tuple[str, str], Membership | None] = TTLCache(maxsize=size, ttl=seconds)
+        self._asking: dict[tuple[str, str], asyncio.Future[Membership | None]] = {}
+        self._forgotten = 0  # counts forget() calls: an answer asked for before one is not cached
 
     async def resolve(self, org: str, user: str) -> Membership | None:
         key = (org, user)
@@ -100,14 +103,30 @@ class Members:
             return self._known[key]
         except KeyError:
             pass
+        asking = self._asking.get(key)
+        if asking is None:
+            asking = self._asking[key] = asyncio.ensure_future(self._ask(key))
+            asking.add_done_callback(lambda done: self._done(key, done))
+        return await asyncio.shield(asking)
+
+    def _done(self, key: tuple[str, str], done: asyncio.Future[Membership | None]) -> None:
+        if self._asking.get(key) is done:  # not a newer question asked after a forget()
+            del self._asking[key]
+
+    async def _ask(self, key: tuple[str, str]) -> Membership | None:
+        forgotten = self._forgotten
         try:
-            found: Membership | None = Membership(*await self._clients.resolve_member(org, user))
+            found: Membership | None = Membership(*await self._clients.resolve_member(*key))
         except NotFound:
             found = None
-        self._known[key] = found
+        if forgotten == self._forgotten:
+            self._known[key] = found
         return found
 
     def forget(self, user_id: str) -> None:
-        """Every cached answer about the user (a member.* event of account)."""
+        """Every cached answer about the user (a member.* event of account), and any being asked for."""
+        self._forgotten += 1
         for key in [k for k in self._known if k[1] == user_id]:
             self._known.pop(key, None)
+        for key in [k for k in self._asking if k[1] == user_id]:
+            self._asking.pop(key, None)

@@ -3,6 +3,7 @@ account's event log reports a change of the user's membership (faster than any c
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aos.account.v1 import account_pb2 as pb
@@ -49,5 +50,19 @@ async def test_a_member_event_drops_the_cached_membership_at_once(account: Any, 
         assert await members.resolve(org, "eve") is None  # cached
         await evidence.handle(await latest_event(onb, signup.tenant.tenant_id, "tenant.created"))
         assert await members.resolve(org, "eve") == Membership(signup.tenant.tenant_id, "owner")
+    finally:
+        await clients.close()
+
+
+async def test_concurrent_misses_ask_account_once(account: Any, onb: Onboarding, running: dict[str, Any]) -> None:
+    clients = Clients(onb.settings.account_addr, "", "", 1.0)
+    try:
+        members = identity.Members(clients, seconds=3600)
+        tenant = await new_tenant(account, "boss")
+        asked = running["account"].metrics.method("/aos.account.v1.AccountService/ResolveMember")
+        before = sum(asked.codes.values())
+        answers = await asyncio.gather(*(members.resolve(tenant, "boss") for _ in range(20)))
+        assert set(answers) == {Membership(tenant, "owner")}
+        assert sum(asked.codes.values()) - before == 1
     finally:
         await clients.close()
