@@ -22,8 +22,22 @@ async def add_tenant(session: AsyncSession, tenant: Tenant) -> Tenant:
     try:
         await session.flush()
     except IntegrityError as exc:
+        if "uq_tenant_org_id" in str(exc.orig):
+            raise AlreadyExists("the organisation already has a tenant", reason="ORG_HAS_TENANT") from exc
         raise AlreadyExists(f"slug {tenant.slug!r} is taken", reason="SLUG_TAKEN") from exc
     return tenant
+
+
+async def membership(session: AsyncSession, org_id: str, user_id: str) -> Member:
+    """The user's membership in the tenant of the organisation; NotFound when either is missing."""
+    found = await session.scalar(
+        select(Member)
+        .join(Tenant, Tenant.id == Member.tenant_id)
+        .where(Tenant.org_id == org_id, Member.user_id == user_id)
+    )
+    if found is None:
+        raise NotFound("no membership", reason="MEMBER_NOT_FOUND")
+    return found
 
 
 async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:

@@ -22,8 +22,12 @@ def new_tenant(request: rpc.CreateTenantRequest, who: Principal) -> Tenant:
     if request.slug and not policy.valid_slug(request.slug):
         raise InvalidArgument("slug", "must be 3..100 lower-case letters, digits and inner hyphens")
     email = validation.length("billing_email", request.billing_email, 0, 255) or None
+    tenant_id = str(uuid.uuid4())
     return Tenant(
-        id=str(uuid.uuid4()),
+        id=tenant_id,
+        # The caller's organisation at the identity provider (the gate passes it on); a token without one
+        # makes the tenant its own organisation, which is what dev tokens then name.
+        org_id=who.org_id or tenant_id,
         name=name,
         slug=request.slug or policy.slugify(name),
         plan=plan,
@@ -55,11 +59,16 @@ def tenant_pb(t: Tenant) -> pb.Tenant:
         status=pb.TenantStatus.Value(f"TENANT_STATUS_{t.status.upper()}"),
         suspended_reason=t.suspended_reason or "",
         billing_email=t.billing_email or "",
+        org_id=t.org_id,
         quotas=pb.Quotas(**{f: getattr(t, f) for f in policy.Quotas._fields}),
     )
     message.created_at.FromDatetime(t.created_at)
     message.updated_at.FromDatetime(t.updated_at)
     return message
+
+
+def membership_pb(m: Member) -> rpc.ResolveMemberResponse:
+    return rpc.ResolveMemberResponse(tenant_id=m.tenant_id, role=pb.Role.Value(f"ROLE_{m.role.upper()}"))
 
 
 def new_member(request: rpc.AddMemberRequest, who: Principal) -> Member:

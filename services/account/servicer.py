@@ -183,6 +183,12 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             await events.record(session, OWNER, who, "sdk.attested", saved.tenant_id, attested)
         return rpc.RecordSdkAttestationResponse(attestation=responses.attestation_pb(saved), created=new)
 
+    async def ResolveMember(self, request: rpc.ResolveMemberRequest, context: Context) -> rpc.ResolveMemberResponse:
+        org_id = validation.length("org_id", request.org_id, 1, 255)
+        user_id = validation.length("user_id", request.user_id, 1, 255)
+        async with self._sessions() as session:
+            return responses.membership_pb(await repository.membership(session, org_id, user_id))
+
     async def GetActivationEvidence(
         self, request: rpc.GetActivationEvidenceRequest, context: Context
     ) -> rpc.GetActivationEvidenceResponse:

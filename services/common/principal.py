@@ -49,6 +49,8 @@ class Principal:
     email_verified: bool = False
     role: str = ""
     scopes: tuple[str, ...] = ()
+    # A human's organisation at the identity provider (signup maps it to the new tenant).
+    org_id: str = ""
 
     @property
     def actor_type(self) -> str:
@@ -97,6 +99,7 @@ def from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Principal | No
         email_verified=headers.get("x-aos-email-verified", "") == "true",
         role=headers.get("x-aos-role", ""),
         scopes=tuple(s for s in headers.get("x-aos-scopes", "").split(",") if s),
+        org_id=headers.get("x-aos-org-id", ""),
     )
 
 

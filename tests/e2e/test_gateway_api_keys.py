@@ -16,12 +16,13 @@ from tests.conftest import Gateway
 pytestmark = pytest.mark.e2e
 
 
-async def signup(http: httpx.AsyncClient, gateway: Gateway, role: str = "owner") -> tuple[str, dict[str, str]]:
+async def signup(http: httpx.AsyncClient, gateway: Gateway) -> tuple[str, dict[str, str]]:
+    """A new tenant and its owner's auth headers (signup made them the owner)."""
     user = f"owner-{time.monotonic_ns()}"
     reply = await http.post("/v1/tenants", json={"name": "Keys Inc"}, headers=gateway.token(user))
     assert reply.status_code == 201, reply.text
     tenant = reply.json()["tenant"]["tenant_id"]
-    return tenant, gateway.token(user, tenant=tenant, role=role)
+    return tenant, gateway.token(user, tenant=tenant)
 
 
 async def test_create_read_list_and_revoke_through_the_legacy_urls(http: httpx.AsyncClient, gateway: Gateway) -> None:
@@ -94,8 +95,8 @@ async def test_another_tenants_key_is_404_and_stays_active(http: httpx.AsyncClie
 
 
 async def test_viewers_read_but_cannot_manage(http: httpx.AsyncClient, gateway: Gateway) -> None:
-    tenant, _ = await signup(http, gateway)
-    viewer = gateway.token("viewer-1", tenant=tenant, role="viewer")
+    tenant, owner = await signup(http, gateway)
+    viewer = await gateway.member(http, owner, tenant, "viewer")
     assert (await http.post("/tenant/api-keys", json={"name": "v"}, headers=viewer)).status_code == 403
     assert (await http.get("/api-keys", headers=viewer)).status_code == 200
     assert (await http.get("/api-keys")).status_code == 401

@@ -35,9 +35,10 @@ def key(tenant: str, key_id: str = "key-1") -> tuple[tuple[str, str], ...]:
     )
 
 
-async def new_tenant(account: Any) -> str:
+async def new_tenant(account: Any, owner: str = "") -> str:
+    """A tenant signed up through account by `owner` (a new user by default), who becomes its owner."""
     reply = await account.CreateTenant(
-        account_rpc.CreateTenantRequest(name=f"T {uuid.uuid4().hex[:6]}"), metadata=human(), timeout=5
+        account_rpc.CreateTenantRequest(name=f"T {uuid.uuid4().hex[:6]}"), metadata=human(user=owner), timeout=5
     )
     return str(reply.tenant.tenant_id)
 

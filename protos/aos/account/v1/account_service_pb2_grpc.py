@@ -106,6 +106,11 @@ class AccountServiceStub:
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationRequest.SerializeToString,
                 response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationResponse.FromString,
                 _registered_method=True)
+        self.ResolveMember = channel.unary_unary(
+                '/aos.account.v1.AccountService/ResolveMember',
+                request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberRequest.SerializeToString,
+                response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberResponse.FromString,
+                _registered_method=True)
         self.GetActivationEvidence = channel.unary_unary(
                 '/aos.account.v1.AccountService/GetActivationEvidence',
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetActivationEvidenceRequest.SerializeToString,
@@ -225,6 +230,14 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveMember(self, request, context):
+        """The tenant an identity provider's organisation maps to and the user's role in it, for the edge gate.
+        Errors: NOT_FOUND (no tenant for the organisation, or the user is not its member), INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetActivationEvidence(self, request, context):
         """Activation evidence held by account, for onboarding's predicate. Errors: INVALID_ARGUMENT.
         """
@@ -304,6 +317,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.RecordSdkAttestation,
                     request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationRequest.FromString,
                     response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationResponse.SerializeToString,
+            ),
+            'ResolveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveMember,
+                    request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberRequest.FromString,
+                    response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberResponse.SerializeToString,
             ),
             'GetActivationEvidence': grpc.unary_unary_rpc_method_handler(
                     servicer.GetActivationEvidence,
@@ -691,6 +709,33 @@ class AccountService:
             '/aos.account.v1.AccountService/RecordSdkAttestation',
             aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationRequest.SerializeToString,
             aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.account.v1.AccountService/ResolveMember',
+            aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberRequest.SerializeToString,
+            aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,6 +79,10 @@ class AccountServiceStub:
     """Records an SDK handshake (idempotent upsert on the attestation hash, SPEC 7).
     Errors: INVALID_ARGUMENT (sdk_version, sdk_language), NOT_FOUND (tenant).
     """
+    ResolveMember: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ResolveMemberRequest, _account_service_pb2.ResolveMemberResponse]
+    """The tenant an identity provider's organisation maps to and the user's role in it, for the edge gate.
+    Errors: NOT_FOUND (no tenant for the organisation, or the user is not its member), INVALID_ARGUMENT.
+    """
     GetActivationEvidence: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetActivationEvidenceRequest, _account_service_pb2.GetActivationEvidenceResponse]
     """Activation evidence held by account, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
 
@@ -132,6 +136,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     RecordSdkAttestation: _aio.UnaryUnaryMultiCallable[_account_service_pb2.RecordSdkAttestationRequest, _account_service_pb2.RecordSdkAttestationResponse]  # type: ignore[assignment]
     """Records an SDK handshake (idempotent upsert on the attestation hash, SPEC 7).
     Errors: INVALID_ARGUMENT (sdk_version, sdk_language), NOT_FOUND (tenant).
+    """
+    ResolveMember: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ResolveMemberRequest, _account_service_pb2.ResolveMemberResponse]  # type: ignore[assignment]
+    """The tenant an identity provider's organisation maps to and the user's role in it, for the edge gate.
+    Errors: NOT_FOUND (no tenant for the organisation, or the user is not its member), INVALID_ARGUMENT.
     """
     GetActivationEvidence: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetActivationEvidenceRequest, _account_service_pb2.GetActivationEvidenceResponse]  # type: ignore[assignment]
     """Activation evidence held by account, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
@@ -267,6 +275,16 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_account_service_pb2.RecordSdkAttestationResponse, _abc.Awaitable[_account_service_pb2.RecordSdkAttestationResponse]]:
         """Records an SDK handshake (idempotent upsert on the attestation hash, SPEC 7).
         Errors: INVALID_ARGUMENT (sdk_version, sdk_language), NOT_FOUND (tenant).
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveMember(
+        self,
+        request: _account_service_pb2.ResolveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.ResolveMemberResponse, _abc.Awaitable[_account_service_pb2.ResolveMemberResponse]]:
+        """The tenant an identity provider's organisation maps to and the user's role in it, for the edge gate.
+        Errors: NOT_FOUND (no tenant for the organisation, or the user is not its member), INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod
