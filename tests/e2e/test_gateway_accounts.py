@@ -164,7 +164,7 @@ async def team(
     http: httpx.AsyncClient, gateway: Gateway, role: str
 ) -> tuple[str, str, dict[str, str], str, dict[str, str]]:
     """A tenant, its owner (user id, token) and a second member added by the owner with `role` (user id,
-    token). The token carries the same role that AddMember recorded, wherever the edge reads it from."""
+    token). The edge reads the member's role from account, where AddMember recorded it."""
     owner = f"owner-{time.monotonic_ns()}"
     reply = await http.post("/v1/tenants", json={"name": "Team"}, headers=gateway.token(owner))
     assert reply.status_code == 201, reply.text
@@ -174,7 +174,7 @@ async def team(
     body = {"user_id": user, "email": f"{user}@example.com", "role": f"ROLE_{role.upper()}"}
     added = await http.post("/v1/members", json=body, headers=owner_auth)
     assert added.status_code == 200, added.text
-    return tenant, owner, owner_auth, user, gateway.token(user, tenant=tenant, role=role)
+    return tenant, owner, owner_auth, user, gateway.token(user, tenant=tenant)
 
 
 async def member_roles(http: httpx.AsyncClient, auth: dict[str, str]) -> dict[str, str]:

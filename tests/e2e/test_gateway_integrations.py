@@ -173,11 +173,8 @@ def test_every_customer_rpc_is_open_from_identity_verified() -> None:
 
 
 async def as_member(http: httpx.AsyncClient, gateway: Gateway, tenant: str, owner: dict[str, str], role: str) -> Any:
-    """A token for a new member the owner added with `role` (the token carries the same role)."""
-    user = f"{role}-{time.monotonic_ns()}"
-    body_ = {"user_id": user, "email": f"{user}@example.com", "role": f"ROLE_{role.upper()}"}
-    assert (await http.post("/v1/members", json=body_, headers=owner)).status_code == 200
-    return gateway.token(user, tenant=tenant, role=role)
+    """A token for a new member the owner added with `role` (the edge reads the role from account)."""
+    return await gateway.member(http, owner, tenant, role)
 
 
 async def test_a_viewer_cannot_repoint_an_owners_integration_nor_test_it(
