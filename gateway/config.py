@@ -12,6 +12,7 @@ from typing import Any
 
 from aos.gate.v1 import gate_pb2
 from gateway.rules import Method, load_methods
+from services.common import tls
 
 # Caller headers only the gateway may set. Stripped from every client request before any other filter
 # runs; X-AOS-Key is the API-key credential itself and is deliberately not in this list.
@@ -55,16 +56,24 @@ class Gateway:
     openapi_path: str = "gateway/openapi.json"
     admin_port: int = 0
     methods: list[Method] = field(default_factory=list)
+    # Envoy's own certificate and key (spiffe://aos.local/gateway), presented to every upstream, and the CA
+    # the upstreams' certificates must chain to. Handed to Envoy by file-based SDS from `sds_dir` (see sds()),
+    # which re-reads them when their folder changes: a renewed certificate is used without a restart.
+    tls_cert_file: str = ".aos/dev/tls/gateway/tls.crt"
+    tls_key_file: str = ".aos/dev/tls/gateway/tls.key"
+    tls_ca_file: str = ".aos/dev/tls/gateway/ca.crt"
+    sds_dir: str = ".aos/run"
 
 
 def render(gw: Gateway) -> dict[str, Any]:
     services = sorted({m.service for m in gw.methods if m.cluster in gw.upstreams})
     return {
+        "node": {"id": tls.GATEWAY, "cluster": tls.GATEWAY},  # SDS (the certificate files) requires both
         "admin": {"address": _addr(gw.admin_port)},
         "static_resources": {
             "listeners": [_listener(gw, services)],
             "clusters": [
-                _cluster(name, ends if isinstance(ends, list) else [ends])
+                _cluster(name, ends if isinstance(ends, list) else [ends], gw)
                 for name, ends in sorted(gw.upstreams.items())
             ],
         },
@@ -236,9 +245,10 @@ def _jwt(gw: Gateway) -> dict[str, Any]:
     return {"providers": {"aos": provider}, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}
 
 
-def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
+def _cluster(name: str, endpoints: list[tuple[str, int]], gw: Gateway) -> dict[str, Any]:
     return {
         "name": name,
+        "transport_socket": _upstream_tls(name, gw),
         "type": "STRICT_DNS" if not endpoints[0][0][0].isdigit() else "STATIC",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
@@ -260,6 +270,58 @@ def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
                 "grpc_health_check": {},
             }
         ],
+    }
+
+
+SDS_CERT, SDS_CA = "gateway-cert", "gateway-ca"
+
+
+def _sds(gw: Gateway, secret: str) -> dict[str, Any]:
+    return {
+        "name": secret,
+        "sds_config": {"path_config_source": {"path": f"{gw.sds_dir}/{secret}.yaml"}, "resource_api_version": "V3"},
+    }
+
+
+def _upstream_tls(cluster: str, gw: Gateway) -> dict[str, Any]:
+    """Mutual TLS to a service (health checks and the ext_authz gate included): Envoy presents its certificate
+    and accepts only the cluster's own identity (spiffe://aos.local/<cluster>) from a certificate of our CA."""
+    peer = {"san_type": "URI", "matcher": {"exact": tls.spiffe_id(cluster)}}
+    context = {
+        "tls_certificate_sds_secret_configs": [_sds(gw, SDS_CERT)],
+        "combined_validation_context": {
+            "default_validation_context": {"match_typed_subject_alt_names": [peer]},
+            "validation_context_sds_secret_config": _sds(gw, SDS_CA),
+        },
+        "alpn_protocols": ["h2"],
+    }
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": context,
+        },
+    }
+
+
+def sds(gw: Gateway) -> dict[str, dict[str, Any]]:
+    """The SDS files the config names (file name in `sds_dir` → content): Envoy's certificate and the CA.
+    Each watches the folder of its files, so a renewal (a rename there, or Kubernetes swapping a mounted
+    Secret's ..data link) is re-read at once."""
+
+    def secret(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        kind = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+        return {"resources": [{"@type": kind, "name": name, **body}]}
+
+    cert = {
+        "certificate_chain": {"filename": gw.tls_cert_file},
+        "private_key": {"filename": gw.tls_key_file},
+        "watched_directory": {"path": str(Path(gw.tls_cert_file).parent)},
+    }
+    ca = {"trusted_ca": {"filename": gw.tls_ca_file}, "watched_directory": {"path": str(Path(gw.tls_ca_file).parent)}}
+    return {
+        f"{SDS_CERT}.yaml": secret(SDS_CERT, {"tls_certificate": cert}),
+        f"{SDS_CA}.yaml": secret(SDS_CA, {"validation_context": ca}),
     }
 
 

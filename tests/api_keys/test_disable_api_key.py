@@ -10,15 +10,15 @@ from tests.api_keys.conftest import create, verify
 from tests.conftest import human
 
 
-async def test_disable_then_enable(keys: Any, tenant: str) -> None:
+async def test_disable_then_enable(verifier: Any, keys: Any, tenant: str) -> None:
     made = await create(keys, tenant)
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_VALID  # warm the cache
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_VALID  # warm the cache
     off = await keys.DisableApiKey(rpc.DisableApiKeyRequest(key_id=made.id), metadata=human(tenant), timeout=5)
     assert off.api_key.status == "DISABLED"
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_DISABLED
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_DISABLED
     on = await keys.EnableApiKey(rpc.EnableApiKeyRequest(key_id=made.id), metadata=human(tenant), timeout=5)
     assert on.api_key.status == "ACTIVE"
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_VALID
 
 
 async def test_enable_counts_against_the_quota(keys: Any, tenant: str) -> None:

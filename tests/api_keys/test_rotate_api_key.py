@@ -15,7 +15,7 @@ async def rotate(keys: Any, tenant: str, key_id: str, **fields: Any) -> Any:
 
 
 async def test_rotation_issues_a_twin_and_keeps_the_old_key_for_24_hours(
-    keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine]
 ) -> None:
     old = await create(keys, tenant, permissions=["run:*"], rate_limit_rpm=10)
     rotated = await rotate(keys, tenant, old.id)
@@ -24,8 +24,8 @@ async def test_rotation_issues_a_twin_and_keeps_the_old_key_for_24_hours(
     grace_end = rotated.previous.expires_at.ToDatetime(UTC)
     assert abs(grace_end - (datetime.now(UTC) + timedelta(hours=24))) < timedelta(minutes=1)
     assert rotated.previous.rotated_to_key_id == rotated.api_key.key_id
-    assert (await verify(keys, old.key)).code == rpc.VERIFY_CODE_VALID
-    assert (await verify(keys, rotated.key)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, old.key)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, rotated.key)).code == rpc.VERIFY_CODE_VALID
     emitted = await sql(
         engines, "SELECT payload FROM event WHERE event_type = 'api_key.rotated' AND tenant_id = :t", t=tenant
     )
@@ -35,10 +35,10 @@ async def test_rotation_issues_a_twin_and_keeps_the_old_key_for_24_hours(
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
-async def test_no_grace_retires_the_old_key_at_once(keys: Any, tenant: str) -> None:
+async def test_no_grace_retires_the_old_key_at_once(verifier: Any, keys: Any, tenant: str) -> None:
     old = await create(keys, tenant)
     await rotate(keys, tenant, old.id, grace_period_hours=0)
-    assert (await verify(keys, old.key)).code == rpc.VERIFY_CODE_EXPIRED
+    assert (await verify(verifier, old.key)).code == rpc.VERIFY_CODE_EXPIRED
 
 
 async def test_grace_never_outlives_the_old_keys_expiry(

@@ -121,15 +121,15 @@ async def evidence(integrations: Any, tenant_id: str) -> bool:
 
 
 async def test_evidence_needs_enabled_live_and_latest_test_passed(
-    integrations: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
+    integrations: Any, evidence_reader: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
 ) -> None:
     md = human(tenant_id)
     iid = await register(integrations, tenant_id, provider.base())
-    assert not await evidence(integrations, tenant_id)
+    assert not await evidence(evidence_reader, tenant_id)
     await integrations.EnableIntegration(rpc.EnableIntegrationRequest(integration_id=iid), metadata=md)
-    assert not await evidence(integrations, tenant_id)  # enabled, never validated
+    assert not await evidence(evidence_reader, tenant_id)  # enabled, never validated
     assert (await run_test(integrations, tenant_id, iid)).health_state == "healthy"
-    assert await evidence(integrations, tenant_id)
+    assert await evidence(evidence_reader, tenant_id)
     async with engines["integrations"].connect() as conn:
         payload = (
             await conn.execute(
@@ -142,25 +142,25 @@ async def test_evidence_needs_enabled_live_and_latest_test_passed(
         rpc.UpdateIntegrationRequest(integration_id=iid, config=config(base_url=provider.base("boom"))), metadata=md
     )
     assert changed.data.health_state == "unknown"  # the endpoint changed: the old result no longer counts
-    assert not await evidence(integrations, tenant_id)
+    assert not await evidence(evidence_reader, tenant_id)
     renamed = await integrations.UpdateIntegration(
         rpc.UpdateIntegrationRequest(integration_id=iid, name="renamed"), metadata=md
     )
     assert renamed.data.health_state == "unknown"
     assert (await run_test(integrations, tenant_id, iid)).health_state == "degraded"
-    assert not await evidence(integrations, tenant_id)  # the latest validation failed
+    assert not await evidence(evidence_reader, tenant_id)  # the latest validation failed
     await integrations.UpdateIntegration(
         rpc.UpdateIntegrationRequest(integration_id=iid, config=config(base_url=provider.base())), metadata=md
     )
     await run_test(integrations, tenant_id, iid)
     await integrations.DisableIntegration(rpc.DisableIntegrationRequest(integration_id=iid), metadata=md)
-    assert not await evidence(integrations, tenant_id)
+    assert not await evidence(evidence_reader, tenant_id)
     await integrations.EnableIntegration(rpc.EnableIntegrationRequest(integration_id=iid), metadata=md)
-    assert await evidence(integrations, tenant_id)
+    assert await evidence(evidence_reader, tenant_id)
     await integrations.UpdateIntegration(rpc.UpdateIntegrationRequest(integration_id=iid, name="again"), metadata=md)
-    assert await evidence(integrations, tenant_id)  # a rename does not touch what was validated
+    assert await evidence(evidence_reader, tenant_id)  # a rename does not touch what was validated
     await integrations.DeleteIntegration(rpc.DeleteIntegrationRequest(integration_id=iid), metadata=md)
-    assert not await evidence(integrations, tenant_id)
+    assert not await evidence(evidence_reader, tenant_id)
 
 
 async def test_evidence_is_internal(integrations: Any, tenant_id: str) -> None:
