@@ -7,7 +7,6 @@ from aos.gate.v1 import gate_pb2
 from cli import gen
 from gateway import config, rules
 
-
 # An internal RPC of the test service aos.x.v1, callable by that service ("x") alone.
 INTERNAL = gate_pb2.Rule(
     audience=gate_pb2.AUDIENCE_INTERNAL, principals=[gate_pb2.PRINCIPAL_KIND_SERVICE], callers=["x"]
