@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from cli import pods
+from cli import cert_manager, pods
+from services.common import tls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,7 @@ def service_env(svc: str) -> list[dict[str, Any]]:
         {"name": f"{prefix}_GRPC_PORT", "value": str(GRPC_PORT)},
     ]
     env += [{"name": f"{prefix}_{peer.upper()}_ADDR", "value": f"{name(peer)}:{GRPC_PORT}"} for peer in CALLS[svc]]
+    env += cert_manager.env(svc)
     if svc == "integrations":
         env += [
             {"name": "INTEGRATIONS_ENVIRONMENT", "value": "prod"},
@@ -71,7 +73,8 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
     app = name(svc)
     labels = pods.app_labels(app, "service")
     selector = {"app.kubernetes.io/name": app}
-    probe = {"grpc": {"port": GRPC_PORT}}
+    # The kubelet's gRPC probe speaks no TLS: the service's health over mutual TLS, with its own certificate.
+    probe = {"exec": {"command": ["python", "-m", "services.common.probe", svc]}, "timeoutSeconds": 5}
     server = pods.container(
         "service",
         IMAGE,
@@ -84,6 +87,7 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
         # Generous: a database outage makes the pod unready, and restarts it only if it lasts over a minute.
         livenessProbe={**probe, "initialDelaySeconds": 10, "periodSeconds": 10, "failureThreshold": 6},
         startupProbe={**probe, "periodSeconds": 2, "failureThreshold": 30},
+        volumeMounts=[cert_manager.MOUNT],
     )
     migrate = pods.container(
         "migrate",
@@ -93,7 +97,11 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
         args=["alembic", "-c", f"services/{svc}/alembic.ini", "upgrade", "head"],
     )
     return [
-        pods.deployment(app, labels, pods.pod([server], [], terminationGracePeriodSeconds=15, **pods.spread(app))),
+        pods.deployment(
+            app,
+            labels,
+            pods.pod([server], [cert_manager.volume(svc)], terminationGracePeriodSeconds=15, **pods.spread(app)),
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -169,11 +177,13 @@ def gateway_documents() -> list[dict[str, Any]]:
         volumeMounts=[
             {"name": "config", "mountPath": ENVOY_DIR, "readOnly": True},
             {"name": "jwks", "mountPath": JWKS_DIR, "readOnly": True},
+            cert_manager.MOUNT,
         ],
     )
     volumes = [
         {"name": "config", "configMap": {"name": "gateway-config"}},
         {"name": "jwks", "secret": {"secretName": "aos-jwks"}},
+        cert_manager.volume(tls.GATEWAY),
     ]
     return [
         pods.deployment(app, labels, pods.pod([envoy], volumes, terminationGracePeriodSeconds=20, **pods.spread(app))),
@@ -225,6 +235,10 @@ def envoy_config_map() -> dict[str, Any]:
         listen_port=GATEWAY_PORT,
         admin_port=ENVOY_ADMIN_PORT,
         jwks_path=f"{JWKS_DIR}/jwks.json",
+        tls_cert_file=cert_manager.FILES["cert"],
+        tls_key_file=cert_manager.FILES["key"],
+        tls_ca_file=cert_manager.FILES["ca"],
+        sds_dir=ENVOY_DIR,
         **served,
     )
     gw.descriptor_path = f"{ENVOY_DIR}/aos.binpb"
@@ -238,6 +252,7 @@ def envoy_config_map() -> dict[str, Any]:
         "metadata": {"name": "gateway-config", "labels": pods.app_labels("gateway", "gateway")},
         "data": {
             "envoy.yaml": yaml.safe_dump(rendered, sort_keys=False),
+            **{name: yaml.safe_dump(body, sort_keys=False) for name, body in config.sds(gw).items()},
             **({"openapi.json": openapi.read_text()} if served else {}),
         },
         "binaryData": {"aos.binpb": base64.b64encode(descriptor.read_bytes()).decode()},

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 log = logging.getLogger("aos.tls")
 
@@ -88,6 +86,10 @@ def _mtimes(files: tuple[str, ...]) -> tuple[int, ...]:
 
 
 def _check_pair(cert: bytes, key: bytes) -> None:
+    # Imported here: the Kubernetes probe imports this module and should start fast.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     public = x509.load_pem_x509_certificate(cert).public_key()
     private = serialization.load_pem_private_key(key, password=None)
     raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

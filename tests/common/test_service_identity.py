@@ -5,9 +5,12 @@ direct calls; now it cannot even connect, and a stolen service certificate buys 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +215,17 @@ async def test_a_rewritten_certificate_is_served_to_new_connections_without_a_re
             assert await health_status(before) == 1
     finally:
         await server.stop(svc, 1.0)
+
+
+async def test_the_kubernetes_probe_asks_health_over_mutual_tls(running: dict[str, server.Service]) -> None:
+    """`python -m services.common.probe <svc>` (the pods' probes) with the service's own environment."""
+
+    def probe(port: int) -> subprocess.CompletedProcess[str]:
+        env = os.environ | devtls.env(pki(), "account") | {"ACCOUNT_GRPC_PORT": str(port)}
+        command = [sys.executable, "-m", "services.common.probe", "account"]
+        return subprocess.run(command, cwd=stack.ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+    serving = await asyncio.to_thread(probe, running["account"].port)
+    assert (serving.returncode, serving.stdout.strip()) == (0, "SERVING"), serving.stderr
+    down = await asyncio.to_thread(probe, stack.free_port())
+    assert (down.returncode, down.stdout.strip()) == (1, "UNAVAILABLE")
