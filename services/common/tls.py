@@ -47,42 +47,57 @@ class Identity:
     key_file: str
     ca_file: str
 
-    def _read(self) -> tuple[bytes, bytes, bytes]:
-        return Path(self.cert_file).read_bytes(), Path(self.key_file).read_bytes(), Path(self.ca_file).read_bytes()
+    def stamp(self) -> tuple[int, ...]:
+        """When the files last changed: a new stamp means a renewal to re-read."""
+        return tuple(os.stat(path).st_mtime_ns for path in (self.cert_file, self.key_file, self.ca_file))
 
-    def channel_credentials(self) -> grpc.ChannelCredentials:
-        cert, key, ca = self._read()
+    def load(self) -> tuple[bytes, bytes, bytes]:
+        """(certificate, key, CA) in PEM; ValueError when the certificate is not the key's (mid-rewrite)."""
+        cert, key = Path(self.cert_file).read_bytes(), Path(self.key_file).read_bytes()
+        _check_pair(cert, key)
+        return cert, key, Path(self.ca_file).read_bytes()
+
+    def channel_credentials(self, files: tuple[bytes, bytes, bytes] | None = None) -> grpc.ChannelCredentials:
+        cert, key, ca = files or self.load()
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Requires a client certificate from the CA; re-reads the files at the next handshake after they
-        change (a new key pair or CA), keeping the previous ones while the files do not form a valid pair."""
-        files = (self.cert_file, self.key_file, self.ca_file)
-        seen = [_mtimes(files)]
+        change (a new key pair or CA)."""
+        watch = Watch(self)
 
-        def configuration() -> Any:
-            cert, key, ca = self._read()
-            _check_pair(cert, key)
+        def configuration(files: tuple[bytes, bytes, bytes]) -> Any:
+            cert, key, ca = files
             return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
 
         def fetch() -> Any:
-            now = _mtimes(files)
-            if now == seen[0]:
-                return None
-            try:
-                changed = configuration()
-            except (OSError, ValueError) as exc:  # caught mid-rewrite: the next handshake tries again
-                log.warning("TLS files of %s not reloaded: %s", self.name, exc)
-                return None
-            seen[0] = now
-            log.info("TLS certificate of %s reloaded", self.name)
-            return changed
+            files = watch.changed()
+            return configuration(files) if files else None
 
-        return grpc.dynamic_ssl_server_credentials(configuration(), fetch, require_client_authentication=True)
+        return grpc.dynamic_ssl_server_credentials(
+            configuration(self.load()), fetch, require_client_authentication=True
+        )
 
 
-def _mtimes(files: tuple[str, ...]) -> tuple[int, ...]:
-    return tuple(os.stat(path).st_mtime_ns for path in files)
+class Watch:
+    """Tells when an identity's files changed, and reads them then; files caught mid-rewrite (a certificate
+    that is not the key's) are skipped, so the previous ones stay in use until the next look."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity, self._stamp = identity, identity.stamp()
+
+    def changed(self) -> tuple[bytes, bytes, bytes] | None:
+        stamp = self.identity.stamp()
+        if stamp == self._stamp:
+            return None
+        try:
+            files = self.identity.load()
+        except (OSError, ValueError) as exc:
+            log.warning("TLS files of %s not reloaded: %s", self.identity.name, exc)
+            return None
+        self._stamp = stamp
+        log.info("TLS certificate of %s reloaded", self.identity.name)
+        return files
 
 
 def _check_pair(cert: bytes, key: bytes) -> None:

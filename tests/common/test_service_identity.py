@@ -28,8 +28,10 @@ from aos.integrations.v1 import integrations_service_pb2 as integrations_rpc
 from aos.onboarding.v1 import onboarding_service_pb2 as onboarding_rpc
 from cli import devtls, stack
 from services.common import server, tls
+from services.common.channels import peer as peer_channel
 from tests.conftest import (
     Channels,
+    eventually,
     health_status,
     human,
     identity_of,
@@ -229,3 +231,32 @@ async def test_the_kubernetes_probe_asks_health_over_mutual_tls(running: dict[st
     assert (serving.returncode, serving.stdout.strip()) == (0, "SERVING"), serving.stderr
     down = await asyncio.to_thread(probe, stack.free_port())
     assert (down.returncode, down.stdout.strip()) == (1, "UNAVAILABLE")
+
+
+async def test_a_peer_channel_presents_a_renewed_client_certificate_without_a_restart(tmp_path: Path) -> None:
+    """A service's calls to a peer (common.channels) move to its renewed certificate by themselves."""
+    own = tmp_path / "tls"
+    own.mkdir()
+    for name in ("ca.crt", "ca.key"):
+        shutil.copy(pki() / name, own / name)
+    me = devtls.issue(own, "api_keys")
+
+    async def presented(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        (pem,) = context.auth_context()["x509_pem_cert"]
+        return str(x509.load_pem_x509_certificate(pem).serial_number).encode()
+
+    peer = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(presented)
+    peer.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("aos.test.Who", {"Call": handler})])
+    port = peer.add_secure_port("127.0.0.1:0", identity_of("account").server_credentials())
+    await peer.start()
+    channel = peer_channel(f"127.0.0.1:{port}", me, "account")
+    try:
+        call = channel.unary_unary("/aos.test.Who/Call")
+        assert int(await call(b"", timeout=5)) == _file_serial(me.cert_file)
+        devtls.issue(own, "api_keys")
+        renewed = _file_serial(me.cert_file)
+        await eventually(lambda: call(b"", timeout=5), until=lambda got: int(got) == renewed, within=5)
+    finally:
+        await channel.close()
+        await peer.stop(None)
