@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aos.gate.v1 import gate_pb2
+from gateway import upstream_tls
 from gateway.rules import Method, load_methods
 from services.common import tls
 
@@ -248,7 +249,7 @@ def _jwt(gw: Gateway) -> dict[str, Any]:
 def _cluster(name: str, endpoints: list[tuple[str, int]], gw: Gateway) -> dict[str, Any]:
     return {
         "name": name,
-        "transport_socket": _upstream_tls(name, gw),
+        "transport_socket": upstream_tls.transport_socket(name, gw.sds_dir),
         "type": "STRICT_DNS" if not endpoints[0][0][0].isdigit() else "STATIC",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
@@ -273,56 +274,9 @@ def _cluster(name: str, endpoints: list[tuple[str, int]], gw: Gateway) -> dict[s
     }
 
 
-SDS_CERT, SDS_CA = "gateway-cert", "gateway-ca"
-
-
-def _sds(gw: Gateway, secret: str) -> dict[str, Any]:
-    return {
-        "name": secret,
-        "sds_config": {"path_config_source": {"path": f"{gw.sds_dir}/{secret}.yaml"}, "resource_api_version": "V3"},
-    }
-
-
-def _upstream_tls(cluster: str, gw: Gateway) -> dict[str, Any]:
-    """Mutual TLS to a service (health checks and the ext_authz gate included): Envoy presents its certificate
-    and accepts only the cluster's own identity (spiffe://aos.local/<cluster>) from a certificate of our CA."""
-    peer = {"san_type": "URI", "matcher": {"exact": tls.spiffe_id(cluster)}}
-    context = {
-        "tls_certificate_sds_secret_configs": [_sds(gw, SDS_CERT)],
-        "combined_validation_context": {
-            "default_validation_context": {"match_typed_subject_alt_names": [peer]},
-            "validation_context_sds_secret_config": _sds(gw, SDS_CA),
-        },
-        "alpn_protocols": ["h2"],
-    }
-    return {
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "common_tls_context": context,
-        },
-    }
-
-
 def sds(gw: Gateway) -> dict[str, dict[str, Any]]:
-    """The SDS files the config names (file name in `sds_dir` → content): Envoy's certificate and the CA.
-    Each watches the folder of its files, so a renewal (a rename there, or Kubernetes swapping a mounted
-    Secret's ..data link) is re-read at once."""
-
-    def secret(name: str, body: dict[str, Any]) -> dict[str, Any]:
-        kind = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-        return {"resources": [{"@type": kind, "name": name, **body}]}
-
-    cert = {
-        "certificate_chain": {"filename": gw.tls_cert_file},
-        "private_key": {"filename": gw.tls_key_file},
-        "watched_directory": {"path": str(Path(gw.tls_cert_file).parent)},
-    }
-    ca = {"trusted_ca": {"filename": gw.tls_ca_file}, "watched_directory": {"path": str(Path(gw.tls_ca_file).parent)}}
-    return {
-        f"{SDS_CERT}.yaml": secret(SDS_CERT, {"tls_certificate": cert}),
-        f"{SDS_CA}.yaml": secret(SDS_CA, {"validation_context": ca}),
-    }
+    """The SDS files the config names (file name in `gw.sds_dir` → content): Envoy's certificate and the CA."""
+    return upstream_tls.sds_files(gw.tls_cert_file, gw.tls_key_file, gw.tls_ca_file)
 
 
 def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:

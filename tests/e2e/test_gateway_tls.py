@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 
 from cli import devauth, devtls, stack
-from gateway import config, rules
+from gateway import config, rules, upstream_tls
 from services.common import server, tls
 from tests.conftest import pki
 
@@ -27,14 +27,14 @@ def test_every_cluster_presents_the_gateway_certificate_and_checks_the_service_i
     gw = config.Gateway("d", {svc: ("127.0.0.1", 1) for svc in stack.services()}, methods=methods)
     for cluster in config.render(gw)["static_resources"]["clusters"]:
         context = cluster["transport_socket"]["typed_config"]["common_tls_context"]
-        assert [s["name"] for s in context["tls_certificate_sds_secret_configs"]] == [config.SDS_CERT]
+        assert [s["name"] for s in context["tls_certificate_sds_secret_configs"]] == [upstream_tls.SDS_CERT]
         validation = context["combined_validation_context"]
-        assert validation["validation_context_sds_secret_config"]["name"] == config.SDS_CA
+        assert validation["validation_context_sds_secret_config"]["name"] == upstream_tls.SDS_CA
         assert validation["default_validation_context"]["match_typed_subject_alt_names"] == [
             {"san_type": "URI", "matcher": {"exact": f"spiffe://aos.local/{cluster['name']}"}}
         ]
     files = config.sds(gw)
-    cert = files[f"{config.SDS_CERT}.yaml"]["resources"][0]["tls_certificate"]
+    cert = files[f"{upstream_tls.SDS_CERT}.yaml"]["resources"][0]["tls_certificate"]
     assert (cert["certificate_chain"]["filename"], cert["private_key"]["filename"]) == (
         gw.tls_cert_file,
         gw.tls_key_file,
