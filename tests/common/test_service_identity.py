@@ -5,6 +5,7 @@ direct calls; now it cannot even connect, and a stolen service certificate buys 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import shutil
 import socket
@@ -27,7 +28,7 @@ from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.integrations.v1 import integrations_service_pb2 as integrations_rpc
 from aos.onboarding.v1 import onboarding_service_pb2 as onboarding_rpc
 from cli import devtls, stack
-from services.common import server, tls
+from services.common import db, server, tls
 from services.common.channels import peer as peer_channel
 from tests.conftest import (
     Channels,
@@ -260,3 +261,16 @@ async def test_a_peer_channel_presents_a_renewed_client_certificate_without_a_re
     finally:
         await channel.close()
         await peer.stop(None)
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+async def test_a_service_without_its_certificate_refuses_to_start(svc: str, db_urls: dict[str, str]) -> None:
+    """No plaintext fallback: without its TLS settings a service's composition root refuses, naming them."""
+    settings = importlib.import_module(f"services.{svc}.settings").Settings(database_url=db_urls[svc])
+    engine = db.create_engine(settings.database_url.get_secret_value())
+    prefix = svc.upper()
+    try:
+        with pytest.raises(ValueError, match=f"{prefix}_TLS_CERT_FILE, {prefix}_TLS_KEY_FILE, {prefix}_TLS_CA_FILE"):
+            importlib.import_module(f"services.{svc}.server").build(settings, engine)
+    finally:
+        await engine.dispose()
