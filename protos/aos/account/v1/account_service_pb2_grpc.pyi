@@ -37,7 +37,8 @@ class AccountServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AccountServiceAsyncStub: ...
     CreateTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateTenantRequest, _account_service_pb2.CreateTenantResponse]
     """Signs a tenant up; the calling human becomes its owner.
-    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+    per-user signup limit, 5 tenants in 24 hours by default).
     """
     GetTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetTenantRequest, _account_service_pb2.GetTenantResponse]
     """Reads the caller's tenant (operators and services: any tenant).
@@ -52,11 +53,16 @@ class AccountServiceStub:
     ArchiveTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ArchiveTenantRequest, _account_service_pb2.ArchiveTenantResponse]
     """TERMINATED → ARCHIVED. Errors: NOT_FOUND, FAILED_PRECONDITION."""
     AddMember: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.AddMemberRequest, _account_service_pb2.AddMemberResponse]
-    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+    demote or remove owners, and the last owner stays an owner.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
     """
     ListMembers: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListMembersRequest, _account_service_pb2.ListMembersResponse]
     """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.RemoveMemberRequest, _account_service_pb2.RemoveMemberResponse]
+    """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+    last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+    """
     CreateProject: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateProjectRequest, _account_service_pb2.CreateProjectResponse]
     """Creates a project in the caller's tenant; a repeated request_id returns the first project.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED (viewer).
@@ -85,7 +91,8 @@ class AccountServiceAsyncStub(AccountServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateTenantRequest, _account_service_pb2.CreateTenantResponse]  # type: ignore[assignment]
     """Signs a tenant up; the calling human becomes its owner.
-    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+    per-user signup limit, 5 tenants in 24 hours by default).
     """
     GetTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetTenantRequest, _account_service_pb2.GetTenantResponse]  # type: ignore[assignment]
     """Reads the caller's tenant (operators and services: any tenant).
@@ -100,11 +107,16 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ArchiveTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ArchiveTenantRequest, _account_service_pb2.ArchiveTenantResponse]  # type: ignore[assignment]
     """TERMINATED → ARCHIVED. Errors: NOT_FOUND, FAILED_PRECONDITION."""
     AddMember: _aio.UnaryUnaryMultiCallable[_account_service_pb2.AddMemberRequest, _account_service_pb2.AddMemberResponse]  # type: ignore[assignment]
-    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+    demote or remove owners, and the last owner stays an owner.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
     """
     ListMembers: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListMembersRequest, _account_service_pb2.ListMembersResponse]  # type: ignore[assignment]
     """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_account_service_pb2.RemoveMemberRequest, _account_service_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+    last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+    """
     CreateProject: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateProjectRequest, _account_service_pb2.CreateProjectResponse]  # type: ignore[assignment]
     """Creates a project in the caller's tenant; a repeated request_id returns the first project.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED (viewer).
@@ -136,7 +148,8 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.CreateTenantResponse, _abc.Awaitable[_account_service_pb2.CreateTenantResponse]]:
         """Signs a tenant up; the calling human becomes its owner.
-        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+        per-user signup limit, 5 tenants in 24 hours by default).
         """
 
     @_abc_1.abstractmethod
@@ -187,8 +200,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.AddMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.AddMemberResponse, _abc.Awaitable[_account_service_pb2.AddMemberResponse]]:
-        """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-        Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+        demote or remove owners, and the last owner stays an owner.
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
         """
 
     @_abc_1.abstractmethod
@@ -198,6 +212,16 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.ListMembersResponse, _abc.Awaitable[_account_service_pb2.ListMembersResponse]]:
         """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _account_service_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.RemoveMemberResponse, _abc.Awaitable[_account_service_pb2.RemoveMemberResponse]]:
+        """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+        last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+        """
 
     @_abc_1.abstractmethod
     def CreateProject(
