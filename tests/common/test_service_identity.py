@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 from cryptography import x509
+from envoy.service.auth.v3 import external_auth_pb2
 from google.protobuf.message import Message
 
 from aos.account.v1 import account_pb2, account_service_pb2_grpc
@@ -274,3 +275,13 @@ async def test_a_service_without_its_certificate_refuses_to_start(svc: str, db_u
             importlib.import_module(f"services.{svc}.server").build(settings, engine)
     finally:
         await engine.dispose()
+
+
+async def test_only_the_gateway_may_ask_the_edge_gate(channels: Channels, running: dict[str, server.Service]) -> None:
+    """Envoy's ext_authz Check (served by onboarding, no gate rule): the gateway's alone; a service holding a
+    valid certificate cannot use it as an oracle for keys or tokens."""
+    address, check = _address(running, "onboarding"), "/envoy.service.auth.v3.Authorization/Check"
+    request = external_auth_pb2.CheckRequest()
+    answered = await _call(channels, address, tls.GATEWAY, check, request, ())
+    assert external_auth_pb2.CheckResponse.FromString(answered).status.code != 0  # no credential: denied
+    assert "only the gateway" in await _denied(channels, address, "api_keys", check, request, service("api_keys"))
