@@ -186,6 +186,15 @@ def _served_serial(address: str, name: str) -> int:
     return int(x509.load_der_x509_certificate(der).serial_number)
 
 
+def _own_certificate(tmp_path: Path, name: str) -> tuple[Path, tls.Identity]:
+    """A certificate for `name` from the session's CA in a folder of the test's own, free to be renewed."""
+    own = tmp_path / "tls"
+    own.mkdir()
+    for file in ("ca.crt", "ca.key"):
+        shutil.copy(pki() / file, own / file)
+    return own, devtls.issue(own, name)
+
+
 def _file_serial(path: str) -> int:
     return int(x509.load_pem_x509_certificate(Path(path).read_bytes()).serial_number)
 
@@ -195,11 +204,7 @@ async def test_a_rewritten_certificate_is_served_to_new_connections_without_a_re
 ) -> None:
     """An account server whose certificate files (signed by the session's CA) are renewed in place: new
     connections get the new key pair, the connection already open keeps working, nothing restarts."""
-    own = tmp_path / "tls"
-    own.mkdir()
-    for name in ("ca.crt", "ca.key"):
-        shutil.copy(pki() / name, own / name)
-    me = devtls.issue(own, "account")
+    own, me = _own_certificate(tmp_path, "account")
     settings = settings_for("account", db_urls["account"], {"account": stack.free_port()}).model_copy(
         update={"tls_cert_file": me.cert_file, "tls_key_file": me.key_file, "tls_ca_file": me.ca_file}
     )
@@ -237,11 +242,7 @@ async def test_the_kubernetes_probe_asks_health_over_mutual_tls(running: dict[st
 
 async def test_a_peer_channel_presents_a_renewed_client_certificate_without_a_restart(tmp_path: Path) -> None:
     """A service's calls to a peer (common.channels) move to its renewed certificate by themselves."""
-    own = tmp_path / "tls"
-    own.mkdir()
-    for name in ("ca.crt", "ca.key"):
-        shutil.copy(pki() / name, own / name)
-    me = devtls.issue(own, "api_keys")
+    own, me = _own_certificate(tmp_path, "api_keys")
 
     async def presented(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         (pem,) = context.auth_context()["x509_pem_cert"]
