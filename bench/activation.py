@@ -61,12 +61,12 @@ async def run(running: Running, tenant: str, onboarding_url: str, seconds: float
     await compare(tenant, proxied, second, f", +{LATENCY * 1000:g} ms net", running.channel, seconds, rounds)
 
 
-def evidence(tenant: str, ports: dict[str, int], channel: Callable[[int], grpc.aio.Channel]) -> dict[str, Call]:
-    """Each evidence RPC EvaluateActivation makes, asked from here over the same path."""
+def evidence(tenant: str, ports: dict[str, int], channel: Callable[[int, str], grpc.aio.Channel]) -> dict[str, Call]:
+    """Each evidence RPC EvaluateActivation makes, asked from here over the same path (as onboarding)."""
     md = service_metadata("onboarding", tenant)
-    account = account_service_pb2_grpc.AccountServiceStub(channel(ports["account"]))
-    keys_stub = api_keys_service_pb2_grpc.ApiKeysServiceStub(channel(ports["api_keys"]))
-    integrations = integrations_service_pb2_grpc.IntegrationsServiceStub(channel(ports["integrations"]))
+    account = account_service_pb2_grpc.AccountServiceStub(channel(ports["account"], "onboarding"))
+    keys_stub = api_keys_service_pb2_grpc.ApiKeysServiceStub(channel(ports["api_keys"], "onboarding"))
+    integrations = integrations_service_pb2_grpc.IntegrationsServiceStub(channel(ports["integrations"], "onboarding"))
     return {
         "account": lambda i: account.GetActivationEvidence(
             account_rpc.GetActivationEvidenceRequest(tenant_id=tenant), metadata=md, timeout=10
@@ -85,13 +85,14 @@ async def compare(
     ports: dict[str, int],
     onboarding_port: int,
     suffix: str,
-    channel: Callable[[int], grpc.aio.Channel],
+    channel: Callable[[int, str], grpc.aio.Channel],
     seconds: float,
     rounds: int,
 ) -> None:
-    """EvaluateActivation vs each evidence RPC it makes, in sequence and at once."""
-    md = service_metadata("onboarding", tenant)
-    onboarding = onboarding_service_pb2_grpc.OnboardingServiceStub(channel(onboarding_port))
+    """EvaluateActivation (asked as account, a caller its rule names) vs each evidence RPC it makes, in
+    sequence and at once."""
+    md = service_metadata("account", tenant)
+    onboarding = onboarding_service_pb2_grpc.OnboardingServiceStub(channel(onboarding_port, "account"))
     sources = evidence(tenant, ports, channel)
     evaluate = onboarding_rpc.EvaluateActivationRequest(tenant_id=tenant)
 

@@ -14,7 +14,8 @@ import grpc
 import httpx
 
 from bench.verify_bench import drive
-from cli import devauth, stack
+from cli import devauth, devtls, stack
+from services.common import tls
 
 Call = Callable[[int], Awaitable[object]]
 HEADER = f"{'scenario':<44}{'conc':>5}{'RPC/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}  target"
@@ -40,10 +41,11 @@ async def measure(calls: dict[str, Call], concurrency: int, seconds: float, roun
 
 @dataclass
 class Running:
-    """Every service as its own process, a second api_keys on the small table, Envoy in front, and the
-    channels opened to them; `close` ends them all."""
+    """Every service as its own process (mutual TLS, certificates of a dev CA under `work`), a second api_keys
+    on the small table, Envoy in front, and the channels opened to them; `close` ends them all."""
 
     work: Path
+    tls_dir: Path = Path()
     ports: dict[str, int] = field(default_factory=dict)
     small_port: int = 0
     gateway_port: int = 0
@@ -52,6 +54,7 @@ class Running:
     starting: list[tuple[subprocess.Popen[bytes], int]] = field(default_factory=list)
 
     async def start(self, urls: dict[str, str], small: str) -> None:
+        self.tls_dir = stack.pki(self.work)
         self.ports = {svc: stack.free_port() for svc in urls}
         peers = {svc: f"127.0.0.1:{p}" for svc, p in self.ports.items()}
         os.environ.update({f"{svc.upper()}_LOG_LEVEL": "WARNING" for svc in [*urls, "api_keys"]})
@@ -59,12 +62,13 @@ class Running:
             self.spawn(svc, url, self.ports[svc], peers, f"{svc}.log")
         self.small_port = self.spawn("api_keys", small, stack.free_port(), {}, "small.log")
         self.gateway_port = stack.free_port()
-        cfg = stack.envoy_config(self.work / "run", self.ports, self.gateway_port, devauth.ensure_keys(self.work))
+        jwks = devauth.ensure_keys(self.work)
+        cfg = stack.envoy_config(self.work / "run", self.ports, self.gateway_port, jwks, self.tls_dir)
         self._started(stack.start_envoy(cfg, self.work / "envoy.log"), self.gateway_port)
         await self.ready()
 
     def spawn(self, svc: str, url: str, port: int, peers: dict[str, str], log: str) -> int:
-        self._started(stack.start_service(svc, url, port, peers, self.work / log), port)
+        self._started(stack.start_service(svc, url, port, peers, self.work / log, self.tls_dir), port)
         return port
 
     def _started(self, proc: subprocess.Popen[bytes], port: int) -> None:
@@ -78,8 +82,16 @@ class Running:
         self.starting.clear()
         await asyncio.sleep(1.0)  # peers connect, the gateway's health checks pass
 
-    def channel(self, port: int) -> grpc.aio.Channel:
-        made = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    def channel(self, port: int, identity: str = tls.GATEWAY) -> grpc.aio.Channel:
+        """To a service, presenting `identity`'s certificate (the gateway's: customer metadata)."""
+        credentials = devtls.identity(self.tls_dir, identity).channel_credentials()
+        made = grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials)
+        self.channels.append(made)
+        return made
+
+    def edge_channel(self) -> grpc.aio.Channel:
+        """To Envoy's listener (plaintext, like a client's)."""
+        made = grpc.aio.insecure_channel(f"127.0.0.1:{self.gateway_port}")
         self.channels.append(made)
         return made
 

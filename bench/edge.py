@@ -18,7 +18,7 @@ async def run(running: Running, tenant: Tenant, conc: int, seconds: float, round
         ("x-aos-scopes", ",".join(SCOPES)),
     )
     direct = api_keys_service_pb2_grpc.ApiKeysServiceStub(running.channel(running.ports["api_keys"]))
-    via_envoy = api_keys_service_pb2_grpc.ApiKeysServiceStub(running.channel(running.gateway_port))
+    via_envoy = api_keys_service_pb2_grpc.ApiKeysServiceStub(running.edge_channel())
     listing = keys_rpc.ListApiKeysRequest()
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
     async with httpx.AsyncClient(

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli import dev_postgres, kustomize, manifests
+from cli import cert_manager, dev_postgres, kustomize, manifests
 from cli.manifests import ROOT, SERVICES, name
+from services.common import tls
 
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
@@ -27,6 +28,7 @@ def base_files() -> dict[Path, list[dict[str, Any]]]:
     files = {BASE / f"{name(svc)}.yaml": manifests.service_documents(svc) for svc in SERVICES}
     files[BASE / "gateway.yaml"] = manifests.gateway_documents()
     files[BASE / "default-deny.yaml"] = manifests.default_deny()
+    files[BASE / "certificates.yaml"] = cert_manager.documents([*SERVICES, tls.GATEWAY])
     files[OVERLAYS / "dev" / "postgres.yaml"] = dev_postgres.documents()
     return files
 

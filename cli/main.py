@@ -46,6 +46,7 @@ def up() -> None:
     peers = {svc: stack.peer_address(p) for svc, p in ports.items()}
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    tls_dir = stack.pki(data)  # every hop is mutual TLS: the dev CA and each workload's certificate
     procs = []
     stopping = False
 
@@ -59,13 +60,14 @@ def up() -> None:
         started = [(svc, p) for svc, url in urls.items() for p in ports[svc]]
         for svc, p in started:
             i = ports[svc].index(p)
-            procs.append(stack.start_service(svc, urls[svc], p, peers, logs / f"{svc}-{i}.log", metrics[svc][i]))
+            log = logs / f"{svc}-{i}.log"
+            procs.append(stack.start_service(svc, urls[svc], p, peers, log, tls_dir, metrics[svc][i]))
         for proc, (_svc, p) in zip(procs, started, strict=True):
             stack.wait_for_port(p, proc)
         # The dev identity provider unless AOS_IDP_* name another (its JWKS URI, issuer, audiences).
         jwks = devauth.ensure_keys(data)
         identity = IdentityProvider.from_env(jwks_path=str(jwks))
-        cfg = stack.envoy_config(data / "run", ports, port, jwks, admin, identity)
+        cfg = stack.envoy_config(data / "run", ports, port, jwks, tls_dir, admin, identity)
         procs.append(stack.start_envoy(cfg, logs / "envoy.log"))
         stack.wait_for_port(port, procs[-1])
         print(f"gateway: http://127.0.0.1:{port}", flush=True)

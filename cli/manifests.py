@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
-from cli import pods
+from cli import cert_manager, pods
 from gateway.identity import IdentityProvider
+from services.common import tls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +57,7 @@ def service_env(svc: str) -> list[dict[str, Any]]:
         {"name": f"{prefix}_GRPC_PORT", "value": str(GRPC_PORT)},
     ]
     env += [{"name": f"{prefix}_{peer.upper()}_ADDR", "value": f"{name(peer)}:{GRPC_PORT}"} for peer in CALLS[svc]]
+    env += cert_manager.env(svc)
     if svc == "integrations":
         env += [
             {"name": "INTEGRATIONS_ENVIRONMENT", "value": "prod"},
@@ -75,7 +77,8 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
     app = name(svc)
     labels = pods.app_labels(app, "service")
     selector = {"app.kubernetes.io/name": app}
-    probe = {"grpc": {"port": GRPC_PORT}}
+    # The kubelet's gRPC probe speaks no TLS: the service's health over mutual TLS, with its own certificate.
+    probe = {"exec": {"command": ["python", "-m", "services.common.probe", svc]}, "timeoutSeconds": 5}
     server = pods.container(
         "service",
         IMAGE,
@@ -90,6 +93,7 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
         startupProbe={**probe, "periodSeconds": 2, "failureThreshold": 30},
         # The gate reads the identity provider's claim names (AOS_IDP_*).
         **({"envFrom": [identity_env()]} if svc == "onboarding" else {}),
+        volumeMounts=[cert_manager.MOUNT],
     )
     migrate = pods.container(
         "migrate",
@@ -99,7 +103,11 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
         args=["alembic", "-c", f"services/{svc}/alembic.ini", "upgrade", "head"],
     )
     return [
-        pods.deployment(app, labels, pods.pod([server], [], terminationGracePeriodSeconds=15, **pods.spread(app))),
+        pods.deployment(
+            app,
+            labels,
+            pods.pod([server], [cert_manager.volume(svc)], terminationGracePeriodSeconds=15, **pods.spread(app)),
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -183,9 +191,17 @@ def gateway_documents() -> list[dict[str, Any]]:
         ports=[{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
         readinessProbe={**probe, "periodSeconds": 5},
         livenessProbe={**probe, "initialDelaySeconds": 5, "periodSeconds": 10, "failureThreshold": 6},
-        volumeMounts=[{"name": "config", "mountPath": ENVOY_DIR, "readOnly": True}, {**rendered, "readOnly": True}],
+        volumeMounts=[
+            {"name": "config", "mountPath": ENVOY_DIR, "readOnly": True},
+            {**rendered, "readOnly": True},
+            cert_manager.MOUNT,
+        ],
     )
-    volumes = [{"name": "config", "configMap": {"name": "gateway-config"}}, {"name": "rendered", "emptyDir": {}}]
+    volumes = [
+        {"name": "config", "configMap": {"name": "gateway-config"}},
+        {"name": "rendered", "emptyDir": {}},
+        cert_manager.volume(tls.GATEWAY),
+    ]
     return [
         pods.deployment(
             app,
@@ -250,6 +266,10 @@ def envoy_config_map() -> dict[str, Any]:
         listen_port=GATEWAY_PORT,
         admin_port=ENVOY_ADMIN_PORT,
         identity=TEMPLATE_IDENTITY,
+        tls_cert_file=cert_manager.FILES["cert"],
+        tls_key_file=cert_manager.FILES["key"],
+        tls_ca_file=cert_manager.FILES["ca"],
+        sds_dir=ENVOY_DIR,
         **served,
     )
     gw.descriptor_path = f"{ENVOY_DIR}/aos.binpb"
@@ -263,6 +283,7 @@ def envoy_config_map() -> dict[str, Any]:
         "metadata": {"name": "gateway-config", "labels": pods.app_labels("gateway", "gateway")},
         "data": {
             "envoy.yaml": yaml.safe_dump(rendered, sort_keys=False),
+            **{name: yaml.safe_dump(body, sort_keys=False) for name, body in config.sds(gw).items()},
             **({"openapi.json": openapi.read_text()} if served else {}),
         },
         "binaryData": {"aos.binpb": base64.b64encode(descriptor.read_bytes()).decode()},

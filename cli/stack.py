@@ -20,8 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cli import devtls
 from gateway import config
 from gateway.identity import IdentityProvider
+from services.common import tls
 from services.common.migrations import config as alembic_config
 from services.common.settings import async_url
 
@@ -32,6 +34,11 @@ BIN = Path(sys.executable).parent
 def services() -> list[str]:
     """Every service in the tree (a directory with its own migrations); deleting one removes it here too."""
     return sorted(p.parent.name for p in (ROOT / "services").glob("*/alembic.ini"))
+
+
+def pki(data_dir: Path) -> Path:
+    """The dev CA and a certificate for every service and the gateway under data_dir (made once)."""
+    return devtls.ensure(data_dir, [*services(), tls.GATEWAY])
 
 
 def free_port() -> int:
@@ -99,10 +106,13 @@ def envoy_config(
     upstreams: dict[str, int] | dict[str, list[int]],
     listen_port: int,
     jwks: Path,
+    tls_dir: Path,
     admin_port: int = 0,
     identity: IdentityProvider | None = None,
 ) -> Path:
-    """Envoy's config for a local stack; the identity provider is the dev one (keys in `jwks`) unless given."""
+    """Envoy's config (and the SDS files handing it its certificate from tls_dir) in run_dir; the identity
+    provider is the dev one (keys in `jwks`) unless given."""
+    me = devtls.identity(tls_dir, tls.GATEWAY)
     gw = config.from_descriptor(
         ROOT / "gateway" / "aos.binpb",
         upstreams={
@@ -113,8 +123,14 @@ def envoy_config(
         identity=identity or IdentityProvider(jwks_path=str(jwks)),
         openapi_path=str(ROOT / "gateway" / "openapi.json"),
         admin_port=admin_port,
+        tls_cert_file=me.cert_file,
+        tls_key_file=me.key_file,
+        tls_ca_file=me.ca_file,
+        sds_dir=str(run_dir),
     )
     run_dir.mkdir(parents=True, exist_ok=True)
+    for name, content in config.sds(gw).items():
+        (run_dir / name).write_text(yaml.safe_dump(content, sort_keys=False))
     path = run_dir / "envoy.yaml"
     path.write_text(yaml.safe_dump(config.render(gw), sort_keys=False))
     return path
@@ -133,10 +149,11 @@ def peer_address(ports: list[int]) -> str:
 
 
 def start_service(
-    svc: str, url: str, port: int, peers: dict[str, str], log: Path, metrics_port: int = 0
+    svc: str, url: str, port: int, peers: dict[str, str], log: Path, tls_dir: Path, metrics_port: int = 0
 ) -> subprocess.Popen[bytes]:
+    """`python -m services.<svc>` with its database, port, peers and its certificate from tls_dir."""
     prefix = svc.upper()
-    env = os.environ | {f"{prefix}_DATABASE_URL": url, f"{prefix}_GRPC_PORT": str(port)}
+    env = os.environ | {f"{prefix}_DATABASE_URL": url, f"{prefix}_GRPC_PORT": str(port)} | devtls.env(tls_dir, svc)
     env |= {f"{prefix}_METRICS_PORT": str(metrics_port)}
     env |= {f"{prefix}_{peer.upper()}_ADDR": addr for peer, addr in peers.items() if peer != svc}
     with log.open("ab") as out:

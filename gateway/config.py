@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from aos.gate.v1 import gate_pb2
-from gateway import identity, replies
+from gateway import identity, replies, upstream_tls
 from gateway.identity import IdentityProvider
 from gateway.rules import Method, load_methods
+from services.common import tls
 
 # Caller headers only the gateway may set. Stripped from every client request before any other filter
 # runs; X-AOS-Key is the API-key credential itself and is deliberately not in this list.
@@ -53,17 +54,25 @@ class Gateway:
     max_header_kb: int = 6
     # Proxies in front of Envoy whose X-Forwarded-For entries are trusted (0: the peer is the client).
     xff_trusted_hops: int = 0
+    # Envoy's own certificate and key (spiffe://aos.local/gateway), presented to every upstream, and the CA
+    # the upstreams' certificates must chain to. Handed to Envoy by file-based SDS from `sds_dir` (see sds()),
+    # which re-reads them when their folder changes: a renewed certificate is used without a restart.
+    tls_cert_file: str = ".aos/dev/tls/gateway/tls.crt"
+    tls_key_file: str = ".aos/dev/tls/gateway/tls.key"
+    tls_ca_file: str = ".aos/dev/tls/gateway/ca.crt"
+    sds_dir: str = ".aos/run"
 
 
 def render(gw: Gateway) -> dict[str, Any]:
     services = sorted({m.service for m in gw.methods if m.cluster in gw.upstreams})
     return {
+        "node": {"id": tls.GATEWAY, "cluster": tls.GATEWAY},  # SDS (the certificate files) requires both
         "admin": {"address": _addr(gw.admin_port)},
         "static_resources": {
             "listeners": [_listener(gw, services)],
             "clusters": [
                 *(
-                    _cluster(name, ends if isinstance(ends, list) else [ends])
+                    _cluster(name, ends if isinstance(ends, list) else [ends], gw)
                     for name, ends in sorted(gw.upstreams.items())
                 ),
                 *identity.jwks_clusters(gw.identity),
@@ -224,9 +233,10 @@ def _ext_authz(gw: Gateway) -> list[dict[str, Any]]:
     ]
 
 
-def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
+def _cluster(name: str, endpoints: list[tuple[str, int]], gw: Gateway) -> dict[str, Any]:
     return {
         "name": name,
+        "transport_socket": upstream_tls.transport_socket(name, gw.sds_dir),
         "type": "STRICT_DNS" if not endpoints[0][0][0].isdigit() else "STATIC",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
@@ -249,6 +259,11 @@ def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def sds(gw: Gateway) -> dict[str, dict[str, Any]]:
+    """The SDS files the config names (file name in `gw.sds_dir` → content): Envoy's certificate and the CA."""
+    return upstream_tls.sds_files(gw.tls_cert_file, gw.tls_key_file, gw.tls_ca_file)
 
 
 def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -50,8 +50,10 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
 
 
 def check_rules(methods: list[Method]) -> list[str]:
-    """Contract problems the build refuses: internal RPCs with REST bindings, public RPCs nobody may call."""
+    """Contract problems the build refuses: internal RPCs with REST bindings or no named caller, public RPCs
+    nobody may call, callers that are no service of the tree."""
     problems = []
+    services = {m.cluster for m in methods}
     for m in methods:
         internal = m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
         if m.rule.audience == gate_pb2.AUDIENCE_UNSPECIFIED:
@@ -60,6 +62,18 @@ def check_rules(methods: list[Method]) -> list[str]:
             problems.append(f"{m.path}: internal RPC must not have an HTTP binding")
         if not m.rule.principals:
             problems.append(f"{m.path}: gate rule allows no principal kind")
+        problems += _caller_problems(m, internal, services)
+    return problems
+
+
+def _caller_problems(m: Method, internal: bool, services: set[str]) -> list[str]:
+    """Service callers are named (always for internal RPCs), and only where service principals are allowed."""
+    as_service = gate_pb2.PRINCIPAL_KIND_SERVICE in m.rule.principals
+    problems = [f"{m.path}: caller {c!r} is not a service" for c in m.rule.callers if c not in services]
+    if (internal or as_service) and not m.rule.callers:
+        problems.append(f"{m.path}: gate rule names no service that may call it (callers)")
+    if m.rule.callers and not as_service:
+        problems.append(f"{m.path}: gate rule names callers but allows no service principal")
     return problems
 
 

@@ -1,5 +1,6 @@
 """One harness for every test: real PostgreSQL (embedded, or AOS_TEST_DATABASE_URL), one migrated
-database per service, real grpc.aio servers on ephemeral ports, real Envoy for the REST tests."""
+database per service, real grpc.aio servers on ephemeral ports serving mutual TLS with certificates of a
+dev CA made for the session, real Envoy for the REST tests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 import os
@@ -29,9 +31,41 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cli import devauth, stack
-from services.common import db, server
+from cli import devauth, devtls, stack
+from services.common import db, server, tls
 from services.common.settings import async_url
+
+
+@functools.cache
+def pki() -> Path:
+    """The session's dev PKI: a CA and a certificate for every service and the gateway (as `aos up` makes)."""
+    return stack.pki(Path(tempfile.mkdtemp(prefix="aos-pki-")))
+
+
+def identity_of(name: str) -> tls.Identity:
+    """The certificate of a workload (a service's name, or tls.GATEWAY) from the session's PKI."""
+    return devtls.identity(pki(), name)
+
+
+def tls_settings(svc: str) -> dict[str, str]:
+    """A service's TLS settings (fields of its Settings) for its certificate from the session's PKI."""
+    me = identity_of(svc)
+    return {"tls_cert_file": me.cert_file, "tls_key_file": me.key_file, "tls_ca_file": me.ca_file}
+
+
+def tls_channel(
+    address: str, identity: str = tls.GATEWAY, options: list[tuple[str, Any]] | None = None
+) -> grpc.aio.Channel:
+    """A channel to a service at "host:port" presenting `identity`'s certificate (the gateway's: customer and
+    operator metadata; a service's name: `service(name)` metadata). For channels a test owns and closes."""
+    return grpc.aio.secure_channel(address, identity_of(identity).channel_credentials(), options=options)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pki_removed_at_the_end() -> Iterator[None]:
+    yield
+    if pki.cache_info().currsize:
+        shutil.rmtree(pki().parent.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +103,13 @@ TEST_SETTINGS: dict[str, Any] = {"cache_seconds": GATE_CACHE_SECONDS}
 
 
 def settings_for(svc: str, url: str, ports: dict[str, int]) -> Any:
-    """A service's own Settings, as its __main__ would read them: database, port, every peer's address
-    for the `<peer>_addr` fields it declares (env `<SVC>_<PEER>_ADDR` in `aos up`) and TEST_SETTINGS."""
+    """A service's own Settings, as its __main__ would read them: database, port, its certificate, every
+    peer's address for the `<peer>_addr` fields it declares (env `<SVC>_<PEER>_ADDR` in `aos up`) and
+    TEST_SETTINGS."""
     cls = importlib.import_module(f"services.{svc}.settings").Settings
     peers = {f"{p}_addr": f"127.0.0.1:{port}" for p, port in ports.items() if f"{p}_addr" in cls.model_fields}
     shortened = {name: value for name, value in TEST_SETTINGS.items() if name in cls.model_fields}
-    return cls(database_url=url, grpc_port=ports[svc], **peers, **shortened)
+    return cls(database_url=url, grpc_port=ports[svc], **peers, **shortened, **tls_settings(svc))
 
 
 async def start_service(svc: str, settings: Any) -> server.Service:
@@ -111,21 +146,23 @@ Stub = TypeVar("Stub")
 
 class Channels:
     """The one place the tests make gRPC channels to servers that outlive a test (the running services,
-    the onboarding instance under test): one channel per address, shared by every stub of that server."""
+    the onboarding instance under test): one channel per address and identity, shared by every stub of
+    that server. A channel presents the certificate of `identity`: the gateway's (the default) for customer
+    and operator metadata, a service's where a test acts as that service (`service(name)` metadata)."""
 
     def __init__(self) -> None:
-        self._open: dict[str, grpc.aio.Channel] = {}
+        self._open: dict[tuple[str, str], grpc.aio.Channel] = {}
 
-    def channel(self, to: Listening | str) -> grpc.aio.Channel:
+    def channel(self, to: Listening | str, identity: str = tls.GATEWAY) -> grpc.aio.Channel:
         """A server (anything with its `port` on 127.0.0.1) or a "host:port" address. Called on the event
         loop (an async fixture or test): a grpc.aio channel belongs to the loop it is made on."""
         address = to if isinstance(to, str) else f"127.0.0.1:{to.port}"
-        if address not in self._open:
-            self._open[address] = grpc.aio.insecure_channel(address)
-        return self._open[address]
+        if (address, identity) not in self._open:
+            self._open[address, identity] = tls_channel(address, identity)
+        return self._open[address, identity]
 
-    def stub(self, stub: Callable[[grpc.aio.Channel], Stub], to: Listening | str) -> Stub:
-        return stub(self.channel(to))
+    def stub(self, stub: Callable[[grpc.aio.Channel], Stub], to: Listening | str, identity: str = tls.GATEWAY) -> Stub:
+        return stub(self.channel(to, identity))
 
     async def close(self) -> None:
         for channel in self._open.values():
@@ -149,6 +186,14 @@ def account(account_channel: grpc.aio.Channel) -> Any:
     from aos.account.v1 import account_service_pb2_grpc
 
     return account_service_pb2_grpc.AccountServiceStub(account_channel)
+
+
+@pytest.fixture(scope="session")
+def account_as_onboarding(channels: Channels, running: dict[str, server.Service]) -> Any:
+    """account as onboarding calls it (onboarding's certificate, `service()` metadata): internal RPCs, events."""
+    from aos.account.v1 import account_service_pb2_grpc
+
+    return account_service_pb2_grpc.AccountServiceStub(channels.channel(running["account"], "onboarding"))
 
 
 def human(
@@ -242,7 +287,9 @@ def envoy(cfg: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
 def gateway(running: dict[str, server.Service], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     data = tmp_path_factory.mktemp("gateway")
     port = stack.free_port()
-    cfg = stack.envoy_config(data, {name: svc.port for name, svc in running.items()}, port, devauth.ensure_keys(data))
+    cfg = stack.envoy_config(
+        data, {name: svc.port for name, svc in running.items()}, port, devauth.ensure_keys(data), pki()
+    )
     with envoy(cfg, port):
         yield Gateway(f"http://127.0.0.1:{port}", data)
 

@@ -7,6 +7,11 @@ from aos.gate.v1 import gate_pb2
 from cli import gen
 from gateway import config, rules
 
+# An internal RPC of the test service aos.x.v1, callable by that service ("x") alone.
+INTERNAL = gate_pb2.Rule(
+    audience=gate_pb2.AUDIENCE_INTERNAL, principals=[gate_pb2.PRINCIPAL_KIND_SERVICE], callers=["x"]
+)
+
 
 def descriptor(rule: gate_pb2.Rule | None, http: bool = False) -> bytes:
     method = descriptor_pb2.MethodDescriptorProto(name="Do", input_type=".aos.x.v1.R", output_type=".aos.x.v1.R")
@@ -27,16 +32,33 @@ def test_an_rpc_without_a_rule_fails_the_build() -> None:
 
 
 def test_rule_problems_are_reported() -> None:
-    internal_with_rest = rules.load_methods(
-        descriptor(
-            gate_pb2.Rule(audience=gate_pb2.AUDIENCE_INTERNAL, principals=[gate_pb2.PRINCIPAL_KIND_SERVICE]), http=True
-        )
-    )
+    internal_with_rest = rules.load_methods(descriptor(INTERNAL, http=True))
     assert rules.check_rules(internal_with_rest) == [
         "/aos.x.v1.XService/Do: internal RPC must not have an HTTP binding"
     ]
     nobody = rules.load_methods(descriptor(gate_pb2.Rule(audience=gate_pb2.AUDIENCE_CUSTOMER)))
     assert rules.check_rules(nobody) == ["/aos.x.v1.XService/Do: gate rule allows no principal kind"]
+
+
+def test_an_internal_rpc_names_the_services_that_may_call_it() -> None:
+    """`aos gen` refuses an internal RPC (or any rule allowing service callers) without `callers`, callers that
+    are no service of the tree, and callers on a rule that allows no service principal."""
+    assert rules.check_rules(rules.load_methods(descriptor(INTERNAL))) == []
+    nobody = gate_pb2.Rule(audience=gate_pb2.AUDIENCE_INTERNAL, principals=[gate_pb2.PRINCIPAL_KIND_SERVICE])
+    assert rules.check_rules(rules.load_methods(descriptor(nobody))) == [
+        "/aos.x.v1.XService/Do: gate rule names no service that may call it (callers)"
+    ]
+    typo = gate_pb2.Rule(audience=gate_pb2.AUDIENCE_INTERNAL, principals=[gate_pb2.PRINCIPAL_KIND_SERVICE])
+    typo.callers.append("api-keys")
+    assert rules.check_rules(rules.load_methods(descriptor(typo))) == [
+        "/aos.x.v1.XService/Do: caller 'api-keys' is not a service"
+    ]
+    humans = gate_pb2.Rule(
+        audience=gate_pb2.AUDIENCE_CUSTOMER, principals=[gate_pb2.PRINCIPAL_KIND_HUMAN], callers=["x"]
+    )
+    assert rules.check_rules(rules.load_methods(descriptor(humans))) == [
+        "/aos.x.v1.XService/Do: gate rule names callers but allows no service principal"
+    ]
 
 
 def test_every_rpc_of_the_tree_has_a_valid_rule_and_internal_ones_are_refused_at_the_edge() -> None:
@@ -49,6 +71,7 @@ def test_every_rpc_of_the_tree_has_a_valid_rule_and_internal_ones_are_refused_at
     refused = {r["match"]["path"] for r in routes if r.get("direct_response", {}).get("status") == 404}
     assert refused == {m.path for m in methods if m.rule.audience == gate_pb2.AUDIENCE_INTERNAL}
     assert "/aos.account.v1.AccountService/GetActivationEvidence" in refused
+    assert all(m.rule.callers for m in methods if m.rule.audience == gate_pb2.AUDIENCE_INTERNAL)
 
 
 def test_generated_code_and_gateway_config_are_fresh() -> None:

@@ -15,8 +15,11 @@ NAMES = (
 def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     """Composition root: the only place the account servicers are wired to a server."""
     sessions = db.sessionmaker(engine)
-    svc = server.create("aos.account", NAMES, engine, settings.metrics_port)
-    onboarding = notify.Peer(settings.onboarding_addr, "account", "/aos.onboarding.v1.OnboardingService/NotifyEvidence")
+    me = settings.identity("account")
+    svc = server.create("aos.account", NAMES, engine, me, settings.metrics_port)
+    onboarding = notify.Peer(
+        settings.onboarding_addr, me, "onboarding", "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
+    )
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
         AccountServicer(sessions, onboarding, settings.signups_per_day), svc.server
     )

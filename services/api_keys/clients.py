@@ -9,7 +9,7 @@ from typing import NamedTuple
 import grpc
 
 from aos.account.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
-from services.common import channels, principal
+from services.common import channels, principal, tls
 from services.common.errors import NotFound, Unavailable
 
 ME = "api_keys"
@@ -22,8 +22,8 @@ class TenantInfo(NamedTuple):
 
 
 class Account:
-    def __init__(self, addr: str) -> None:
-        self.channel = channels.peer(addr) if addr else None
+    def __init__(self, addr: str, me: tls.Identity) -> None:
+        self.channel = channels.peer(addr, me, "account") if addr else None
         self._stub = account_service_pb2_grpc.AccountServiceStub(self.channel) if self.channel else None
 
     async def tenant(self, tenant_id: str) -> TenantInfo:

@@ -38,10 +38,11 @@ def build(settings: Settings, engine: AsyncEngine) -> Service:
     the follower of account's events, and registers their shutdown (the last usage flush included)."""
     sessions = db.sessionmaker(engine)
     verifier = Verifier(engine, settings.cache_size, settings.usage_flush_seconds, settings.verify_pool_size)
-    svc = Service(**vars(server.create("aos.api_keys", NAMES, engine, settings.metrics_port)), verifier=verifier)
-    account = clients.Account(settings.account_addr)
+    me = settings.identity(clients.ME)
+    svc = Service(**vars(server.create("aos.api_keys", NAMES, engine, me, settings.metrics_port)), verifier=verifier)
+    account = clients.Account(settings.account_addr, me)
     onboarding = notify.Peer(
-        settings.onboarding_addr, clients.ME, "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
+        settings.onboarding_addr, me, "onboarding", "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
     )
     servicer = ApiKeysServicer(sessions, account, verifier, onboarding)
     api_keys_service_pb2_grpc.add_ApiKeysServiceServicer_to_server(servicer, svc.server)

@@ -1,4 +1,5 @@
-"""The one server interceptor: request id, the gate rule's principal check, and error mapping.
+"""The one server interceptor: request id, who may call (the peer's certificate, then the gate rule's
+principal part), and error mapping.
 
 These three run as a single wrapper around each handler so the hot path (VerifyApiKey) pays for
 one extra coroutine frame, not three.
@@ -21,7 +22,7 @@ from google.protobuf import descriptor_pool
 from grpc_status import rpc_status
 
 from aos.gate.v1 import gate_pb2
-from services.common import principal
+from services.common import principal, tls
 from services.common.errors import InvalidArgument, PermissionDenied, ServiceError, Unauthenticated, Unavailable
 from services.common.metrics import MethodStats, Metrics
 
@@ -53,13 +54,30 @@ def gate_rule(method: str) -> gate_pb2.Rule | None:
     return options.Extensions[gate_pb2.rule] if options.HasExtension(gate_pb2.rule) else None
 
 
-def check(rule: gate_pb2.Rule | None, metadata: Any) -> None:
-    """Enforces the principal part of a gate rule (the onboarding state is the edge's job)."""
-    if rule is None:  # health, reflection
+# Methods without a gate rule that any peer holding a certificate of our CA may call. Every other method
+# without one (the edge's ext_authz Check) is the gateway's alone.
+_OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def check(rule: gate_pb2.Rule | None, metadata: Any, peer: str, method: str = "") -> None:
+    """Who may call, before any handler runs: `peer` is the identity on the caller's verified certificate
+    (tls.peer). Customer and operator metadata is believed only from the gateway; a service caller must be
+    its certificate's identity and named in the rule's callers; then the principal part of the gate rule
+    (the onboarding state is the edge's job)."""
+    if rule is None:
+        if peer != tls.GATEWAY and not method.startswith(_OPEN):
+            raise PermissionDenied("only the gateway may call this method", reason="PEER_NOT_ALLOWED")
         return
     caller = principal.from_metadata(metadata or ())
     if caller is None:
         raise Unauthenticated("authentication required", reason="MISSING_AUTH")
+    if caller.kind is principal.Kind.SERVICE:
+        if caller.actor_id != peer:
+            raise PermissionDenied("the service caller is not the peer's certificate", reason="PEER_IDENTITY_MISMATCH")
+        if peer not in rule.callers:
+            raise PermissionDenied(f"service {peer} may not call this method", reason="CALLER_NOT_ALLOWED")
+    elif peer != tls.GATEWAY:
+        raise PermissionDenied("caller metadata is accepted only from the gateway", reason="PEER_NOT_GATEWAY")
     if caller.kind not in {principal.KINDS[k] for k in rule.principals}:
         raise PermissionDenied(f"{caller.kind} callers may not call this method", reason="PRINCIPAL_NOT_ALLOWED")
     if caller.kind in (principal.Kind.HUMAN, principal.Kind.API_KEY) and not rule.tenantless:
@@ -137,7 +155,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         request_id.set(given if isinstance(given, str) and given else uuid.uuid4().hex)
         tenant.set(tenant_id if isinstance(tenant_id, str) else "")
         rpc_method.set(method)
-        check(rule, metadata)
+        check(rule, metadata, tls.peer(context), method)
 
     async def intercept_service(
         self,

@@ -10,7 +10,7 @@ import logging
 import grpc
 from google.protobuf.message import Message
 
-from services.common import channels, principal
+from services.common import channels, principal, tls
 
 log = logging.getLogger("aos.notify")
 
@@ -20,12 +20,12 @@ def _serialize(message: Message) -> bytes:
 
 
 class Peer:
-    """One unary RPC of a peer (`method` is its full path, "/pkg.Service/Method"); no peer address
-    configured means nobody is told."""
+    """One unary RPC of the service `name` (`method` is its full path, "/pkg.Service/Method"), called as `me`;
+    no peer address configured means nobody is told."""
 
-    def __init__(self, addr: str, caller: str, method: str, timeout: float = 0.5) -> None:
-        self._caller, self._method, self._timeout = caller, method, timeout
-        self._channel = channels.peer(addr) if addr else None
+    def __init__(self, addr: str, me: tls.Identity, name: str, method: str, timeout: float = 0.5) -> None:
+        self._caller, self._method, self._timeout = me.name, method, timeout
+        self._channel = channels.peer(addr, me, name) if addr else None
         # The reply is not read, so it stays undecoded bytes.
         self._call: grpc.aio.UnaryUnaryMultiCallable[Message, bytes] | None = (
             self._channel.unary_unary(method, request_serializer=_serialize) if self._channel else None

@@ -15,7 +15,7 @@ from pythonjsonlogger import json as jsonlogger
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import db, metrics, tracing
+from services.common import db, metrics, tls, tracing
 from services.common.interceptors import ServiceInterceptor, request_id, rpc_method, tenant
 from services.common.settings import ServiceSettings
 
@@ -29,22 +29,26 @@ class Service:
     names: Sequence[str]
     engine: AsyncEngine
     metrics: metrics.Metrics
+    identity: tls.Identity
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     port: int = 0
     metrics_port: int = 0  # 0: no /metrics endpoint; after start, the bound port
     _watch: asyncio.Task[None] | None = None
 
 
-def create(domain: str, names: Sequence[str], engine: AsyncEngine, metrics_port: int = 0) -> Service:
+def create(
+    domain: str, names: Sequence[str], engine: AsyncEngine, identity: tls.Identity, metrics_port: int = 0
+) -> Service:
     """A grpc.aio server with the shared interceptor, health, reflection and metrics (served on
-    `metrics_port` once started, 0 = not served); servicers are added by the caller."""
+    `metrics_port` once started, 0 = not served), serving only mutual TLS as `identity`; servicers are added
+    by the caller."""
     measured = metrics.Metrics()
     metrics.watch_database(measured, engine)
     server = grpc.aio.server(interceptors=[ServiceInterceptor(domain, measured)])
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    return Service(server, checker, names, engine, measured, metrics_port=metrics_port)
+    return Service(server, checker, names, engine, measured, identity, metrics_port=metrics_port)
 
 
 async def _watch_database(svc: Service, interval: float) -> None:
@@ -66,7 +70,8 @@ async def _watch_database(svc: Service, interval: float) -> None:
 
 
 async def start(svc: Service, host: str = "127.0.0.1", port: int = 0, health_interval: float = 0.5) -> int:
-    svc.port = svc.server.add_insecure_port(f"{host}:{port}")
+    # No plaintext port: a caller without a certificate of our CA fails at the handshake.
+    svc.port = svc.server.add_secure_port(f"{host}:{port}", svc.identity.server_credentials())
     await svc.server.start()
     if svc.metrics_port:
         svc.metrics_port = await svc.metrics.serve(host, svc.metrics_port)

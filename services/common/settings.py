@@ -1,6 +1,8 @@
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common import tls
+
 
 class ServiceSettings(BaseSettings):
     """Settings every service has; each service subclasses it with its own env_prefix."""
@@ -16,6 +18,20 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str = ""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
+    # This service's certificate, its private key and the CA it trusts (PEM files, reloaded when they change).
+    # There is no plaintext mode: without them the service refuses to start (see identity).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+
+    def identity(self, name: str) -> tls.Identity:
+        """This service as `name` (its certificate must say spiffe://aos.local/<name>)."""
+        missing = [field for field in ("tls_cert_file", "tls_key_file", "tls_ca_file") if not getattr(self, field)]
+        if missing:
+            prefix = str(self.model_config.get("env_prefix", ""))
+            names = ", ".join(f"{prefix}{field}".upper() for field in missing)
+            raise ValueError(f"{name} serves and calls only over mutual TLS: set {names}")
+        return tls.Identity(name, self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
 
     @field_validator("database_url")
     @classmethod

@@ -24,7 +24,7 @@ def configure(service: str, endpoint: str) -> Callable[[], None] | None:
     exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=2)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    # They wrap grpc.aio.server and grpc.aio.insecure_channel: every server and peer channel made after
+    # They wrap grpc.aio.server and grpc.aio.secure_channel: every server and peer channel made after
     # this point is traced, with no change to the code that makes them.
     GrpcAioInstrumentorServer().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     GrpcAioInstrumentorClient().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]

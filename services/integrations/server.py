@@ -17,9 +17,10 @@ def build(settings: Settings, engine: AsyncEngine, guard: outbound.Guard | None 
     """Composition root: the only place the integrations servicers are wired to a server."""
     sessions = db.sessionmaker(engine)
     guard = guard or outbound.Guard(settings.loopback_allowed, settings.allow_private_networks)
-    svc = server.create("aos.integrations", NAMES, engine, settings.metrics_port)
+    me = settings.identity("integrations")
+    svc = server.create("aos.integrations", NAMES, engine, me, settings.metrics_port)
     onboarding = notify.Peer(
-        settings.onboarding_addr, "integrations", "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
+        settings.onboarding_addr, me, "onboarding", "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
     )
     integrations_service_pb2_grpc.add_IntegrationsServiceServicer_to_server(
         IntegrationsServicer(sessions, settings, guard, onboarding), svc.server

@@ -23,7 +23,7 @@ from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
 from aos.api_keys.v1 import api_keys_service_pb2_grpc
 from aos.integrations.v1 import integrations_service_pb2 as integrations_rpc
 from aos.integrations.v1 import integrations_service_pb2_grpc
-from services.common import channels, errors, principal
+from services.common import channels, errors, principal, tls
 
 S = TypeVar("S")  # a peer's stub
 Req = TypeVar("Req", bound=Message)
@@ -85,17 +85,19 @@ class Peer(Generic[S]):
             raise _error(self.name, exc) from exc
 
 
-def _peer(name: str, addr: str, stub: Callable[[grpc.aio.Channel], S]) -> Peer[S]:
-    channel = channels.peer(addr, ("grpc.service_config", _SERVICE_CONFIG)) if addr else None
+def _peer(name: str, addr: str, me: tls.Identity, stub: Callable[[grpc.aio.Channel], S]) -> Peer[S]:
+    channel = channels.peer(addr, me, name, ("grpc.service_config", _SERVICE_CONFIG)) if addr else None
     return Peer(name, channel, stub(channel) if channel is not None else None)
 
 
 class Clients:
-    def __init__(self, account_addr: str, api_keys_addr: str, integrations_addr: str, timeout: float) -> None:
-        self.account = _peer("account", account_addr, account_service_pb2_grpc.AccountServiceStub)
-        self.api_keys = _peer("api_keys", api_keys_addr, api_keys_service_pb2_grpc.ApiKeysServiceStub)
+    def __init__(
+        self, account_addr: str, api_keys_addr: str, integrations_addr: str, timeout: float, me: tls.Identity
+    ) -> None:
+        self.account = _peer("account", account_addr, me, account_service_pb2_grpc.AccountServiceStub)
+        self.api_keys = _peer("api_keys", api_keys_addr, me, api_keys_service_pb2_grpc.ApiKeysServiceStub)
         self.integrations = _peer(
-            "integrations", integrations_addr, integrations_service_pb2_grpc.IntegrationsServiceStub
+            "integrations", integrations_addr, me, integrations_service_pb2_grpc.IntegrationsServiceStub
         )
         self.timeout = timeout
 

@@ -64,8 +64,9 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     Called inside the running event loop (by __main__ and the tests): the followers start here and stop
     with the server."""
     sessions = db.sessionmaker(engine)
+    me = settings.identity(ME)
     clients = Clients(
-        settings.account_addr, settings.api_keys_addr, settings.integrations_addr, settings.peer_timeout_seconds
+        settings.account_addr, settings.api_keys_addr, settings.integrations_addr, settings.peer_timeout_seconds, me
     )
     cache = states.Cache(sessions, settings.cache_seconds)
     gate = Gate(
@@ -77,7 +78,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
         _claims(settings),
     )
     evidence = Evidence(sessions, cache, clients, gate.keys.forget_key, gate.members.forget)
-    svc = server.create("aos.onboarding", NAMES, engine, settings.metrics_port)
+    svc = server.create("aos.onboarding", NAMES, engine, me, settings.metrics_port)
     onboarding_service_pb2_grpc.add_OnboardingServiceServicer_to_server(
         OnboardingServicer(sessions, cache, clients, evidence, settings), svc.server
     )

@@ -13,7 +13,7 @@ from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
 from cli import stack
 from services.common import server
-from tests.conftest import eventually, health_status, human, settings_for, start_service
+from tests.conftest import eventually, health_status, human, settings_for, start_service, tls_channel
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -24,7 +24,7 @@ async def test_health_and_rpcs_follow_the_database(own_database: tuple[Any, Path
     svc = await start_service("account", settings_for("account", urls["account"], {"account": stack.free_port()}))
     try:
         # A channel of its own: this account server lives only in this test (on a database of its own).
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") as channel:
+        async with tls_channel(f"127.0.0.1:{svc.port}") as channel:
             account = account_service_pb2_grpc.AccountServiceStub(channel)
             signup = rpc.CreateTenantRequest(name="Health")
             await eventually(lambda: health_status(channel), until=lambda s: s == SERVING, within=15)

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.account.v1 import account_service_pb2 as rpc
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
-from tests.conftest import human, service
+from services.common import server
+from tests.conftest import Channels, human, service
 
 
 def violations(err: grpc.aio.AioRpcError) -> list[str]:
@@ -161,7 +162,7 @@ async def test_viewer_cannot_create_but_can_read(account: Any, tenant: str) -> N
 
 
 async def test_50_concurrent_creates_emit_a_gapless_sequence(
-    account: Any, account_channel: grpc.aio.Channel, engines: dict[str, AsyncEngine]
+    account: Any, channels: Channels, running: dict[str, server.Service], engines: dict[str, AsyncEngine]
 ) -> None:
     tenant = str(uuid.uuid4())
     async with engines["account"].begin() as conn:  # no tenant.created event: the stream starts empty
@@ -179,7 +180,7 @@ async def test_50_concurrent_creates_emit_a_gapless_sequence(
             for i in range(50)
         )
     )
-    log = events_service_pb2_grpc.EventLogServiceStub(account_channel)
+    log = channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["account"], "onboarding")
     listed = await log.ListEvents(
         events_service_pb2.ListEventsRequest(tenant_id=tenant, page_size=1000), metadata=service(), timeout=5
     )

@@ -31,15 +31,18 @@ async def attestations(engines: dict[str, AsyncEngine], tenant: str) -> list[Any
         )
 
 
-async def test_handshakes_upsert_by_hash(account: Any, tenant: str, engines: dict[str, AsyncEngine]) -> None:
+async def test_handshakes_upsert_by_hash(
+    account_as_onboarding: Any, tenant: str, engines: dict[str, AsyncEngine]
+) -> None:
+    peer = account_as_onboarding
     shake = rpc.RecordSdkAttestationRequest(
         tenant_id=tenant, sdk_version="1.2.0", sdk_language="python", client_id="c1"
     )
-    first = await account.RecordSdkAttestation(shake, metadata=service(), timeout=5)
+    first = await peer.RecordSdkAttestation(shake, metadata=service(), timeout=5)
     assert first.created and first.attestation.attestation_hash == policy.attestation_hash(
         tenant, "1.2.0", "python", "c1"
     )
-    again = await account.RecordSdkAttestation(shake, metadata=service(), timeout=5)
+    again = await peer.RecordSdkAttestation(shake, metadata=service(), timeout=5)
     assert (
         not again.created and again.attestation.attested_at.ToDatetime() >= first.attestation.attested_at.ToDatetime()
     )
@@ -48,36 +51,38 @@ async def test_handshakes_upsert_by_hash(account: Any, tenant: str, engines: dic
         rows[0].attested_at.tzinfo
     )
     shake.sdk_version = "1.3.0"
-    assert (await account.RecordSdkAttestation(shake, metadata=service(), timeout=5)).created
+    assert (await peer.RecordSdkAttestation(shake, metadata=service(), timeout=5)).created
     assert [r.sdk_version for r in await attestations(engines, tenant)] == ["1.2.0", "1.3.0"]
 
 
-async def test_evidence(account: Any, tenant: str) -> None:
+async def test_evidence(account: Any, account_as_onboarding: Any, tenant: str) -> None:
+    peer = account_as_onboarding
     ask = rpc.GetActivationEvidenceRequest(tenant_id=tenant)
-    before = await account.GetActivationEvidence(ask, metadata=service(), timeout=5)
+    before = await peer.GetActivationEvidence(ask, metadata=service(), timeout=5)
     assert (before.has_active_project, before.has_attestation) == (False, False)
     project = await account.CreateProject(rpc.CreateProjectRequest(name="p"), metadata=human(tenant), timeout=5)
-    await account.RecordSdkAttestation(
+    await peer.RecordSdkAttestation(
         rpc.RecordSdkAttestationRequest(tenant_id=tenant, sdk_version="1", sdk_language="go"),
         metadata=service(),
         timeout=5,
     )
-    after = await account.GetActivationEvidence(ask, metadata=service(), timeout=5)
+    after = await peer.GetActivationEvidence(ask, metadata=service(), timeout=5)
     assert (after.has_active_project, after.has_attestation) == (True, True)
     await account.ArchiveProject(
         rpc.ArchiveProjectRequest(project_id=project.project_id), metadata=human(tenant), timeout=5
     )
-    archived = await account.GetActivationEvidence(ask, metadata=service(), timeout=5)
+    archived = await peer.GetActivationEvidence(ask, metadata=service(), timeout=5)
     assert not archived.has_active_project
 
 
 @pytest.mark.parametrize(
     ("change", "field"), [({"sdk_version": ""}, "sdk_version"), ({"sdk_language": ""}, "sdk_language")]
 )
-async def test_missing_sdk_fields(account: Any, tenant: str, change: dict[str, str], field: str) -> None:
+async def test_missing_sdk_fields(account_as_onboarding: Any, tenant: str, change: dict[str, str], field: str) -> None:
+    peer = account_as_onboarding
     fields = {"tenant_id": tenant, "sdk_version": "1", "sdk_language": "python"} | change
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await account.RecordSdkAttestation(rpc.RecordSdkAttestationRequest(**fields), metadata=service(), timeout=5)
+        await peer.RecordSdkAttestation(rpc.RecordSdkAttestationRequest(**fields), metadata=service(), timeout=5)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and caught.value.details().startswith(field)
 
 

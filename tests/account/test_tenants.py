@@ -44,14 +44,15 @@ async def test_invalid_signup(account: Any, request_: Any, field: str) -> None:
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and caught.value.details().startswith(field)
 
 
-async def test_a_customer_reads_only_its_own_tenant(account: Any, tenant: str) -> None:
+async def test_a_customer_reads_only_its_own_tenant(account: Any, account_as_onboarding: Any, tenant: str) -> None:
     mine = await account.GetTenant(rpc.GetTenantRequest(tenant_id=tenant), metadata=human(tenant), timeout=5)
     assert mine.tenant.tenant_id == tenant
     other = (await account.CreateTenant(rpc.CreateTenantRequest(name="Other"), metadata=human(), timeout=5)).tenant
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await account.GetTenant(rpc.GetTenantRequest(tenant_id=other.tenant_id), metadata=human(tenant), timeout=5)
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
-    seen = await account.GetTenant(rpc.GetTenantRequest(tenant_id=other.tenant_id), metadata=service(), timeout=5)
+    peer = account_as_onboarding
+    seen = await peer.GetTenant(rpc.GetTenantRequest(tenant_id=other.tenant_id), metadata=service(), timeout=5)
     assert seen.tenant.name == "Other"
 
 

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import grpc
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,12 +17,18 @@ from cli import stack
 from services.api_keys import server as api_keys_server
 from services.api_keys.settings import Settings
 from services.common import db, server
-from tests.conftest import Channels, human, service
+from tests.conftest import Channels, human, service, tls_channel, tls_settings
 
 
 @pytest.fixture(scope="session")
 async def keys(channels: Channels, running: dict[str, server.Service]) -> Any:
     return channels.stub(api_keys_service_pb2_grpc.ApiKeysServiceStub, running["api_keys"])
+
+
+@pytest.fixture(scope="session")
+async def verifier(channels: Channels, running: dict[str, server.Service]) -> Any:
+    """api_keys as its one verifying caller sees it: with onboarding's certificate."""
+    return channels.stub(api_keys_service_pb2_grpc.ApiKeysServiceStub, running["api_keys"], "onboarding")
 
 
 async def create(keys: Any, tenant: str, name: str = "ci", role: str = "owner", **fields: Any) -> Any:
@@ -43,6 +48,7 @@ def api_key_caller(tenant: str, scopes: str) -> tuple[tuple[str, str], ...]:
 
 
 async def verify(stub: Any, secret: str) -> Any:
+    """VerifyApiKey as onboarding calls it (`stub` presents onboarding's certificate)."""
     return await stub.VerifyApiKey(rpc.VerifyApiKeyRequest(secret=secret), metadata=service(), timeout=5)
 
 
@@ -56,18 +62,20 @@ async def sql(engines: dict[str, AsyncEngine], query: str, **params: Any) -> lis
 async def replica(
     db_urls: dict[str, str], ports: dict[str, int], **overrides: Any
 ) -> AsyncIterator[tuple[api_keys_server.Service, Any]]:
-    """Another api_keys process-alike on the same database: its own engine, cache and listener."""
+    """Another api_keys process-alike on the same database: its own engine, cache and listener; its stub
+    presents onboarding's certificate (the caller of VerifyApiKey)."""
     settings = Settings(
         database_url=overrides.pop("database_url", db_urls["api_keys"]),
         grpc_port=stack.free_port(),
         account_addr=f"127.0.0.1:{ports['account']}",
+        **tls_settings("api_keys"),
         **overrides,
     )
     built = api_keys_server.build(settings, db.create_engine(settings.database_url.get_secret_value(), pool_size=2))
     await server.start(built, "127.0.0.1", settings.grpc_port, health_interval=0.2)
     try:
         # A channel of its own: the replica lives only inside this context, and its port may be reused after.
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+        async with tls_channel(f"127.0.0.1:{settings.grpc_port}", "onboarding") as channel:
             yield built, api_keys_service_pb2_grpc.ApiKeysServiceStub(channel)
     finally:
         await server.stop(built, 1.0)

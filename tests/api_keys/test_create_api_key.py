@@ -24,7 +24,7 @@ async def test_create_returns_the_full_key_once_with_the_legacy_fields(keys: Any
     assert made.key not in got.SerializeToString().decode(errors="ignore")
 
 
-async def test_settings_are_kept(keys: Any, tenant: str) -> None:
+async def test_settings_are_kept(verifier: Any, keys: Any, tenant: str) -> None:
     made = await create(
         keys,
         tenant,
@@ -35,7 +35,7 @@ async def test_settings_are_kept(keys: Any, tenant: str) -> None:
         max_concurrent_runs=3,
     )
     assert made.HasField("expires_at") and made.rate_limit_rpm == 60 and made.max_concurrent_runs == 3
-    verdict = await verify(keys, made.key)
+    verdict = await verify(verifier, made.key)
     assert verdict.code == rpc.VERIFY_CODE_VALID and list(verdict.scopes) == ["keys:read", "run:*"]
     assert verdict.rate_limit_rpm == 60 and verdict.tenant_id == tenant and verdict.key_id == made.id
 
@@ -138,11 +138,11 @@ async def test_twenty_concurrent_creates_against_a_quota_of_five(
 
 
 async def test_the_secret_is_in_one_response_and_nowhere_else(
-    keys: Any, tenant: str, engines: dict[str, AsyncEngine], caplog: pytest.LogCaptureFixture
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     made = await create(keys, tenant)
-    await verify(keys, made.key)
+    await verify(verifier, made.key)
     await keys.RevokeApiKey(rpc.RevokeApiKeyRequest(key_id=made.id, reason="x"), metadata=human(tenant), timeout=5)
     got = await keys.GetApiKey(rpc.GetApiKeyRequest(key_id=made.id), metadata=human(tenant), timeout=5)
     listed = await keys.ListApiKeys(rpc.ListApiKeysRequest(), metadata=human(tenant), timeout=5)

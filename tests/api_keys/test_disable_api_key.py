@@ -10,15 +10,15 @@ from tests.api_keys.conftest import api_key_caller, create, verify
 from tests.conftest import human
 
 
-async def test_disable_then_enable(keys: Any, tenant: str) -> None:
+async def test_disable_then_enable(verifier: Any, keys: Any, tenant: str) -> None:
     made = await create(keys, tenant)
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_VALID  # warm the cache
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_VALID  # warm the cache
     off = await keys.DisableApiKey(rpc.DisableApiKeyRequest(key_id=made.id), metadata=human(tenant), timeout=5)
     assert off.api_key.status == "DISABLED"
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_DISABLED
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_DISABLED
     on = await keys.EnableApiKey(rpc.EnableApiKeyRequest(key_id=made.id), metadata=human(tenant), timeout=5)
     assert on.api_key.status == "ACTIVE"
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_VALID
 
 
 async def test_enable_counts_against_the_quota(keys: Any, tenant: str) -> None:
@@ -40,7 +40,7 @@ async def test_revoked_keys_stay_revoked(keys: Any, tenant: str) -> None:
         assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
-async def test_a_key_enables_only_keys_within_its_own_scopes(keys: Any, tenant: str) -> None:
+async def test_a_key_enables_only_keys_within_its_own_scopes(verifier: Any, keys: Any, tenant: str) -> None:
     """Enabling grants a key's scopes again, so it follows the rule of create: a key hands on only what it holds."""
     broad = await create(keys, tenant, permissions=["*"])
     await keys.DisableApiKey(rpc.DisableApiKeyRequest(key_id=broad.id), metadata=human(tenant), timeout=5)
@@ -48,6 +48,6 @@ async def test_a_key_enables_only_keys_within_its_own_scopes(keys: Any, tenant: 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await keys.EnableApiKey(request, metadata=api_key_caller(tenant, "keys:create"), timeout=5)
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
-    assert (await verify(keys, broad.key)).code == rpc.VERIFY_CODE_DISABLED
+    assert (await verify(verifier, broad.key)).code == rpc.VERIFY_CODE_DISABLED
     enabled = await keys.EnableApiKey(request, metadata=api_key_caller(tenant, "*"), timeout=5)
     assert enabled.api_key.status == "ACTIVE"

@@ -15,9 +15,11 @@ from tests.api_keys.test_verify_api_key import usage
 from tests.conftest import eventually, human, service
 
 
-async def test_reported_uses_are_added_to_the_counts(keys: Any, tenant: str, engines: dict[str, AsyncEngine]) -> None:
+async def test_reported_uses_are_added_to_the_counts(
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+) -> None:
     made = await create(keys, tenant)
-    await verify(keys, made.key)  # one verified use
+    await verify(verifier, made.key)  # one verified use
     at = Timestamp(seconds=int(time.time()))
     report = rpc.RecordApiKeyUsageRequest(
         usage=[
@@ -25,7 +27,7 @@ async def test_reported_uses_are_added_to_the_counts(keys: Any, tenant: str, eng
             rpc.ApiKeyUsage(key_id=str(uuid.uuid4()), requests=2, last_used_at=at),  # unknown: ignored
         ]
     )
-    await keys.RecordApiKeyUsage(report, metadata=service(), timeout=5)
+    await verifier.RecordApiKeyUsage(report, metadata=service(), timeout=5)
 
     async def total() -> int:
         return (await usage(engines, made.id))[0]

@@ -16,13 +16,13 @@ async def revoke(keys: Any, tenant: str, key_id: str, reason: str = "", role: st
 
 
 async def test_revoke_is_audited_emitted_and_refused_by_verify(
-    keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine]
 ) -> None:
     made = await create(keys, tenant)
     reply = await revoke(keys, tenant, made.id, reason="x")
     assert reply.success and reply.data.message == f"API key {made.id} revoked"
     assert reply.api_key.status == "REVOKED" and reply.api_key.revoked_reason == "x"
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_REVOKED
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_REVOKED
     audit = await sql(
         engines, "SELECT action, new_value FROM api_key_audit WHERE api_key_id = :k ORDER BY id", k=made.id
     )
@@ -41,7 +41,7 @@ async def test_default_reason(keys: Any, tenant: str) -> None:
     assert (await revoke(keys, tenant, made.id)).api_key.revoked_reason == "Manual revocation"
 
 
-async def test_another_tenants_key_is_not_found_and_stays_active(keys: Any, account: Any) -> None:
+async def test_another_tenants_key_is_not_found_and_stays_active(verifier: Any, keys: Any, account: Any) -> None:
     from aos.account.v1 import account_service_pb2 as acc
 
     owners = [
@@ -59,7 +59,7 @@ async def test_another_tenants_key_is_not_found_and_stays_active(keys: Any, acco
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
         assert caught.value.code() is grpc.StatusCode.NOT_FOUND
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_VALID
 
 
 async def test_unknown_id_is_not_found(keys: Any, tenant: str) -> None:

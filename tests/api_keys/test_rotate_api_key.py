@@ -16,7 +16,7 @@ async def rotate(keys: Any, tenant: str, key_id: str, **fields: Any) -> Any:
 
 
 async def test_rotation_issues_a_twin_and_keeps_the_old_key_for_24_hours(
-    keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine]
 ) -> None:
     old = await create(keys, tenant, permissions=["run:*"], rate_limit_rpm=10)
     rotated = await rotate(keys, tenant, old.id)
@@ -25,8 +25,8 @@ async def test_rotation_issues_a_twin_and_keeps_the_old_key_for_24_hours(
     grace_end = rotated.previous.expires_at.ToDatetime(UTC)
     assert abs(grace_end - (datetime.now(UTC) + timedelta(hours=24))) < timedelta(minutes=1)
     assert rotated.previous.rotated_to_key_id == rotated.api_key.key_id
-    assert (await verify(keys, old.key)).code == rpc.VERIFY_CODE_VALID
-    assert (await verify(keys, rotated.key)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, old.key)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, rotated.key)).code == rpc.VERIFY_CODE_VALID
     emitted = await sql(
         engines, "SELECT payload FROM event WHERE event_type = 'api_key.rotated' AND tenant_id = :t", t=tenant
     )
@@ -36,10 +36,10 @@ async def test_rotation_issues_a_twin_and_keeps_the_old_key_for_24_hours(
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
-async def test_no_grace_retires_the_old_key_at_once(keys: Any, tenant: str) -> None:
+async def test_no_grace_retires_the_old_key_at_once(verifier: Any, keys: Any, tenant: str) -> None:
     old = await create(keys, tenant)
     await rotate(keys, tenant, old.id, grace_period_hours=0)
-    assert (await verify(keys, old.key)).code == rpc.VERIFY_CODE_EXPIRED
+    assert (await verify(verifier, old.key)).code == rpc.VERIFY_CODE_EXPIRED
 
 
 async def test_grace_never_outlives_the_old_keys_expiry(
@@ -62,7 +62,7 @@ async def test_a_revoked_key_cannot_be_rotated(keys: Any, tenant: str) -> None:
 
 @pytest.mark.parametrize("held", ["keys:create,keys:revoke", "keys:*,run:*", "keys:*,run:*,read:x"])
 async def test_a_key_cannot_rotate_a_key_with_scopes_it_lacks(
-    keys: Any, tenant: str, engines: dict[str, AsyncEngine], held: str
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine], held: str
 ) -> None:
     """Issue 11: a keys:create+keys:revoke key rotated an owner's * key and received its new secret."""
     for victim in (await create(keys, tenant, permissions=["*"]), await create(keys, tenant)):
@@ -70,7 +70,7 @@ async def test_a_key_cannot_rotate_a_key_with_scopes_it_lacks(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await keys.RotateApiKey(request, metadata=api_key_caller(tenant, held), timeout=5)
         assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
-        assert (await verify(keys, victim.key)).code == rpc.VERIFY_CODE_VALID
+        assert (await verify(verifier, victim.key)).code == rpc.VERIFY_CODE_VALID
     rows = await sql(engines, "SELECT count(*), count(rotated_to) FROM api_key WHERE tenant_id = :t", t=tenant)
     assert tuple(rows[0]) == (2, 0)  # no successor, no new secret
 
@@ -83,7 +83,7 @@ async def test_a_key_holding_every_scope_rotates(keys: Any, tenant: str) -> None
 
 
 async def test_rotation_counts_against_the_quota_during_the_grace_period(
-    keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine]
 ) -> None:
     made = [await create(keys, tenant, name=f"k{i}") for i in range(5)]  # the free plan's 5
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -93,7 +93,7 @@ async def test_rotation_counts_against_the_quota_during_the_grace_period(
     rows = await sql(engines, "SELECT count(*) FROM api_key WHERE tenant_id = :t", t=tenant)
     assert rows[0][0] == 5
     swapped = await rotate(keys, tenant, made[0].id, grace_period_hours=0)  # no grace: one key for one
-    assert swapped.key and (await verify(keys, made[0].key)).code == rpc.VERIFY_CODE_EXPIRED
+    assert swapped.key and (await verify(verifier, made[0].key)).code == rpc.VERIFY_CODE_EXPIRED
 
 
 async def test_concurrent_rotations_never_pass_the_quota(

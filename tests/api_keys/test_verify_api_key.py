@@ -24,11 +24,11 @@ async def usage(engines: dict[str, AsyncEngine], key_id: str) -> tuple[int, Any]
 
 
 async def test_valid_key_and_usage_is_counted_off_the_request_path(
-    keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine]
 ) -> None:
     made = await create(keys, tenant)
     for _ in range(3):
-        verdict = await verify(keys, made.key)
+        verdict = await verify(verifier, made.key)
         assert verdict.code == rpc.VERIFY_CODE_VALID and verdict.key_id == made.id and verdict.tenant_id == tenant
         assert list(verdict.scopes) == ["run:*", "read:*"] and verdict.rate_limit_rpm == 1000
     await eventually(lambda: _count(engines, made.id), until=lambda n: n == 3, within=5, what="total_requests == 3")
@@ -39,9 +39,9 @@ async def _count(engines: dict[str, AsyncEngine], key_id: str) -> int:
     return (await usage(engines, key_id))[0]
 
 
-async def test_unknown_and_malformed_keys_are_not_found(keys: Any) -> None:
+async def test_unknown_and_malformed_keys_are_not_found(verifier: Any, keys: Any) -> None:
     for presented in (key_format.issue().secret, "aos_" + secrets.token_urlsafe(32)[:-1] + "A", "x" * 10_000, "é"):
-        verdict = await verify(keys, presented)
+        verdict = await verify(verifier, presented)
         assert verdict == rpc.VerifyApiKeyResponse(code=rpc.VERIFY_CODE_NOT_FOUND)
 
 
@@ -63,7 +63,7 @@ async def test_malformed_keys_cost_no_database_query(make_replica: Callable[...,
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
-async def test_expired_key(keys: Any, tenant: str, engines: dict[str, AsyncEngine]) -> None:
+async def test_expired_key(verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine]) -> None:
     made = await create(keys, tenant, expires_in_days=1)
     await sql(
         engines,
@@ -71,18 +71,20 @@ async def test_expired_key(keys: Any, tenant: str, engines: dict[str, AsyncEngin
         e=datetime.now(UTC) - timedelta(seconds=1),
         k=made.id,
     )
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_EXPIRED
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_EXPIRED
 
 
-async def test_legacy_format_keys_verify(keys: Any, tenant: str, engines: dict[str, AsyncEngine]) -> None:
+async def test_legacy_format_keys_verify(
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+) -> None:
     made = await create(keys, tenant)
     legacy = "aos_" + secrets.token_urlsafe(32)
     await sql(engines, "UPDATE api_key SET key_hash = :h WHERE id = :k", h=key_format.digest(legacy), k=made.id)
-    assert (await verify(keys, legacy)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, legacy)).code == rpc.VERIFY_CODE_VALID
 
 
 async def test_a_warm_second_replica_refuses_a_revoked_key_within_a_second(
-    keys: Any, tenant: str, make_replica: Callable[..., Any]
+    verifier: Any, keys: Any, tenant: str, make_replica: Callable[..., Any]
 ) -> None:
     made = await create(keys, tenant)
     async with make_replica() as (other, stub):
@@ -115,23 +117,25 @@ async def test_usage_is_flushed_on_graceful_shutdown(
     assert await _count(engines, made.id) == 5
 
 
-async def test_a_suspended_tenants_keys_are_tenant_inactive(keys: Any, account: Any, tenant: str) -> None:
+async def test_a_suspended_tenants_keys_are_tenant_inactive(
+    verifier: Any, keys: Any, account: Any, tenant: str
+) -> None:
     made = await create(keys, tenant)
-    assert (await verify(keys, made.key)).code == rpc.VERIFY_CODE_VALID
+    assert (await verify(verifier, made.key)).code == rpc.VERIFY_CODE_VALID
     await account.SuspendTenant(
         acc.SuspendTenantRequest(tenant_id=tenant, reason="unpaid"), metadata=operator(), timeout=5
     )
-    await code_becomes(keys, made.key, rpc.VERIFY_CODE_TENANT_INACTIVE, within=2.0)
+    await code_becomes(verifier, made.key, rpc.VERIFY_CODE_TENANT_INACTIVE, within=2.0)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await create(keys, tenant)  # SPEC 1.1: new keys only while the tenant is active
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     await account.ReactivateTenant(acc.ReactivateTenantRequest(tenant_id=tenant), metadata=operator(), timeout=5)
-    await code_becomes(keys, made.key, rpc.VERIFY_CODE_VALID, within=2.0)
+    await code_becomes(verifier, made.key, rpc.VERIFY_CODE_VALID, within=2.0)
 
 
-async def test_activation_evidence(keys: Any, tenant: str) -> None:
+async def test_activation_evidence(verifier: Any, keys: Any, tenant: str) -> None:
     async def evidence() -> bool:
-        reply = await keys.GetActivationEvidence(
+        reply = await verifier.GetActivationEvidence(
             rpc.GetActivationEvidenceRequest(tenant_id=tenant), metadata=service(), timeout=5
         )
         return bool(reply.has_valid_key)
@@ -150,7 +154,7 @@ async def test_customers_cannot_call_verify(keys: Any, tenant: str) -> None:
 
 
 async def test_losing_the_listener_empties_and_bypasses_the_cache_until_it_is_back(
-    keys: Any, tenant: str, engines: dict[str, AsyncEngine], make_replica: Callable[..., Any]
+    verifier: Any, keys: Any, tenant: str, engines: dict[str, AsyncEngine], make_replica: Callable[..., Any]
 ) -> None:
     made = await create(keys, tenant)
     async with make_replica() as (other, stub):

@@ -8,9 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.events.v1 import events_service_pb2 as rpc
 from aos.events.v1 import events_service_pb2_grpc
-from services.common import db, events
+from services.common import db, events, server
 from services.common.errors import Internal
-from tests.conftest import human, service
+from tests.conftest import Channels, human, service
 
 VALID = {
     "event_id": str(uuid.uuid4()),
@@ -103,10 +103,12 @@ async def test_a_rolled_back_write_leaves_no_gap(engines: dict[str, AsyncEngine]
     assert third["sequence_no"] == 2
 
 
-async def test_list_and_watch_follow_the_cursor(account: object, account_channel: grpc.aio.Channel) -> None:
+async def test_list_and_watch_follow_the_cursor(
+    account: object, channels: Channels, running: dict[str, server.Service]
+) -> None:
     from aos.account.v1 import account_service_pb2 as account_rpc
 
-    log = events_service_pb2_grpc.EventLogServiceStub(account_channel)
+    log = channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["account"], "onboarding")
     start = await log.ListEvents(rpc.ListEventsRequest(page_size=1000), metadata=service(), timeout=5)
     token = start.next_page_token
     while start.events:  # drain to the end of the log
@@ -134,11 +136,12 @@ async def test_list_and_watch_follow_the_cursor(account: object, account_channel
     stream.cancel()
 
 
-async def test_event_log_is_internal(account_channel: grpc.aio.Channel) -> None:
-    log = events_service_pb2_grpc.EventLogServiceStub(account_channel)
+async def test_event_log_is_internal(channels: Channels, running: dict[str, server.Service]) -> None:
+    log = channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["account"])
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await log.ListEvents(rpc.ListEventsRequest(), metadata=human("t"), timeout=5)
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    log = channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["account"], "onboarding")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await log.ListEvents(rpc.ListEventsRequest(page_token="%%%"), metadata=service(), timeout=5)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT

@@ -3,11 +3,16 @@ import pytest
 import sqlalchemy.exc
 
 from aos.gate.v1 import gate_pb2
-from services.common import interceptors
+from services.common import interceptors, tls
 from services.common.errors import PermissionDenied, Unauthenticated
 from services.common.principal import Kind, from_metadata
 from tests.conftest import human, operator, service
 
+GATEWAY = tls.GATEWAY
+CHECK = "/envoy.service.auth.v3.Authorization/Check"  # Envoy's ext_authz: no gate rule, the gateway's alone
+INTERNAL = gate_pb2.Rule(
+    audience=gate_pb2.AUDIENCE_INTERNAL, principals=[gate_pb2.PRINCIPAL_KIND_SERVICE], callers=["onboarding"]
+)
 RULE = gate_pb2.Rule(
     audience=gate_pb2.AUDIENCE_CUSTOMER,
     principals=[gate_pb2.PRINCIPAL_KIND_HUMAN, gate_pb2.PRINCIPAL_KIND_API_KEY],
@@ -34,24 +39,45 @@ def test_gate_rules_come_from_the_descriptors() -> None:
 
 
 def test_the_principal_part_of_a_rule() -> None:
-    interceptors.check(RULE, human("t"))
-    interceptors.check(RULE, key(scopes="projects:*"))
-    interceptors.check(RULE, key(scopes="*"))
-    interceptors.check(None, ())  # health, reflection
+    interceptors.check(RULE, human("t"), GATEWAY)
+    interceptors.check(RULE, key(scopes="projects:*"), GATEWAY)
+    interceptors.check(RULE, key(scopes="*"), GATEWAY)
     with pytest.raises(Unauthenticated):
-        interceptors.check(RULE, ())
+        interceptors.check(RULE, (), GATEWAY)
     with pytest.raises(PermissionDenied, match="scope projects:write"):
-        interceptors.check(RULE, key(scopes="projects:read,run:*"))
+        interceptors.check(RULE, key(scopes="projects:read,run:*"), GATEWAY)
     with pytest.raises(PermissionDenied, match="operator callers"):
-        interceptors.check(RULE, operator())
+        interceptors.check(RULE, operator(), GATEWAY)
     with pytest.raises(PermissionDenied, match="no tenant"):
-        interceptors.check(RULE, human())
+        interceptors.check(RULE, human(), GATEWAY)
     tenantless = gate_pb2.Rule(principals=[gate_pb2.PRINCIPAL_KIND_HUMAN], tenantless=True)
-    interceptors.check(tenantless, human())
-    internal = gate_pb2.Rule(principals=[gate_pb2.PRINCIPAL_KIND_SERVICE])
-    interceptors.check(internal, service())
+    interceptors.check(tenantless, human(), GATEWAY)
+    interceptors.check(INTERNAL, service(), "onboarding")
     with pytest.raises(PermissionDenied):
-        interceptors.check(internal, human("t"))
+        interceptors.check(INTERNAL, human("t"), GATEWAY)
+
+
+def test_who_may_call_follows_the_peer_certificate() -> None:
+    """Customer metadata only from the gateway; a service only as its own certificate's identity and only
+    where the rule names it; methods without a rule: health and reflection for any peer, else the gateway."""
+    with pytest.raises(PermissionDenied, match="only from the gateway"):  # a service forging a customer
+        interceptors.check(RULE, human("victim", role="owner"), "integrations")
+    with pytest.raises(PermissionDenied, match="only from the gateway"):
+        interceptors.check(RULE, operator(), "onboarding")
+    with pytest.raises(PermissionDenied, match="only from the gateway"):  # a certificate naming no identity
+        interceptors.check(RULE, human("t"), "")
+    with pytest.raises(PermissionDenied, match="not the peer's certificate"):  # integrations claiming onboarding
+        interceptors.check(INTERNAL, service("onboarding"), "integrations")
+    with pytest.raises(PermissionDenied, match="may not call"):  # itself, but not a named caller
+        interceptors.check(INTERNAL, service("integrations"), "integrations")
+    with pytest.raises(PermissionDenied, match="may not call"):  # the gateway acting as a service
+        interceptors.check(INTERNAL, service(GATEWAY), GATEWAY)
+    for peer in ("account", GATEWAY, ""):
+        interceptors.check(None, (), peer, "/grpc.health.v1.Health/Check")
+        interceptors.check(None, (), peer, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+    interceptors.check(None, (), GATEWAY, CHECK)
+    with pytest.raises(PermissionDenied, match="only the gateway"):
+        interceptors.check(None, (), "onboarding", CHECK)
 
 
 def test_principal_parsing() -> None:

@@ -53,7 +53,8 @@ async def test_rpc_log_lines_carry_request_tenant_and_method_and_never_a_secret(
     md = (*human(tenant), ("x-request-id", request_id))
     keys = channels.stub(api_keys_service_pb2_grpc.ApiKeysServiceStub, running["api_keys"])
     made = await keys.CreateApiKey(keys_rpc.CreateApiKeyRequest(name="logged"), metadata=md, timeout=10)
-    verdict = await keys.VerifyApiKey(keys_rpc.VerifyApiKeyRequest(secret=made.key), metadata=service(), timeout=5)
+    gate = channels.stub(api_keys_service_pb2_grpc.ApiKeysServiceStub, running["api_keys"], "onboarding")
+    verdict = await gate.VerifyApiKey(keys_rpc.VerifyApiKeyRequest(secret=made.key), metadata=service(), timeout=5)
     assert verdict.tenant_id == tenant
     integrations = channels.stub(integrations_service_pb2_grpc.IntegrationsServiceStub, running["integrations"])
     created = await integrations.CreateIntegration(

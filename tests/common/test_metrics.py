@@ -21,7 +21,7 @@ from cli import stack
 from services.api_keys import server as api_keys_server
 from services.api_keys.settings import Settings as ApiKeysSettings
 from services.common import db, server
-from tests.conftest import eventually, human, service, settings_for, start_service
+from tests.conftest import eventually, human, service, settings_for, start_service, tls_channel, tls_settings
 
 ACCOUNT = "aos.account.v1.AccountService"
 
@@ -68,7 +68,7 @@ async def account_with_metrics(
 async def test_rpcs_are_counted_by_method_and_code_and_timed(account_with_metrics: server.Service) -> None:
     svc = account_with_metrics
     # A channel of its own to each replica of these tests: the replica lives only in its test.
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") as channel:
+    async with tls_channel(f"127.0.0.1:{svc.port}") as channel:
         stub = account_service_pb2_grpc.AccountServiceStub(channel)
         for _ in range(2):
             await stub.CreateTenant(acc.CreateTenantRequest(name="Metered"), metadata=human(), timeout=10)
@@ -112,7 +112,7 @@ async def test_a_held_back_event_shows_as_outbox_lag(
     """An open transaction that began before an event's commit keeps readers from it: that is the lag."""
     async with engines["account"].connect() as blocker:
         await blocker.exec_driver_sql("SELECT pg_current_xact_id()")  # holds the snapshot xmin back
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{account_with_metrics.port}") as channel:
+        async with tls_channel(f"127.0.0.1:{account_with_metrics.port}") as channel:
             stub = account_service_pb2_grpc.AccountServiceStub(channel)
             await stub.CreateTenant(acc.CreateTenantRequest(name="Held back"), metadata=human(), timeout=10)
         await asyncio.sleep(0.05)  # the held-back event ages: its lag is above 0
@@ -131,18 +131,20 @@ async def test_verify_cache_hits_and_misses_are_counted(
         grpc_port=stack.free_port(),
         metrics_port=stack.free_port(),
         account_addr=f"127.0.0.1:{ports['account']}",
+        **tls_settings("api_keys"),
     )
     built = api_keys_server.build(settings, db.create_engine(settings.database_url.get_secret_value(), pool_size=2))
     await server.start(built, "127.0.0.1", settings.grpc_port, health_interval=0.2)
     try:
         await asyncio.wait_for(built.verifier.listening.wait(), 10)  # the cache is used only while listening
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-            stub = api_keys_service_pb2_grpc.ApiKeysServiceStub(channel)
+        address = f"127.0.0.1:{settings.grpc_port}"
+        async with tls_channel(address) as channel, tls_channel(address, "onboarding") as gate:
+            stub, verifier = (api_keys_service_pb2_grpc.ApiKeysServiceStub(c) for c in (channel, gate))
             made = await stub.CreateApiKey(rpc.CreateApiKeyRequest(name="metered"), metadata=human(tenant), timeout=10)
             before = await scrape(built.metrics_port)
             assert value(before, "aos_api_keys_verify_cache_hits_total") == 0
             for _ in range(3):
-                verdict = await stub.VerifyApiKey(
+                verdict = await verifier.VerifyApiKey(
                     rpc.VerifyApiKeyRequest(secret=made.key), metadata=service(), timeout=5
                 )
                 assert verdict.code == rpc.VERIFY_CODE_VALID

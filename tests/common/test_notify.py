@@ -3,6 +3,8 @@ or absent costs a logged warning, never an error for the write that already comm
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -10,11 +12,15 @@ import grpc
 from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest
 from cli import stack
 from services.common import notify
+from tests.conftest import identity_of
 
 METHOD = "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
 
 
-async def test_tell_delivers_the_request_with_service_metadata() -> None:
+@asynccontextmanager
+async def told(server_identity: str) -> AsyncIterator[list[tuple[bytes, dict[str, Any]]]]:
+    """api_keys' notify.Peer to onboarding, reaching a recording server that holds `server_identity`'s
+    certificate; yields what that server received once the caller has told it once."""
     received: list[tuple[bytes, dict[str, Any]]] = []
 
     async def record(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
@@ -26,22 +32,36 @@ async def test_tell_delivers_the_request_with_service_metadata() -> None:
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler("aos.onboarding.v1.OnboardingService", {"NotifyEvidence": handler})]
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_secure_port("127.0.0.1:0", identity_of(server_identity).server_credentials())
     await server.start()
-    peer = notify.Peer(f"127.0.0.1:{port}", "api_keys", METHOD)
+    peer = notify.Peer(f"127.0.0.1:{port}", identity_of("api_keys"), "onboarding", METHOD)
     try:
         await peer.tell(NotifyEvidenceRequest(tenant_id="t-1", kind=1, key_id="k"), "t-1")
+        yield received
     finally:
         await peer.close()
         await server.stop(None)
-    ((body, metadata),) = received
+
+
+async def test_tell_delivers_the_request_with_service_metadata() -> None:
+    async with told("onboarding") as received:
+        ((body, metadata),) = received
     assert NotifyEvidenceRequest.FromString(body) == NotifyEvidenceRequest(tenant_id="t-1", kind=1, key_id="k")
     assert metadata["x-aos-actor-type"] == "service" and metadata["x-aos-actor-id"] == "api_keys"
     assert metadata["x-aos-tenant-id"] == "t-1"
 
 
+async def test_a_server_without_the_peers_certificate_is_not_told() -> None:
+    """The caller checks whom it reaches: a server holding another service's certificate (here account's, on
+    the address where onboarding is expected) gets no request."""
+    async with told("account") as received:
+        assert received == []
+
+
 async def test_a_peer_that_is_down_or_absent_is_only_logged() -> None:
-    down = notify.Peer(f"127.0.0.1:{stack.free_port()}", "api_keys", METHOD, timeout=0.2)
+    down = notify.Peer(f"127.0.0.1:{stack.free_port()}", identity_of("api_keys"), "onboarding", METHOD, timeout=0.2)
     await down.tell(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")
     await down.close()
-    await notify.Peer("", "api_keys", METHOD).tell(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")
+    await notify.Peer("", identity_of("api_keys"), "onboarding", METHOD).tell(
+        NotifyEvidenceRequest(tenant_id="t-1"), "t-1"
+    )

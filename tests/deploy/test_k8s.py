@@ -1,5 +1,6 @@
 """The Kubernetes overlays render, validate offline against the Kubernetes schemas, and keep the promises of
-DESIGN.md §7: every service has its objects, gRPC probes, non-root containers, no secrets in manifests, and
+DESIGN.md §4 and §7: every service has its objects, gRPC health probes (over mutual TLS), non-root
+containers, no secrets in manifests, a cert-manager certificate per workload naming its identity, and
 NetworkPolicies that admit exactly the gateway and the named peers."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cli import devauth, k8s, kustomize, manifests, pods, stack
+from cli import cert_manager, devauth, devtls, k8s, kustomize, manifests, pods, stack
+from gateway import config
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -31,7 +33,12 @@ APPS = sorted(ADMITTED)
 # The oldest Kubernetes the manifests promise (gRPC probes are GA from 1.27) and the newest schemas shipped.
 KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
 # Custom resources kubernetes-validate has no schema for; checked structurally below instead.
-CUSTOM_KINDS = {("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "Database")}
+CUSTOM_KINDS = {
+    ("postgresql.cnpg.io/v1", "Cluster"),
+    ("postgresql.cnpg.io/v1", "Database"),
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +85,7 @@ def test_every_document_validates_against_the_kubernetes_schemas(
 
 def test_validation_catches_a_bad_document(rendered: dict[str, list[dict[str, Any]]]) -> None:
     bad = yaml.safe_load(yaml.safe_dump(one(rendered["prod"], "Deployment", "account")))
-    bad["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["prot"] = 50051
+    bad["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["cmd"] = ["true"]
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[0], strict=True)
 
@@ -116,12 +123,15 @@ def test_every_service_has_its_objects(rendered: dict[str, list[dict[str, Any]]]
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
-def test_probes_are_grpc_on_the_served_port(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
-    for app in APPS:
-        (container,) = one(rendered[overlay], "Deployment", app)["spec"]["template"]["spec"]["containers"]
-        (port,) = container["ports"]
+def test_probes_ask_grpc_health_over_mutual_tls(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+    """The kubelet's own gRPC probe speaks no TLS: each probe runs services.common.probe in the container."""
+    for svc in manifests.SERVICES:
+        (container,) = one(rendered[overlay], "Deployment", manifests.name(svc))["spec"]["template"]["spec"][
+            "containers"
+        ]
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            assert container[probe]["grpc"] == {"port": port["containerPort"]}, (app, probe)
+            assert container[probe]["exec"]["command"] == ["python", "-m", "services.common.probe", svc], probe
+            assert container[probe]["timeoutSeconds"] >= 3, "a Python start and a TLS handshake"
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
@@ -169,7 +179,8 @@ def test_dev_defines_every_secret_it_references_but_the_jwks(rendered: dict[str,
     }
     assert referenced == defined
     volumes = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]["volumes"]
-    assert {v["secret"]["secretName"] for v in volumes if "secret" in v} == {"aos-jwks"}
+    issued = {c["spec"]["secretName"] for c in find(docs, "Certificate")}  # cert-manager writes these
+    assert {v["secret"]["secretName"] for v in volumes if "secret" in v} - issued == {"aos-jwks"}
     for secret in find(docs, "Secret"):
         assert ":" not in secret["stringData"].get("url", "postgresql://")[len("postgresql://") :].split("@")[0]
 
@@ -223,6 +234,9 @@ def test_gateway_config_routes_to_the_services(rendered: dict[str, list[dict[str
     pod = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert f"{mounts['config']}/aos.binpb" in text
+    for sds in config.sds(config.Gateway("d", {})):  # Envoy's certificate from the mounted Secret, by SDS
+        assert f"{mounts['config']}/{sds}" in text
+        assert f"{mounts['tls']}/" in config_map["data"][sds]
     openapi = manifests.ROOT / "gateway" / "openapi.json"
     if openapi.exists():  # served by the gateway from the mounted copy
         assert config_map["data"]["openapi.json"] == openapi.read_text()
@@ -241,10 +255,15 @@ def test_gateway_config_routes_to_the_services(rendered: dict[str, list[dict[str
 
 
 def _filled(tmp_path: Path, config_map: dict[str, Any], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The gateway pod's start on this machine: the ConfigMap's files laid out in a temporary folder, then the
-    init container's `python -m gateway.identity` with `env`, writing tmp_path/run.yaml."""
+    """The gateway pod's start on this machine: the ConfigMap's files and Envoy's certificate laid out in a
+    temporary folder, then the init container's `python -m gateway.identity` with `env`, writing
+    tmp_path/run.yaml."""
+    gateway_tls = str(Path(devtls.identity(tmp_path / "dev" / "tls", "gateway").cert_file).parent)
     for key, value in config_map["data"].items():
-        (tmp_path / key).write_text(value.replace(manifests.ENVOY_DIR, str(tmp_path)))
+        (tmp_path / key).write_text(
+            value.replace(manifests.ENVOY_DIR, str(tmp_path)).replace(cert_manager.TLS_DIR, gateway_tls)
+        )
+    devtls.ensure(tmp_path, ["gateway"])  # the Secret cert-manager writes, laid out the same way
     (tmp_path / "aos.binpb").write_bytes(base64.b64decode(config_map["binaryData"]["aos.binpb"]))
     return subprocess.run(
         [sys.executable, "-m", "gateway.identity", str(tmp_path / "envoy.yaml"), str(tmp_path / "run.yaml")],
@@ -310,6 +329,63 @@ def test_prod_takes_the_identity_provider_from_configuration(
     assert unset.returncode != 0 and "issuer" in unset.stderr
     identity = one(dev, "ConfigMap", manifests.IDENTITY_CONFIG)["data"]
     assert identity["AOS_IDP_ISSUER"] == "aos-dev"  # dev names the dev provider itself
+
+
+# cert-manager.io/v1 fields these manifests may use (kubernetes-validate has no schema for its CRDs).
+CERTIFICATE_FIELDS = {
+    "secretName",
+    "commonName",
+    "uris",
+    "dnsNames",
+    "ipAddresses",
+    "usages",
+    "isCA",
+    "privateKey",
+    "duration",
+    "renewBefore",
+    "issuerRef",
+}
+USAGES = {"digital signature", "key encipherment", "server auth", "client auth", "cert sign"}
+ISSUER_TYPES = {"selfSigned", "ca", "vault", "acme", "venafi"}
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_each_workload_mounts_a_cert_manager_certificate_naming_its_identity(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    docs = rendered[overlay]
+    issuers = {d["metadata"]["name"]: d["spec"] for d in find(docs, "Issuer")}
+    certificates = {d["spec"]["secretName"]: d for d in find(docs, "Certificate")}
+    for issuer in issuers.values():
+        (kind,) = issuer  # exactly one issuer type
+        assert kind in ISSUER_TYPES
+    for certificate in certificates.values():
+        spec = certificate["apiVersion"], set(certificate["spec"])
+        assert spec[0] == "cert-manager.io/v1" and spec[1] <= CERTIFICATE_FIELDS, spec
+        assert (
+            certificate["spec"]["issuerRef"]["kind"] == "Issuer" and certificate["spec"]["issuerRef"]["name"] in issuers
+        )
+        assert set(certificate["spec"].get("usages", [])) <= USAGES
+        assert certificate["spec"]["privateKey"]["algorithm"] in {"RSA", "ECDSA", "Ed25519"}
+        assert certificate["metadata"]["namespace"] == find(docs, "Deployment")[0]["metadata"]["namespace"]
+    ca = issuers[cert_manager.CA_ISSUER]["ca"]["secretName"]
+    assert certificates[ca]["spec"]["isCA"] is True
+    for workload in [*manifests.SERVICES, "gateway"]:
+        pod = one(docs, "Deployment", manifests.name(workload))["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+        issued = certificates[volume["secret"]["secretName"]]["spec"]
+        assert issued["uris"] == [f"spiffe://aos.local/{workload}"], "one identity per certificate"
+        assert issued["issuerRef"]["name"] == cert_manager.CA_ISSUER
+        assert {"server auth", "client auth"} <= set(issued["usages"])
+        assert manifests.name(workload) in issued["dnsNames"], "what its callers check"
+        (container,) = pod["containers"]
+        assert {"name": "tls", "mountPath": cert_manager.TLS_DIR, "readOnly": True} in container["volumeMounts"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        if workload != "gateway":
+            prefix = workload.upper()
+            assert [env[f"{prefix}_TLS_{part}_FILE"] for part in ("CERT", "KEY", "CA")] == [
+                f"{cert_manager.TLS_DIR}/{file}" for file in ("tls.crt", "tls.key", "ca.crt")
+            ]
 
 
 def test_prod_uses_one_database_and_role_per_service(rendered: dict[str, list[dict[str, Any]]]) -> None:

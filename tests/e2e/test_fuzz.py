@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
-from tests.conftest import Gateway, service
+from tests.conftest import Channels, Gateway, service
 
 # Fuzzing every operation takes a while on a loaded 2-core machine; it stays bounded by --max-examples.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -36,8 +36,9 @@ async def snapshot(http: httpx.AsyncClient, account_channel: Any, tenant: str, a
 
 
 async def test_fuzzing_finds_no_server_error_and_no_schema_violation(
-    http: httpx.AsyncClient, gateway: Gateway, account_channel: Any, tmp_path: Path
+    http: httpx.AsyncClient, gateway: Gateway, channels: Channels, running: dict[str, Any], tmp_path: Path
 ) -> None:
+    account_channel = channels.channel(running["account"], "onboarding")  # account's events, as onboarding reads them
     bystander, bystander_auth = await signup(http, gateway, "Bystander")
     await http.post("/accounts/projects", json={"name": "keep me"}, headers=bystander_auth)
     before = await snapshot(http, account_channel, bystander, bystander_auth)

@@ -12,6 +12,8 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from cryptography import x509
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
@@ -108,6 +110,17 @@ def test_stack_serves_rest_and_grpc_then_stops_on_ctrl_c(stack_up: tuple[str, Pa
     assert "aos_db_pool_checked_out" in scraped["account"].text
     assert "aos_api_keys_verify_cache_hits_total" in scraped["api_keys"].text
     assert "envoy_cluster_upstream_rq" in scraped["envoy"].text and metrics["envoy"][0].endswith("/stats/prometheus")
+
+    # The dev PKI under the data directory: a CA and a certificate per workload, each naming itself; a service
+    # port takes no plaintext.
+    for name in [*stack.services(), "gateway"]:
+        cert = x509.load_pem_x509_certificate((data / "dev" / "tls" / name / "tls.crt").read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [f"spiffe://aos.local/{name}"]
+    first_service = (data / "service-ports").read_text().split()[0]
+    with grpc.insecure_channel(f"127.0.0.1:{first_service}") as plaintext, pytest.raises(grpc.RpcError) as refused:
+        health_pb2_grpc.HealthStub(plaintext).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0

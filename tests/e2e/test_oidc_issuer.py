@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cli import stack
 from gateway.identity import IdentityProvider
 from services.common import server
-from tests.conftest import envoy, eventually
+from tests.conftest import envoy, eventually, pki
 
 pytestmark = pytest.mark.e2e
 AUDIENCE = "aos-loopback"
@@ -124,7 +124,7 @@ def edge(issuer: Issuer, running: dict[str, server.Service], tmp_path: Path) -> 
     )
     port = stack.free_port()
     upstreams = {name: svc.port for name, svc in running.items()}
-    cfg = stack.envoy_config(tmp_path, upstreams, port, tmp_path / "unused-jwks.json", identity=identity)
+    cfg = stack.envoy_config(tmp_path, upstreams, port, tmp_path / "unused-jwks.json", pki(), identity=identity)
     with envoy(cfg, port) as proc:
         yield Edge(f"http://127.0.0.1:{port}", proc)
 

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from aos.account.v1 import account_service_pb2 as acc
 from aos.account.v1 import account_service_pb2_grpc
 from cli import stack
-from tests.conftest import human
+from tests.conftest import human, pki, tls_channel
 
 pytestmark = pytest.mark.e2e
 
@@ -54,11 +54,11 @@ async def test_one_request_across_two_services_is_one_trace(
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # export within 0.1 s, not the default 5 s
     ports = {"account": stack.free_port(), "onboarding": stack.free_port()}
     peers = {svc: f"127.0.0.1:{port}" for svc, port in ports.items()}
-    procs = [stack.start_service(s, db_urls[s], p, peers, tmp_path / f"{s}.log") for s, p in ports.items()]
+    procs = [stack.start_service(s, db_urls[s], p, peers, tmp_path / f"{s}.log", pki()) for s, p in ports.items()]
     try:
         for proc, port in zip(procs, ports.values(), strict=True):
             await asyncio.to_thread(stack.wait_for_port, port, proc)
-        async with grpc.aio.insecure_channel(peers["account"]) as channel:
+        async with tls_channel(peers["account"]) as channel:
             stub = account_service_pb2_grpc.AccountServiceStub(channel)
             made = await stub.CreateTenant(acc.CreateTenantRequest(name="Traced"), metadata=human(), timeout=10)
             md = human(made.tenant.tenant_id)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from cli import devauth, stack
-from tests.conftest import Gateway
+from tests.conftest import Gateway, pki
 
 
 class ProcessStack:
@@ -30,18 +30,19 @@ class ProcessStack:
         self.gateway_port = stack.free_port()
 
     def start(self, svc: str) -> None:
-        proc = stack.start_service(svc, self.urls[svc], self.ports[svc], self.peers, self.logs / f"{svc}.log")
+        proc = stack.start_service(svc, self.urls[svc], self.ports[svc], self.peers, self.logs / f"{svc}.log", pki())
         self.procs[svc] = proc
         stack.wait_for_port(self.ports[svc], proc)
 
     def start_all(self) -> None:
         for svc in self.urls:
             self.procs[svc] = stack.start_service(
-                svc, self.urls[svc], self.ports[svc], self.peers, self.logs / f"{svc}.log"
+                svc, self.urls[svc], self.ports[svc], self.peers, self.logs / f"{svc}.log", pki()
             )
         for svc, proc in self.procs.items():
             stack.wait_for_port(self.ports[svc], proc)
-        cfg = stack.envoy_config(self.data / "run", dict(self.ports), self.gateway_port, devauth.ensure_keys(self.data))
+        jwks = devauth.ensure_keys(self.data)
+        cfg = stack.envoy_config(self.data / "run", dict(self.ports), self.gateway_port, jwks, pki())
         self.envoy = stack.start_envoy(cfg, self.logs / "envoy.log")
         stack.wait_for_port(self.gateway_port, self.envoy)
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import grpc
 import httpx
 import pytest
 
 from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
 from aos.api_keys.v1 import api_keys_service_pb2_grpc
-from tests.conftest import eventually, human
+from tests.conftest import eventually, human, tls_channel
 from tests.faults.conftest import ProcessStack, signup
 
 pytestmark = pytest.mark.e2e
@@ -88,7 +87,7 @@ async def test_onboarding_down_while_keys_are_created_catches_up_from_the_cursor
         try:
             # Keys keep being created straight on api_keys (the gate is down, so not through Envoy): its
             # synchronous notification to onboarding fails, only its event log records them.
-            async with grpc.aio.insecure_channel(procs.peers["api_keys"]) as channel:
+            async with tls_channel(procs.peers["api_keys"]) as channel:
                 stub = api_keys_service_pb2_grpc.ApiKeysServiceStub(channel)
                 for tenant, _ in tenants[1:]:
                     for name in ("a", "b"):

@@ -22,7 +22,7 @@ from cli import stack
 from services.common import db, server
 from services.common.settings import async_url
 from services.onboarding.settings import Settings
-from tests.conftest import human, service, start_service
+from tests.conftest import human, service, start_service, tls_channel, tls_settings
 
 DEADLINE = 1.0  # onboarding's peer_timeout_seconds here
 SLACK = 0.8  # scheduling on a loaded 2-core machine; a hang or a sum of deadlines is far above
@@ -78,13 +78,18 @@ async def slow(pg_base: str, running: dict[str, server.Service]) -> AsyncIterato
         consumer_backoff_seconds=0.1,
         consumer_max_backoff_seconds=0.5,
         **{f"{svc}_addr": f"127.0.0.1:{p.port}" for svc, p in proxies.items()},
+        **tls_settings("onboarding"),
     )
     onb = await start_service("onboarding", settings)
     engine = db.create_engine(async_url(urls["onboarding"]), pool_size=2)
     try:
         # A channel of its own: this onboarding lives only as long as this module's tests.
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-            yield (onboarding_service_pb2_grpc.OnboardingServiceStub(channel), engine), proxies
+        # Through the gateway's certificate (SdkHandshake) and account's (EvaluateActivation is for the
+        # services that report evidence).
+        address = f"127.0.0.1:{settings.grpc_port}"
+        async with tls_channel(address) as channel, tls_channel(address, "account") as as_account:
+            stubs = (onboarding_service_pb2_grpc.OnboardingServiceStub(c) for c in (channel, as_account))
+            yield (*stubs, engine), proxies
     finally:
         for proxy in proxies.values():
             proxy.flowing.set()
@@ -105,26 +110,30 @@ async def timed_failure(call: Any) -> tuple[grpc.aio.AioRpcError, float]:
 async def test_a_stalled_evidence_source_costs_one_deadline_and_is_named(
     slow: tuple[Any, dict[str, StallProxy]], account: Any, source: str
 ) -> None:
-    (stub, _), proxies = slow
+    (_, stub, _), proxies = slow
     tenant = await account.CreateTenant(account_rpc.CreateTenantRequest(name="Slow"), metadata=human(), timeout=5)
     evaluate = rpc.EvaluateActivationRequest(tenant_id=tenant.tenant.tenant_id)
-    assert not (await stub.EvaluateActivation(evaluate, metadata=service(), timeout=5)).passed
+    assert not (await stub.EvaluateActivation(evaluate, metadata=service("account"), timeout=5)).passed
     proxies[source].flowing.clear()
     try:
         for _ in range(2):  # a stall is not cached into a verdict, nor does a second call queue behind the first
-            err, elapsed = await timed_failure(stub.EvaluateActivation(evaluate, metadata=service(), timeout=10))
+            err, elapsed = await timed_failure(
+                stub.EvaluateActivation(evaluate, metadata=service("account"), timeout=10)
+            )
             assert err.code() is grpc.StatusCode.UNAVAILABLE, err
             assert source in (err.details() or ""), err.details()
             assert elapsed < DEADLINE + SLACK, elapsed
     finally:
         proxies[source].flowing.set()
-    assert not (await stub.EvaluateActivation(evaluate, metadata=service(), timeout=5)).passed  # back by itself
+    assert not (
+        await stub.EvaluateActivation(evaluate, metadata=service("account"), timeout=5)
+    ).passed  # back by itself
 
 
 async def test_a_stalled_account_bounds_the_sdk_handshake(
     slow: tuple[Any, dict[str, StallProxy]], account: Any
 ) -> None:
-    (stub, engine), proxies = slow
+    (stub, _, engine), proxies = slow
     tenant = (
         await account.CreateTenant(account_rpc.CreateTenantRequest(name="Shake"), metadata=human(), timeout=5)
     ).tenant.tenant_id

@@ -81,6 +81,13 @@ async def integrations(channels: Channels, running: dict[str, server.Service]) -
     return channels.stub(integrations_service_pb2_grpc.IntegrationsServiceStub, running["integrations"])
 
 
+@pytest.fixture(scope="session")
+async def evidence_reader(channels: Channels, running: dict[str, server.Service]) -> Any:
+    """integrations as onboarding (the one caller of GetActivationEvidence) calls it: onboarding's certificate."""
+    stub = integrations_service_pb2_grpc.IntegrationsServiceStub
+    return channels.stub(stub, running["integrations"], "onboarding")
+
+
 @pytest.fixture
 def tenant_id() -> str:
     """A tenant id; the integrations service trusts the principal's tenant and keeps no tenant table."""

@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Any
 
-import grpc
 from google.protobuf import struct_pb2
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,7 +17,7 @@ from aos.integrations.v1 import integrations_service_pb2_grpc
 from cli import stack
 from services.common import server
 from services.integrations.settings import DEV_KEK, DEV_KEK_ID
-from tests.conftest import human, settings_for, start_service
+from tests.conftest import human, settings_for, start_service, tls_channel
 from tests.integrations.conftest import GOOD_KEY, FakeProvider
 
 NEW_KEK = base64.b64encode(os.urandom(32)).decode()
@@ -60,7 +59,7 @@ async def test_rotation_rewraps_all_data_keys_and_credentials_still_decrypt(
     replica = await start_service("integrations", settings)
     try:
         # A channel of its own: the replica lives only in this test.
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}") as channel:
+        async with tls_channel(f"127.0.0.1:{replica.port}") as channel:
             stub = integrations_service_pb2_grpc.IntegrationsServiceStub(channel)
 
             async def keep_testing() -> list[str]:

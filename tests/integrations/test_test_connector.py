@@ -68,7 +68,7 @@ async def test_sql_connector_connects_and_selects_one(
 
 
 async def test_connector_lifecycle_events_evidence_and_isolation(
-    integrations: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
+    integrations: Any, evidence_reader: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
 ) -> None:
     md = human(tenant_id)
     c = await connector(integrations, tenant_id, connector_type="http", endpoint=provider.base() + "/models")
@@ -76,7 +76,7 @@ async def test_connector_lifecycle_events_evidence_and_isolation(
     evidence = rpc.GetActivationEvidenceRequest(tenant_id=tenant_id)
     enabled = await integrations.EnableConnector(rpc.EnableConnectorRequest(connector_id=cid), metadata=md)
     assert enabled.connector.status == "connected"
-    assert not (await integrations.GetActivationEvidence(evidence, metadata=service())).has_validated_connector
+    assert not (await evidence_reader.GetActivationEvidence(evidence, metadata=service())).has_validated_connector
     assert (await check(integrations, tenant_id, cid)).health_state == "failing"  # no credential → 401
     await integrations.DisableConnector(rpc.DisableConnectorRequest(connector_id=cid), metadata=md)
     with pytest.raises(grpc.aio.AioRpcError) as twice:
@@ -122,7 +122,7 @@ async def test_connector_lifecycle_events_evidence_and_isolation(
     )
     await integrations.EnableConnector(rpc.EnableConnectorRequest(connector_id=good.connector_id), metadata=md)
     await check(integrations, tenant_id, good.connector_id)
-    assert (await integrations.GetActivationEvidence(evidence, metadata=service())).has_validated_connector
+    assert (await evidence_reader.GetActivationEvidence(evidence, metadata=service())).has_validated_connector
 
 
 async def test_datasources_are_persisted_checked_and_scoped(

@@ -15,7 +15,7 @@ from aos.integrations.v1 import integrations_service_pb2 as rpc
 from aos.integrations.v1 import integrations_service_pb2_grpc
 from cli import stack
 from services.common import server
-from tests.conftest import human, service, settings_for, start_service
+from tests.conftest import human, service, settings_for, start_service, tls_channel
 from tests.integrations.conftest import GOOD_KEY, SLOW_SECONDS, FakeProvider
 
 
@@ -90,7 +90,7 @@ async def allowlisting(db_urls: dict[str, str], ports: dict[str, int]) -> AsyncI
     svc = await start_service("integrations", settings)
     try:
         # A channel of its own: this server lives only inside this test, and its port may be reused after.
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") as channel:
+        async with tls_channel(f"127.0.0.1:{svc.port}") as channel:
             yield integrations_service_pb2_grpc.IntegrationsServiceStub(channel)
     finally:
         await server.stop(svc, 1.0)
@@ -173,15 +173,15 @@ async def evidence(integrations: Any, tenant_id: str) -> bool:
 
 
 async def test_evidence_needs_enabled_live_and_latest_test_passed(
-    integrations: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
+    integrations: Any, evidence_reader: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
 ) -> None:
     md = human(tenant_id)
     iid = await register(integrations, tenant_id, provider.base())
-    assert not await evidence(integrations, tenant_id)
+    assert not await evidence(evidence_reader, tenant_id)
     await integrations.EnableIntegration(rpc.EnableIntegrationRequest(integration_id=iid), metadata=md)
-    assert not await evidence(integrations, tenant_id)  # enabled, never validated
+    assert not await evidence(evidence_reader, tenant_id)  # enabled, never validated
     assert (await run_test(integrations, tenant_id, iid)).health_state == "healthy"
-    assert await evidence(integrations, tenant_id)
+    assert await evidence(evidence_reader, tenant_id)
     async with engines["integrations"].connect() as conn:
         payload = (
             await conn.execute(
@@ -197,26 +197,26 @@ async def test_evidence_needs_enabled_live_and_latest_test_passed(
         metadata=md,
     )
     assert changed.data.health_state == "unknown"  # the endpoint changed: the old result no longer counts
-    assert not await evidence(integrations, tenant_id)
+    assert not await evidence(evidence_reader, tenant_id)
     renamed = await integrations.UpdateIntegration(
         rpc.UpdateIntegrationRequest(integration_id=iid, name="renamed"), metadata=md
     )
     assert renamed.data.health_state == "unknown"
     assert (await run_test(integrations, tenant_id, iid)).health_state == "degraded"
-    assert not await evidence(integrations, tenant_id)  # the latest validation failed
+    assert not await evidence(evidence_reader, tenant_id)  # the latest validation failed
     await integrations.UpdateIntegration(
         rpc.UpdateIntegrationRequest(integration_id=iid, config=config(base_url=provider.base()), credential=GOOD_KEY),
         metadata=md,
     )
     await run_test(integrations, tenant_id, iid)
     await integrations.DisableIntegration(rpc.DisableIntegrationRequest(integration_id=iid), metadata=md)
-    assert not await evidence(integrations, tenant_id)
+    assert not await evidence(evidence_reader, tenant_id)
     await integrations.EnableIntegration(rpc.EnableIntegrationRequest(integration_id=iid), metadata=md)
-    assert await evidence(integrations, tenant_id)
+    assert await evidence(evidence_reader, tenant_id)
     await integrations.UpdateIntegration(rpc.UpdateIntegrationRequest(integration_id=iid, name="again"), metadata=md)
-    assert await evidence(integrations, tenant_id)  # a rename does not touch what was validated
+    assert await evidence(evidence_reader, tenant_id)  # a rename does not touch what was validated
     await integrations.DeleteIntegration(rpc.DeleteIntegrationRequest(integration_id=iid), metadata=md)
-    assert not await evidence(integrations, tenant_id)
+    assert not await evidence(evidence_reader, tenant_id)
 
 
 async def test_evidence_is_internal(integrations: Any, tenant_id: str) -> None:

@@ -101,7 +101,7 @@ async def stored(engines: dict[str, AsyncEngine], iid: str) -> Any:
 
 
 async def test_a_new_destination_without_the_credential_clears_it(
-    integrations: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
+    integrations: Any, evidence_reader: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
 ) -> None:
     """Issue 11: a new base_url kept the stored credential, which `:test` then sent there."""
     md = human(tenant_id)
@@ -118,7 +118,7 @@ async def test_a_new_destination_without_the_credential_clears_it(
     row = await stored(engines, iid)
     assert row.credential_ref == "" and row.health_state == "unknown"
     evidence = rpc.GetActivationEvidenceRequest(tenant_id=tenant_id)
-    assert not (await integrations.GetActivationEvidence(evidence, metadata=service())).has_validated_connector
+    assert not (await evidence_reader.GetActivationEvidence(evidence, metadata=service())).has_validated_connector
     calls = len(provider.seen)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await integrations.TestIntegration(rpc.TestIntegrationRequest(integration_id=iid), metadata=md, timeout=10)

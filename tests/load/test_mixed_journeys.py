@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import jwt
 import pytest
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from cli import devauth
-from tests.conftest import service
+from tests.conftest import service, tls_channel
 from tests.faults.conftest import ProcessStack
 
 pytestmark = pytest.mark.e2e
@@ -111,9 +110,9 @@ async def journey(http: httpx.AsyncClient, token: Tokens, ledger: Ledger, stop_a
 
 
 async def all_events(port: int) -> list[Any]:
-    """A service's whole EventLog, read as a peer service reads it."""
+    """A service's whole EventLog, read as a peer service (onboarding) reads it."""
     events: list[Any] = []
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with tls_channel(f"127.0.0.1:{port}", "onboarding") as channel:
         stub = events_service_pb2_grpc.EventLogServiceStub(channel)
         token = ""
         while True:

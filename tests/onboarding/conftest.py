@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -24,7 +24,7 @@ from cli import devauth, stack
 from services.common import db, server
 from services.common.settings import async_url
 from services.onboarding.settings import Settings
-from tests.conftest import GATE_CACHE_SECONDS, Channels, Gateway, envoy, start_service
+from tests.conftest import GATE_CACHE_SECONDS, Channels, Gateway, envoy, identity_of, pki, start_service, tls_settings
 
 
 class FakeEventLog(events_service_pb2_grpc.EventLogServiceServicer):
@@ -111,7 +111,8 @@ class FakeIntegrations(integrations_service_pb2_grpc.IntegrationsServiceServicer
 
 
 class FakePeer:
-    """A fake service on a fixed port: `stop()` makes it down, `start()` brings it back."""
+    """A fake service on a fixed port, serving mutual TLS with the certificate of the service it stands for:
+    `stop()` makes it down, `start()` brings it back."""
 
     def __init__(self, name: str, servicer: Any, add: Any) -> None:
         self.name, self.servicer, self._add = name, servicer, add
@@ -123,7 +124,7 @@ class FakePeer:
         self._server = grpc.aio.server()
         self._add(self.servicer, self._server)
         events_service_pb2_grpc.add_EventLogServiceServicer_to_server(self.log, self._server)
-        self._server.add_insecure_port(f"127.0.0.1:{self.port}")
+        self._server.add_secure_port(f"127.0.0.1:{self.port}", identity_of(self.name).server_credentials())
         await self._server.start()
 
     async def stop(self) -> None:
@@ -192,8 +193,10 @@ async def onb(
         cache_seconds=GATE_CACHE_SECONDS,
         consumer_backoff_seconds=0.1,
         consumer_max_backoff_seconds=0.5,
+        **tls_settings("onboarding"),
     )
-    instance = Onboarding(settings, channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["account"]))
+    account_events = channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["account"], "onboarding")
+    instance = Onboarding(settings, account_events)
     await instance.start()
     yield instance
     await instance.stop()
@@ -203,6 +206,12 @@ async def onb(
 @pytest.fixture(scope="session")
 async def stub(channels: Channels, onb: Onboarding) -> onboarding_service_pb2_grpc.OnboardingServiceStub:
     return channels.stub(onboarding_service_pb2_grpc.OnboardingServiceStub, onb.addr)
+
+
+@pytest.fixture(scope="session")
+def stub_as(channels: Channels, onb: Onboarding) -> Callable[[str], onboarding_service_pb2_grpc.OnboardingServiceStub]:
+    """The onboarding under test as the service `name` calls it: its certificate, for `service(name)` metadata."""
+    return lambda name: channels.stub(onboarding_service_pb2_grpc.OnboardingServiceStub, onb.addr, name)
 
 
 @pytest.fixture
@@ -227,7 +236,7 @@ def onb_gateway(
     data = tmp_path_factory.mktemp("onb-gateway")
     port = stack.free_port()
     upstreams = {name: svc.port for name, svc in running.items()} | {"onboarding": onb.settings.grpc_port}
-    cfg = stack.envoy_config(data, upstreams, port, devauth.ensure_keys(data))
+    cfg = stack.envoy_config(data, upstreams, port, devauth.ensure_keys(data), pki())
     with envoy(cfg, port):
         yield Gateway(f"http://127.0.0.1:{port}", data)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -198,14 +198,14 @@ async def test_a_bad_key_on_a_rest_route_never_reaches_the_service(
 
 
 async def test_revoked_keys_are_refused_within_a_second(
-    rest: httpx.AsyncClient, account: Any, onb: Onboarding, keys: FakeApiKeys, stub: Any
+    rest: httpx.AsyncClient, account: Any, onb: Onboarding, keys: FakeApiKeys, stub_as: Callable[[str], Any]
 ) -> None:
     tenant, key = await keyed_tenant(account, onb, keys, 1)
     assert (await rest.get("/onboarding/status", headers=key)).status_code == 200
     keys.revoke(key["x-aos-key"])
     key_id = keys.keys[key["x-aos-key"]].key_id
     notify = rpc.NotifyEvidenceRequest(tenant_id=tenant, kind=pb.EVIDENCE_KIND_API_KEY_CHANGED, key_id=key_id)
-    await stub.NotifyEvidence(notify, metadata=service("api_keys"), timeout=5)
+    await stub_as("api_keys").NotifyEvidence(notify, metadata=service("api_keys"), timeout=5)
     revoked = await rest.get("/onboarding/status", headers=key)
     assert revoked.status_code == 401 and revoked.json() == {"error": "api_key_invalid", "message": "Invalid API key"}
     # Without any notification, the cached verdict expires within a second.

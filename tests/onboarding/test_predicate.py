@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -26,11 +27,13 @@ def error_info(err: grpc.aio.AioRpcError) -> dict[str, str]:
     return {}
 
 
-async def test_evaluation_reports_each_requirement_with_its_source(stub: Any, account: Any, keys: FakeApiKeys) -> None:
+async def test_evaluation_reports_each_requirement_with_its_source(
+    stub_as: Callable[[str], Any], account: Any, keys: FakeApiKeys
+) -> None:
     tenant = await new_tenant(account)
     keys.issue(tenant)
-    reply = await stub.EvaluateActivation(
-        rpc.EvaluateActivationRequest(tenant_id=tenant), metadata=service(), timeout=5
+    reply = await stub_as("account").EvaluateActivation(
+        rpc.EvaluateActivationRequest(tenant_id=tenant), metadata=service("account"), timeout=5
     )
     assert not reply.passed
     assert list(reply.missing) == ["project_ready", "connector_validated", "sdk_attested"]

@@ -25,7 +25,7 @@ from aos.onboarding.v1 import onboarding_service_pb2_grpc
 from cli import stack
 from services.common import db, server
 from services.common.settings import async_url
-from tests.conftest import eventually, human, settings_for, start_service, unavailable
+from tests.conftest import eventually, human, settings_for, start_service, tls_channel, unavailable
 from tests.integrations.conftest import FakeProvider, provider  # noqa: F401  (fixture)
 from tests.integrations.test_test_integration import register
 from tests.onboarding.test_predicate import error_info
@@ -44,7 +44,7 @@ class Stack:
         self.engine = db.create_engine(async_url(urls["onboarding"]), pool_size=2)
         # Subchannels of their own: the services' channels to the same addresses may be in reconnect backoff.
         local = [("grpc.use_local_subchannel_pool", 1)]
-        self.channels = {svc: grpc.aio.insecure_channel(f"127.0.0.1:{self.ports[svc]}", options=local) for svc in NAMES}
+        self.channels = {svc: tls_channel(f"127.0.0.1:{self.ports[svc]}", options=local) for svc in NAMES}
         self.account = account_service_pb2_grpc.AccountServiceStub(self.channels["account"])
         self.keys = api_keys_service_pb2_grpc.ApiKeysServiceStub(self.channels["api_keys"])
         self.integrations = integrations_service_pb2_grpc.IntegrationsServiceStub(self.channels["integrations"])
@@ -158,7 +158,7 @@ async def test_a_key_created_while_onboarding_is_down_advances_the_tenant_after_
     await eventually(advanced, within=10, what="onboarding's api_keys consumer applying the key created while down")
     # A channel of its own: the shared subchannel to the old process would still be in reconnect backoff.
     options = [("grpc.use_local_subchannel_pool", 1)]
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{real.ports['onboarding']}", options=options) as fresh:
+    async with tls_channel(f"127.0.0.1:{real.ports['onboarding']}", options=options) as fresh:
         status = await onboarding_service_pb2_grpc.OnboardingServiceStub(fresh).GetOnboardingStatus(
             rpc.GetOnboardingStatusRequest(), metadata=human(tenant), timeout=5
         )

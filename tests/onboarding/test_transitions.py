@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -121,7 +122,7 @@ async def test_verify_advances_once_and_repeats_as_a_no_op(stub: Any, account: A
 
 
 async def test_first_key_advances_through_notify_and_advance_requires_a_key(
-    stub: Any, account: Any, onb: Onboarding, keys: FakeApiKeys
+    stub: Any, stub_as: Callable[[str], Any], account: Any, onb: Onboarding, keys: FakeApiKeys
 ) -> None:
     tenant = await new_tenant(account)
     await set_state(onb, tenant, 1)
@@ -131,7 +132,7 @@ async def test_first_key_advances_through_notify_and_advance_requires_a_key(
     assert await state_of(onb, tenant) == 1
     keys.issue(tenant)
     notify = rpc.NotifyEvidenceRequest(tenant_id=tenant, kind=pb.EVIDENCE_KIND_API_KEY_CREATED)
-    reply = await stub.NotifyEvidence(notify, metadata=service("api_keys"), timeout=5)
+    reply = await stub_as("api_keys").NotifyEvidence(notify, metadata=service("api_keys"), timeout=5)
     assert reply.current_state == "API_KEY_CREATED" and reply.transitioned
     advanced = await stub.AdvanceApiKey(rpc.AdvanceApiKeyRequest(), metadata=human(tenant), timeout=5)
     assert advanced.success and advanced.data.was_no_op and advanced.data.to_state == "API_KEY_CREATED"
@@ -210,7 +211,12 @@ async def test_finalize_names_what_is_missing_in_the_fixed_order(
 
 
 async def test_finalize_completes_once_and_then_is_a_no_op(
-    stub: Any, account: Any, onb: Onboarding, keys: FakeApiKeys, connectors: FakeIntegrations
+    stub: Any,
+    stub_as: Callable[[str], Any],
+    account: Any,
+    onb: Onboarding,
+    keys: FakeApiKeys,
+    connectors: FakeIntegrations,
 ) -> None:
     tenant = await ready(account, stub, keys, connectors, onb)
     connectors.validated.add(tenant)
@@ -236,7 +242,8 @@ async def test_finalize_completes_once_and_then_is_a_no_op(
     verified = await stub.VerifyIdentity(rpc.VerifyIdentityRequest(), metadata=human(tenant), timeout=5)
     assert verified.current_state == "COMPLETE"
     notify = rpc.NotifyEvidenceRequest(tenant_id=tenant, kind=pb.EVIDENCE_KIND_API_KEY_CREATED)
-    assert (await stub.NotifyEvidence(notify, metadata=service(), timeout=5)).current_state == "COMPLETE"
+    notified = await stub_as("api_keys").NotifyEvidence(notify, metadata=service("api_keys"), timeout=5)
+    assert notified.current_state == "COMPLETE"
     handshake = rpc.SdkHandshakeRequest(sdk_version="9", sdk_language="python")
     assert (await stub.SdkHandshake(handshake, metadata=key(tenant), timeout=5)).onboarding_state == "COMPLETE"
     assert len(await onboarding_events(onb, tenant)) == before and await state_of(onb, tenant) == 4
@@ -269,12 +276,17 @@ async def test_twenty_concurrent_finalizes_write_one_transition_and_one_event(
 
 
 async def test_evidence_arriving_at_sdk_connected_promotes_automatically(
-    stub: Any, account: Any, onb: Onboarding, keys: FakeApiKeys, connectors: FakeIntegrations
+    stub: Any,
+    stub_as: Callable[[str], Any],
+    account: Any,
+    onb: Onboarding,
+    keys: FakeApiKeys,
+    connectors: FakeIntegrations,
 ) -> None:
     tenant = await ready(account, stub, keys, connectors, onb)
     connectors.validated.add(tenant)
     notify = rpc.NotifyEvidenceRequest(tenant_id=tenant, kind=pb.EVIDENCE_KIND_CONNECTOR_CHANGED)
-    reply = await stub.NotifyEvidence(notify, metadata=service("integrations"), timeout=5)
+    reply = await stub_as("integrations").NotifyEvidence(notify, metadata=service("integrations"), timeout=5)
     # (the account event consumer may promote first; either way exactly one promotion happens)
     assert reply.current_state == "COMPLETE"
     (last,) = [

@@ -120,6 +120,7 @@ class Rule(_message.Message):
     SCOPE_FIELD_NUMBER: _builtins.int
     MIN_STATE_FIELD_NUMBER: _builtins.int
     TENANTLESS_FIELD_NUMBER: _builtins.int
+    CALLERS_FIELD_NUMBER: _builtins.int
     audience: Global___Audience.ValueType
     scope: _builtins.str
     """Scope an API-key caller needs, e.g. "keys:create"; empty means any authenticated key."""
@@ -131,6 +132,13 @@ class Rule(_message.Message):
     def principals(self) -> _containers.RepeatedScalarFieldContainer[Global___PrincipalKind.ValueType]:
         """Principal kinds allowed to call; empty means none (the build refuses that for non-internal RPCs)."""
 
+    @_builtins.property
+    def callers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The service identities (the <name> of a peer certificate's spiffe://aos.local/<name>) that may call as
+        PRINCIPAL_KIND_SERVICE. Every internal RPC names at least one (the build refuses it otherwise); a
+        service caller not named here is refused before the handler runs.
+        """
+
     def __init__(
         self,
         *,
@@ -139,10 +147,11 @@ class Rule(_message.Message):
         scope: _builtins.str = ...,
         min_state: Global___OnboardingState.ValueType = ...,
         tenantless: _builtins.bool = ...,
+        callers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "min_state", b"min_state", "principals", b"principals", "scope", b"scope", "tenantless", b"tenantless"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "callers", b"callers", "min_state", b"min_state", "principals", b"principals", "scope", b"scope", "tenantless", b"tenantless"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

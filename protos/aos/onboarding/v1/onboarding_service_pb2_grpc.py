@@ -173,7 +173,7 @@ class OnboardingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetOnboardingState(self, request, context):
-        """A tenant's state, for other services. Errors: INVALID_ARGUMENT.
+        """A tenant's state, for the services that report evidence (none asks yet). Errors: INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

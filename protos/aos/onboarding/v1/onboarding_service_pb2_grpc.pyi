@@ -71,7 +71,7 @@ class OnboardingServiceStub:
     repairs a lost call. Errors: INVALID_ARGUMENT, UNAVAILABLE.
     """
     GetOnboardingState: _grpc.UnaryUnaryMultiCallable[_onboarding_service_pb2.GetOnboardingStateRequest, _onboarding_service_pb2.GetOnboardingStateResponse]
-    """A tenant's state, for other services. Errors: INVALID_ARGUMENT."""
+    """A tenant's state, for the services that report evidence (none asks yet). Errors: INVALID_ARGUMENT."""
     EvaluateActivation: _grpc.UnaryUnaryMultiCallable[_onboarding_service_pb2.EvaluateActivationRequest, _onboarding_service_pb2.EvaluateActivationResponse]
     """Evaluates the activation predicate without changing anything.
     Errors: INVALID_ARGUMENT, UNAVAILABLE (names the source that did not answer).
@@ -120,7 +120,7 @@ class OnboardingServiceAsyncStub(OnboardingServiceStub):
     repairs a lost call. Errors: INVALID_ARGUMENT, UNAVAILABLE.
     """
     GetOnboardingState: _aio.UnaryUnaryMultiCallable[_onboarding_service_pb2.GetOnboardingStateRequest, _onboarding_service_pb2.GetOnboardingStateResponse]  # type: ignore[assignment]
-    """A tenant's state, for other services. Errors: INVALID_ARGUMENT."""
+    """A tenant's state, for the services that report evidence (none asks yet). Errors: INVALID_ARGUMENT."""
     EvaluateActivation: _aio.UnaryUnaryMultiCallable[_onboarding_service_pb2.EvaluateActivationRequest, _onboarding_service_pb2.EvaluateActivationResponse]  # type: ignore[assignment]
     """Evaluates the activation predicate without changing anything.
     Errors: INVALID_ARGUMENT, UNAVAILABLE (names the source that did not answer).
@@ -226,7 +226,7 @@ class OnboardingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _onboarding_service_pb2.GetOnboardingStateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_onboarding_service_pb2.GetOnboardingStateResponse, _abc.Awaitable[_onboarding_service_pb2.GetOnboardingStateResponse]]:
-        """A tenant's state, for other services. Errors: INVALID_ARGUMENT."""
+        """A tenant's state, for the services that report evidence (none asks yet). Errors: INVALID_ARGUMENT."""
 
     @_abc_1.abstractmethod
     def EvaluateActivation(
