@@ -189,7 +189,7 @@ def account(account_channel: grpc.aio.Channel) -> Any:
 
 
 @pytest.fixture(scope="session")
-def account_as_onboarding(channels: Channels, running: dict[str, server.Service]) -> Any:
+async def account_as_onboarding(channels: Channels, running: dict[str, server.Service]) -> Any:
     """account as onboarding calls it (onboarding's certificate, `service()` metadata): internal RPCs, events."""
     from aos.account.v1 import account_service_pb2_grpc
 

@@ -23,39 +23,43 @@ async def resolve(account: Any, org: str, user: str) -> rpc.ResolveMemberRespons
     return await account.ResolveMember(request, metadata=service(), timeout=5)
 
 
-async def test_signup_maps_the_callers_organisation_and_resolves_roles(account: Any) -> None:
+async def test_signup_maps_the_callers_organisation_and_resolves_roles(
+    account: Any, account_as_onboarding: Any
+) -> None:
     org, owner = f"idp-org-{uuid.uuid4().hex[:8]}", f"alice-{uuid.uuid4().hex[:6]}"
     tenant = await signup(account, owner, org)
     assert tenant.org_id == org and tenant.tenant_id != org  # organisation ids need not be tenant ids
-    assert await resolve(account, org, owner) == rpc.ResolveMemberResponse(
+    assert await resolve(account_as_onboarding, org, owner) == rpc.ResolveMemberResponse(
         tenant_id=tenant.tenant_id, role=pb.ROLE_OWNER
     )
     added = rpc.AddMemberRequest(user_id="bob", email="bob@example.com", role=pb.ROLE_VIEWER)
     await account.AddMember(added, metadata=human(tenant.tenant_id, user=owner), timeout=5)
-    assert (await resolve(account, org, "bob")).role == pb.ROLE_VIEWER
+    assert (await resolve(account_as_onboarding, org, "bob")).role == pb.ROLE_VIEWER
     promoted = rpc.AddMemberRequest(user_id="bob", email="bob@example.com", role=pb.ROLE_ADMIN)
     await account.AddMember(promoted, metadata=human(tenant.tenant_id, user=owner), timeout=5)
-    assert (await resolve(account, org, "bob")).role == pb.ROLE_ADMIN
+    assert (await resolve(account_as_onboarding, org, "bob")).role == pb.ROLE_ADMIN
 
 
-async def test_a_token_without_an_organisation_makes_the_tenant_its_own(account: Any) -> None:
+async def test_a_token_without_an_organisation_makes_the_tenant_its_own(
+    account: Any, account_as_onboarding: Any
+) -> None:
     owner = f"dev-{uuid.uuid4().hex[:6]}"
     tenant = await signup(account, owner)
     assert tenant.org_id == tenant.tenant_id  # what dev tokens then name as their organisation
-    assert (await resolve(account, tenant.tenant_id, owner)).tenant_id == tenant.tenant_id
+    assert (await resolve(account_as_onboarding, tenant.tenant_id, owner)).tenant_id == tenant.tenant_id
 
 
-async def test_strangers_and_unknown_organisations_are_not_found(account: Any) -> None:
+async def test_strangers_and_unknown_organisations_are_not_found(account: Any, account_as_onboarding: Any) -> None:
     org, owner = f"idp-org-{uuid.uuid4().hex[:8]}", f"alice-{uuid.uuid4().hex[:6]}"
     tenant = await signup(account, owner, org)
     other = await signup(account, f"eve-{uuid.uuid4().hex[:6]}", f"idp-org-{uuid.uuid4().hex[:8]}")
     for org_id, user in ((org, "stranger"), ("no-such-org", owner), (other.org_id, owner), (tenant.tenant_id, owner)):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await resolve(account, org_id, user)
+            await resolve(account_as_onboarding, org_id, user)
         assert caught.value.code() is grpc.StatusCode.NOT_FOUND, (org_id, user)
     for bad in (rpc.ResolveMemberRequest(user_id=owner), rpc.ResolveMemberRequest(org_id=org)):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await account.ResolveMember(bad, metadata=service(), timeout=5)
+            await account_as_onboarding.ResolveMember(bad, metadata=service(), timeout=5)
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 

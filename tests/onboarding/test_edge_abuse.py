@@ -18,7 +18,7 @@ from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
 from services.onboarding.clients import Clients
 from services.onboarding.edge import Denied
 from services.onboarding.keyguard import KeyGuard
-from tests.conftest import Gateway
+from tests.conftest import Gateway, identity_of
 from tests.onboarding.conftest import FakeApiKeys, FakePeer, Onboarding
 from tests.onboarding.test_gateway_onboarding import keyed_tenant
 
@@ -95,7 +95,7 @@ async def test_a_flood_of_wrong_keys_never_evicts_valid_verdicts(
     api_keys: FakePeer, keys: FakeApiKeys, account: object, onb: Onboarding
 ) -> None:
     """The gate's caches on a small scale (room for 50 verdicts), against the fake api_keys over gRPC."""
-    clients = Clients("", f"127.0.0.1:{api_keys.port}", "", 1.0)
+    clients = Clients("", f"127.0.0.1:{api_keys.port}", "", 1.0, identity_of("onboarding"))
     guard = KeyGuard(
         clients.verify_key,
         clients.record_key_usage,

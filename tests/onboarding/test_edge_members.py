@@ -14,7 +14,7 @@ from services.onboarding import identity, states
 from services.onboarding.clients import Clients
 from services.onboarding.evidence import Evidence
 from services.onboarding.identity import Membership
-from tests.conftest import human, service
+from tests.conftest import human, identity_of, service
 from tests.onboarding.conftest import Onboarding
 from tests.onboarding.test_transitions import new_tenant
 
@@ -26,7 +26,7 @@ async def latest_event(onb: Onboarding, tenant: str, event_type: str) -> Any:
 
 
 async def test_a_member_event_drops_the_cached_membership_at_once(account: Any, onb: Onboarding) -> None:
-    clients = Clients(onb.settings.account_addr, "", "", 1.0)
+    clients = Clients(onb.settings.account_addr, "", "", 1.0, identity_of("onboarding"))
     try:
         members = identity.Members(clients, seconds=3600)  # only the event can make it ask again
         sessions = db.sessionmaker(onb.engine)
@@ -55,7 +55,7 @@ async def test_a_member_event_drops_the_cached_membership_at_once(account: Any, 
 
 
 async def test_concurrent_misses_ask_account_once(account: Any, onb: Onboarding, running: dict[str, Any]) -> None:
-    clients = Clients(onb.settings.account_addr, "", "", 1.0)
+    clients = Clients(onb.settings.account_addr, "", "", 1.0, identity_of("onboarding"))
     try:
         members = identity.Members(clients, seconds=3600)
         tenant = await new_tenant(account, "boss")
