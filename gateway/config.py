@@ -24,6 +24,9 @@ CALLER_HEADERS = (
     "x-aos-role",
     "x-aos-scopes",
     "x-aos-request-id",
+    # Set by the gate for API-key callers (the key's display prefix) and integration-key callers.
+    "x-aos-key-prefix",
+    "x-aos-integration-id",
 )
 
 # Verified JWT claims → caller headers (jwt_authn `claim_to_headers`).

@@ -229,4 +229,6 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         }
         if caller.kind is Kind.API_KEY:
             injected |= {"x-aos-tenant-id": caller.tenant_id, "x-aos-scopes": ",".join(caller.scopes)}
+            # The key's display prefix (monitoring attributes unattributed runs to "sdk:" + it).
+            injected["x-aos-key-prefix"] = headers.get("x-aos-key", "").strip()[:12]
         return injected
