@@ -4,12 +4,13 @@ parameter is 400 INVALID_QUERY naming it, as_of is UNSUPPORTED_PARAM, both befor
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, asc, case, desc, false, func, literal_column, not_, or_, select
+from sqlalchemy import Select, and_, asc, case, desc, false, func, literal, literal_column, not_, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.common import paging, validation
@@ -18,6 +19,8 @@ from services.monitoring import policy
 from services.monitoring.models import Incident, MonitoringThreshold, Run
 
 MAX_OFFSET = 10_000
+RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+INCIDENT_ID = re.compile(r"inc_[0-9a-f]{16}")
 _RISK_RANK = case({level: i for i, level in enumerate(policy.RISK_LEVELS)}, value=Run.risk_level)
 _SEVERITY_RANK = case({s: i for i, s in enumerate(reversed(policy.SEVERITIES))}, value=Incident.severity)
 
@@ -37,17 +40,23 @@ class Listing:
 
     def select(self, query: Select[Any]) -> Select[Any]:
         query = query.where(*self.where)
-        if self.keyset is not None:
-            return self.page.apply(query, *self.keyset)
-        return query.order_by(*self.order).offset(self.page.offset).limit(self.page.size + 1)
+        if self.keyset is None:
+            return query.order_by(*self.order).offset(self.page.offset).limit(self.page.size + 1)
+        time, ident = self.keyset
+        if self.page.after:
+            # common's Page.apply binds the token's id as text, which PostgreSQL will not compare with a uuid
+            # column: the row comparison binds each value with its column's type instead.
+            after = tuple_(*(literal(v, c.type) for v, c in zip(self.page.after, self.keyset, strict=True)))
+            query = query.where(tuple_(time, ident) < after)
+        return dataclasses.replace(self.page, after=None).apply(query, time, ident)
 
     def key(self, row: Any) -> tuple[datetime, str]:
         assert self.keyset is not None
         return getattr(row, self.keyset[0].key), getattr(row, self.keyset[1].key)
 
 
-def page(request: Any, default: int, high: int) -> paging.Page:
-    """Legacy limit/offset, or the twin's page_size/page_token; never both."""
+def page(request: Any, default: int, high: int, ids: re.Pattern[str] = INCIDENT_ID) -> paging.Page:
+    """Legacy limit/offset, or the twin's page_size/page_token (whose id must look like `ids`); never both."""
     if request.as_of:
         raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
     legacy = request.HasField("limit") or bool(request.offset)
@@ -63,6 +72,8 @@ def page(request: Any, default: int, high: int) -> paging.Page:
     except InvalidArgument as exc:
         exc.reason = "INVALID_QUERY"
         raise
+    if after and not ids.fullmatch(after[1]):
+        raise bad("page_token", "unknown page token")
     return paging.Page(size, request.offset, after, legacy)
 
 
@@ -132,7 +143,7 @@ def live(request: Any) -> Listing:
     where += _in(Run.provider_type, "provider_type", request.provider_type, policy.PROVIDER_TYPES)
     if health:
         where.append(or_(*(evidence[h] for h in health)))
-    return Listing(where, page(request, 50, 200), (Run.started_at, Run.run_id))
+    return Listing(where, page(request, 50, 200, RUN_ID), (Run.started_at, Run.run_id))
 
 
 def completed(request: Any) -> Listing:
@@ -146,7 +157,7 @@ def completed(request: Any) -> Listing:
         "duration_ms": Run.duration_ms,
         "risk_level": _RISK_RANK,
     }
-    listing = Listing(where, page(request, 50, 200), (Run.completed_at, Run.run_id))
+    listing = Listing(where, page(request, 50, 200, RUN_ID), (Run.completed_at, Run.run_id))
     return _sorted(request, sorts, Run.run_id, listing)
 
 

@@ -16,10 +16,9 @@ from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from services.common import validation
 from services.common.errors import InvalidArgument, NotFound
 from services.common.principal import Kind, Principal
-from services.monitoring import policy, redaction
+from services.monitoring import policy, queries, redaction
 
 HASH = re.compile(r"[0-9a-f]{64}")
-INCIDENT_ID = re.compile(r"inc_[0-9a-f]{16}")
 MAX_PLAN = 64 * 1024
 MAX_METADATA = 8 * 1024
 MAX_BATCH = 100
@@ -34,7 +33,7 @@ def run_id(value: str) -> str:
 
 
 def incident_id(value: str) -> str:
-    if not INCIDENT_ID.fullmatch(value):
+    if not queries.INCIDENT_ID.fullmatch(value):
         raise NotFound("incident not found", reason="INCIDENT_NOT_FOUND")
     return value
 
