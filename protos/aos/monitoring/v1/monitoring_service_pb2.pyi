@@ -696,6 +696,10 @@ Global___GetRunDetailResponse: _TypeAlias = GetRunDetailResponse  # noqa: Y015
 
 @_typing.final
 class ListLiveRunsRequest(_message.Message):
+    """In the list requests every singular parameter is `optional`: the transcoder then refuses one given twice
+    in the query (400) instead of keeping either value (MONITORING.md 0.3).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROJECT_ID_FIELD_NUMBER: _builtins.int
@@ -737,24 +741,45 @@ class ListLiveRunsRequest(_message.Message):
     def __init__(
         self,
         *,
-        project_id: _builtins.str = ...,
+        project_id: _builtins.str | None = ...,
         risk_level: _abc.Iterable[_builtins.str] | None = ...,
         evidence_health: _abc.Iterable[_builtins.str] | None = ...,
         source: _abc.Iterable[_builtins.str] | None = ...,
         provider_type: _abc.Iterable[_builtins.str] | None = ...,
         limit: _builtins.int | None = ...,
-        offset: _builtins.int = ...,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
-        as_of: _builtins.str = ...,
+        offset: _builtins.int | None = ...,
+        page_size: _builtins.int | None = ...,
+        page_token: _builtins.str | None = ...,
+        as_of: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_project_id", b"_project_id", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "project_id", b"project_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "as_of", b"as_of", "evidence_health", b"evidence_health", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "project_id", b"project_id", "provider_type", b"provider_type", "risk_level", b"risk_level", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_project_id", b"_project_id", "as_of", b"as_of", "evidence_health", b"evidence_health", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "project_id", b"project_id", "provider_type", b"provider_type", "risk_level", b"risk_level", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__page_size: _TypeAlias = _typing.Literal["page_size"]  # noqa: Y015
+    _WhichOneofArgType__page_size: _TypeAlias = _typing.Literal["_page_size", b"_page_size"]  # noqa: Y015
+    _WhichOneofReturnType__page_token: _TypeAlias = _typing.Literal["page_token"]  # noqa: Y015
+    _WhichOneofArgType__page_token: _TypeAlias = _typing.Literal["_page_token", b"_page_token"]  # noqa: Y015
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_size) -> _WhichOneofReturnType__page_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_token) -> _WhichOneofReturnType__page_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
 
 Global___ListLiveRunsRequest: _TypeAlias = ListLiveRunsRequest  # noqa: Y015
 
@@ -837,26 +862,63 @@ class ListCompletedRunsRequest(_message.Message):
     def __init__(
         self,
         *,
-        project_id: _builtins.str = ...,
+        project_id: _builtins.str | None = ...,
         status: _abc.Iterable[_builtins.str] | None = ...,
         risk_level: _abc.Iterable[_builtins.str] | None = ...,
-        completed_after: _builtins.str = ...,
-        completed_before: _builtins.str = ...,
-        sort_by: _builtins.str = ...,
-        sort_order: _builtins.str = ...,
+        completed_after: _builtins.str | None = ...,
+        completed_before: _builtins.str | None = ...,
+        sort_by: _builtins.str | None = ...,
+        sort_order: _builtins.str | None = ...,
         limit: _builtins.int | None = ...,
-        offset: _builtins.int = ...,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
-        as_of: _builtins.str = ...,
+        offset: _builtins.int | None = ...,
+        page_size: _builtins.int | None = ...,
+        page_token: _builtins.str | None = ...,
+        as_of: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_completed_after", b"_completed_after", "_completed_before", b"_completed_before", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_project_id", b"_project_id", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "completed_after", b"completed_after", "completed_before", b"completed_before", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "project_id", b"project_id", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "as_of", b"as_of", "completed_after", b"completed_after", "completed_before", b"completed_before", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "project_id", b"project_id", "risk_level", b"risk_level", "sort_by", b"sort_by", "sort_order", b"sort_order", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_completed_after", b"_completed_after", "_completed_before", b"_completed_before", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_project_id", b"_project_id", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "completed_after", b"completed_after", "completed_before", b"completed_before", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "project_id", b"project_id", "risk_level", b"risk_level", "sort_by", b"sort_by", "sort_order", b"sort_order", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
+    _WhichOneofReturnType__completed_after: _TypeAlias = _typing.Literal["completed_after"]  # noqa: Y015
+    _WhichOneofArgType__completed_after: _TypeAlias = _typing.Literal["_completed_after", b"_completed_after"]  # noqa: Y015
+    _WhichOneofReturnType__completed_before: _TypeAlias = _typing.Literal["completed_before"]  # noqa: Y015
+    _WhichOneofArgType__completed_before: _TypeAlias = _typing.Literal["_completed_before", b"_completed_before"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__page_size: _TypeAlias = _typing.Literal["page_size"]  # noqa: Y015
+    _WhichOneofArgType__page_size: _TypeAlias = _typing.Literal["_page_size", b"_page_size"]  # noqa: Y015
+    _WhichOneofReturnType__page_token: _TypeAlias = _typing.Literal["page_token"]  # noqa: Y015
+    _WhichOneofArgType__page_token: _TypeAlias = _typing.Literal["_page_token", b"_page_token"]  # noqa: Y015
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    _WhichOneofReturnType__sort_by: _TypeAlias = _typing.Literal["sort_by"]  # noqa: Y015
+    _WhichOneofArgType__sort_by: _TypeAlias = _typing.Literal["_sort_by", b"_sort_by"]  # noqa: Y015
+    _WhichOneofReturnType__sort_order: _TypeAlias = _typing.Literal["sort_order"]  # noqa: Y015
+    _WhichOneofArgType__sort_order: _TypeAlias = _typing.Literal["_sort_order", b"_sort_order"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__completed_after) -> _WhichOneofReturnType__completed_after | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__completed_before) -> _WhichOneofReturnType__completed_before | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_size) -> _WhichOneofReturnType__page_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_token) -> _WhichOneofReturnType__page_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_by) -> _WhichOneofReturnType__sort_by | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_order) -> _WhichOneofReturnType__sort_order | None: ...
 
 Global___ListCompletedRunsRequest: _TypeAlias = ListCompletedRunsRequest  # noqa: Y015
 
@@ -908,13 +970,15 @@ class GetRunStatusSummaryRequest(_message.Message):
     def __init__(
         self,
         *,
-        project_id: _builtins.str = ...,
+        project_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_project_id", b"_project_id", "project_id", b"project_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["project_id", b"project_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_project_id", b"_project_id", "project_id", b"project_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
 
 Global___GetRunStatusSummaryRequest: _TypeAlias = GetRunStatusSummaryRequest  # noqa: Y015
 
@@ -1364,28 +1428,60 @@ class ListActiveIncidentsRequest(_message.Message):
         category: _abc.Iterable[_builtins.str] | None = ...,
         cause_type: _abc.Iterable[_builtins.str] | None = ...,
         is_synthetic: _builtins.bool | None = ...,
-        created_after: _builtins.str = ...,
-        created_before: _builtins.str = ...,
-        sort_by: _builtins.str = ...,
-        sort_order: _builtins.str = ...,
+        created_after: _builtins.str | None = ...,
+        created_before: _builtins.str | None = ...,
+        sort_by: _builtins.str | None = ...,
+        sort_order: _builtins.str | None = ...,
         limit: _builtins.int | None = ...,
-        offset: _builtins.int = ...,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
-        as_of: _builtins.str = ...,
+        offset: _builtins.int | None = ...,
+        page_size: _builtins.int | None = ...,
+        page_token: _builtins.str | None = ...,
+        as_of: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "is_synthetic", b"is_synthetic", "limit", b"limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_created_after", b"_created_after", "_created_before", b"_created_before", "_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "created_after", b"created_after", "created_before", b"created_before", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "as_of", b"as_of", "category", b"category", "cause_type", b"cause_type", "created_after", b"created_after", "created_before", b"created_before", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "severity", b"severity", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_created_after", b"_created_after", "_created_before", b"_created_before", "_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "category", b"category", "cause_type", b"cause_type", "created_after", b"created_after", "created_before", b"created_before", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "severity", b"severity", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
+    _WhichOneofReturnType__created_after: _TypeAlias = _typing.Literal["created_after"]  # noqa: Y015
+    _WhichOneofArgType__created_after: _TypeAlias = _typing.Literal["_created_after", b"_created_after"]  # noqa: Y015
+    _WhichOneofReturnType__created_before: _TypeAlias = _typing.Literal["created_before"]  # noqa: Y015
+    _WhichOneofArgType__created_before: _TypeAlias = _typing.Literal["_created_before", b"_created_before"]  # noqa: Y015
     _WhichOneofReturnType__is_synthetic: _TypeAlias = _typing.Literal["is_synthetic"]  # noqa: Y015
     _WhichOneofArgType__is_synthetic: _TypeAlias = _typing.Literal["_is_synthetic", b"_is_synthetic"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__page_size: _TypeAlias = _typing.Literal["page_size"]  # noqa: Y015
+    _WhichOneofArgType__page_size: _TypeAlias = _typing.Literal["_page_size", b"_page_size"]  # noqa: Y015
+    _WhichOneofReturnType__page_token: _TypeAlias = _typing.Literal["page_token"]  # noqa: Y015
+    _WhichOneofArgType__page_token: _TypeAlias = _typing.Literal["_page_token", b"_page_token"]  # noqa: Y015
+    _WhichOneofReturnType__sort_by: _TypeAlias = _typing.Literal["sort_by"]  # noqa: Y015
+    _WhichOneofArgType__sort_by: _TypeAlias = _typing.Literal["_sort_by", b"_sort_by"]  # noqa: Y015
+    _WhichOneofReturnType__sort_order: _TypeAlias = _typing.Literal["sort_order"]  # noqa: Y015
+    _WhichOneofArgType__sort_order: _TypeAlias = _typing.Literal["_sort_order", b"_sort_order"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__created_after) -> _WhichOneofReturnType__created_after | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__created_before) -> _WhichOneofReturnType__created_before | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__is_synthetic) -> _WhichOneofReturnType__is_synthetic | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_size) -> _WhichOneofReturnType__page_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_token) -> _WhichOneofReturnType__page_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_by) -> _WhichOneofReturnType__sort_by | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_order) -> _WhichOneofReturnType__sort_order | None: ...
 
 Global___ListActiveIncidentsRequest: _TypeAlias = ListActiveIncidentsRequest  # noqa: Y015
 
@@ -1471,28 +1567,60 @@ class ListResolvedIncidentsRequest(_message.Message):
         category: _abc.Iterable[_builtins.str] | None = ...,
         cause_type: _abc.Iterable[_builtins.str] | None = ...,
         is_synthetic: _builtins.bool | None = ...,
-        resolved_after: _builtins.str = ...,
-        resolved_before: _builtins.str = ...,
-        sort_by: _builtins.str = ...,
-        sort_order: _builtins.str = ...,
+        resolved_after: _builtins.str | None = ...,
+        resolved_before: _builtins.str | None = ...,
+        sort_by: _builtins.str | None = ...,
+        sort_order: _builtins.str | None = ...,
         limit: _builtins.int | None = ...,
-        offset: _builtins.int = ...,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
-        as_of: _builtins.str = ...,
+        offset: _builtins.int | None = ...,
+        page_size: _builtins.int | None = ...,
+        page_token: _builtins.str | None = ...,
+        as_of: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "is_synthetic", b"is_synthetic", "limit", b"limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_resolved_after", b"_resolved_after", "_resolved_before", b"_resolved_before", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "resolved_after", b"resolved_after", "resolved_before", b"resolved_before", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "as_of", b"as_of", "category", b"category", "cause_type", b"cause_type", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "resolved_after", b"resolved_after", "resolved_before", b"resolved_before", "severity", b"severity", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_resolved_after", b"_resolved_after", "_resolved_before", b"_resolved_before", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "category", b"category", "cause_type", b"cause_type", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "resolved_after", b"resolved_after", "resolved_before", b"resolved_before", "severity", b"severity", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
     _WhichOneofReturnType__is_synthetic: _TypeAlias = _typing.Literal["is_synthetic"]  # noqa: Y015
     _WhichOneofArgType__is_synthetic: _TypeAlias = _typing.Literal["_is_synthetic", b"_is_synthetic"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__page_size: _TypeAlias = _typing.Literal["page_size"]  # noqa: Y015
+    _WhichOneofArgType__page_size: _TypeAlias = _typing.Literal["_page_size", b"_page_size"]  # noqa: Y015
+    _WhichOneofReturnType__page_token: _TypeAlias = _typing.Literal["page_token"]  # noqa: Y015
+    _WhichOneofArgType__page_token: _TypeAlias = _typing.Literal["_page_token", b"_page_token"]  # noqa: Y015
+    _WhichOneofReturnType__resolved_after: _TypeAlias = _typing.Literal["resolved_after"]  # noqa: Y015
+    _WhichOneofArgType__resolved_after: _TypeAlias = _typing.Literal["_resolved_after", b"_resolved_after"]  # noqa: Y015
+    _WhichOneofReturnType__resolved_before: _TypeAlias = _typing.Literal["resolved_before"]  # noqa: Y015
+    _WhichOneofArgType__resolved_before: _TypeAlias = _typing.Literal["_resolved_before", b"_resolved_before"]  # noqa: Y015
+    _WhichOneofReturnType__sort_by: _TypeAlias = _typing.Literal["sort_by"]  # noqa: Y015
+    _WhichOneofArgType__sort_by: _TypeAlias = _typing.Literal["_sort_by", b"_sort_by"]  # noqa: Y015
+    _WhichOneofReturnType__sort_order: _TypeAlias = _typing.Literal["sort_order"]  # noqa: Y015
+    _WhichOneofArgType__sort_order: _TypeAlias = _typing.Literal["_sort_order", b"_sort_order"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__is_synthetic) -> _WhichOneofReturnType__is_synthetic | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_size) -> _WhichOneofReturnType__page_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_token) -> _WhichOneofReturnType__page_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__resolved_after) -> _WhichOneofReturnType__resolved_after | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__resolved_before) -> _WhichOneofReturnType__resolved_before | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_by) -> _WhichOneofReturnType__sort_by | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_order) -> _WhichOneofReturnType__sort_order | None: ...
 
 Global___ListResolvedIncidentsRequest: _TypeAlias = ListResolvedIncidentsRequest  # noqa: Y015
 
