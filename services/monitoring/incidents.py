@@ -3,6 +3,7 @@ aborted run's completion, then acknowledged and resolved; repeating a done move 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,42 +58,39 @@ async def _stream(session: AsyncSession, incident: Incident) -> str:
     return run.project_id or events.SYSTEM
 
 
-async def _move(session: AsyncSession, who: Principal, incident: Incident, verb: str, **values: Any) -> Incident:
+async def _move(
+    session: AsyncSession,
+    who: Principal,
+    incident_id: str,
+    moves: Callable[[str], bool],
+    verb: str,
+    values: dict[str, Any],
+) -> Incident:
+    """The incident after the move, locked until commit; unchanged when `moves` says the move is done."""
+    incident = await repository.get_incident(session, who.tenant(), incident_id, lock=True)
+    if not moves(incident.lifecycle_state):
+        return incident
     incident = await repository.update_incident(session, incident, **values)
     await _record(session, who, incident, verb, await _stream(session, incident))
     return incident
 
 
 async def acknowledge(session: AsyncSession, who: Principal, incident_id: str, note: str) -> Incident:
-    incident = await repository.get_incident(session, who.tenant(), incident_id, lock=True)
-    if not policy.acknowledges(incident.lifecycle_state):
-        return incident
-    now = datetime.now(UTC)
-    return await _move(
-        session,
-        who,
-        incident,
-        "acknowledged",
-        lifecycle_state="ACKED",
-        acked_at=now,
-        acked_by=who.actor_id,
-        ack_note=note or None,
-    )
+    acked = {
+        "lifecycle_state": "ACKED",
+        "acked_at": datetime.now(UTC),
+        "acked_by": who.actor_id,
+        "ack_note": note or None,
+    }
+    return await _move(session, who, incident_id, policy.acknowledges, "acknowledged", acked)
 
 
 async def resolve(session: AsyncSession, who: Principal, incident_id: str, method: str, notes: str) -> Incident:
-    incident = await repository.get_incident(session, who.tenant(), incident_id, lock=True)
-    if not policy.resolves(incident.lifecycle_state):
-        return incident
-    now = datetime.now(UTC)
-    return await _move(
-        session,
-        who,
-        incident,
-        "resolved",
-        lifecycle_state="RESOLVED",
-        resolved_at=now,
-        resolved_by=who.actor_id,
-        resolution_method=method,
-        resolution_notes=notes or None,
-    )
+    resolved = {
+        "lifecycle_state": "RESOLVED",
+        "resolved_at": datetime.now(UTC),
+        "resolved_by": who.actor_id,
+        "resolution_method": method,
+        "resolution_notes": notes or None,
+    }
+    return await _move(session, who, incident_id, policy.resolves, "resolved", resolved)

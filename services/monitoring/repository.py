@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, TypeVar
 
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import func, inspect, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,24 +60,38 @@ async def run_by_key(session: AsyncSession, tenant_id: str, idempotency_key: str
     return (await session.execute(query)).scalar_one()
 
 
+async def _one(session: AsyncSession, model: type[Row], tenant_id: str, ident: str, lock: bool) -> Row:
+    (key,) = inspect(model).primary_key
+    query = select(model).where(key == ident, model.tenant_id == tenant_id)
+    row = await session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        noun = model.__tablename__
+        raise NotFound(f"{noun} not found", reason=f"{noun.upper()}_NOT_FOUND")
+    return row
+
+
+async def _change(session: AsyncSession, row: Row, *where: Any, **values: Any) -> Row:
+    """Updates one row of the tenant and returns it; `where` may narrow it further (no match raises)."""
+    model = type(row)
+    (key,) = inspect(model).primary_key
+    stmt = (
+        update(model)
+        .where(key == getattr(row, key.name), model.tenant_id == row.tenant_id, *where)
+        .values(**values)
+        .returning(model)
+        # populate_existing: the session already holds this row (read under lock just before).
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
 async def get_run(session: AsyncSession, tenant_id: str, run_id: str, *, lock: bool = False) -> Run:
-    query = select(Run).where(Run.run_id == run_id, Run.tenant_id == tenant_id)
-    run = await session.scalar(query.with_for_update() if lock else query)
-    if run is None:
-        raise NotFound("run not found", reason="RUN_NOT_FOUND")
-    return run
+    return await _one(session, Run, tenant_id, run_id, lock)
 
 
 async def update_run(session: AsyncSession, run: Run, **values: Any) -> Run:
     """Changes a LIVE run the caller has locked; the state condition keeps a completed run as it is."""
-    stmt = (
-        update(Run)
-        .where(Run.run_id == run.run_id, Run.tenant_id == run.tenant_id, Run.state == "LIVE")
-        .values(**values)
-        .returning(Run)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    return (await session.execute(stmt)).scalar_one()
+    return await _change(session, run, Run.state == "LIVE", **values)
 
 
 async def add(session: AsyncSession, row: Any) -> None:
@@ -114,22 +128,11 @@ async def status_counts(session: AsyncSession, tenant_id: str, project_id: str) 
 
 
 async def get_incident(session: AsyncSession, tenant_id: str, incident_id: str, *, lock: bool = False) -> Incident:
-    query = select(Incident).where(Incident.incident_id == incident_id, Incident.tenant_id == tenant_id)
-    incident = await session.scalar(query.with_for_update() if lock else query)
-    if incident is None:
-        raise NotFound("incident not found", reason="INCIDENT_NOT_FOUND")
-    return incident
+    return await _one(session, Incident, tenant_id, incident_id, lock)
 
 
 async def update_incident(session: AsyncSession, incident: Incident, **values: Any) -> Incident:
-    stmt = (
-        update(Incident)
-        .where(Incident.incident_id == incident.incident_id, Incident.tenant_id == incident.tenant_id)
-        .values(**values, updated_at=func.now())
-        .returning(Incident)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    return (await session.execute(stmt)).scalar_one()
+    return await _change(session, incident, **values, updated_at=func.now())
 
 
 async def usage_id(session: AsyncSession, tenant_id: str, call_id: str) -> str:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +22,7 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 Sessions: TypeAlias = async_sessionmaker[AsyncSession]
 WRITERS = ("owner", "admin", "member")
 MANAGERS = ("owner", "admin")
+T = TypeVar("T")
 
 
 def header(context: Context, name: str) -> str:
@@ -80,7 +82,7 @@ class ActivityServicer(monitoring_service_pb2_grpc.ActivityServiceServicer):
             incident_ids=completed.incident_ids,
         )
 
-    async def _runs(self, context: Context, listing: queries.Listing, response: type[Any]) -> Any:
+    async def _runs(self, context: Context, listing: queries.Listing, response: Callable[..., T]) -> T:
         who = caller(context)
         async with self._sessions() as session:
             tenant_id, t = await _scope(session, who, tenants.READABLE)
@@ -91,12 +93,12 @@ class ActivityServicer(monitoring_service_pb2_grpc.ActivityServiceServicer):
         )
 
     async def ListLiveRuns(self, request: rpc.ListLiveRunsRequest, context: Context) -> rpc.ListLiveRunsResponse:
-        return await self._runs(context, queries.live(request), rpc.ListLiveRunsResponse)  # type: ignore[no-any-return]
+        return await self._runs(context, queries.live(request), rpc.ListLiveRunsResponse)
 
     async def ListCompletedRuns(
         self, request: rpc.ListCompletedRunsRequest, context: Context
     ) -> rpc.ListCompletedRunsResponse:
-        return await self._runs(context, queries.completed(request), rpc.ListCompletedRunsResponse)  # type: ignore[no-any-return]
+        return await self._runs(context, queries.completed(request), rpc.ListCompletedRunsResponse)
 
     async def GetRunStatusSummary(
         self, request: rpc.GetRunStatusSummaryRequest, context: Context
@@ -174,7 +176,7 @@ class IncidentsServicer(monitoring_service_pb2_grpc.IncidentsServiceServicer):
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
-    async def _list(self, context: Context, listing: queries.Listing, response: type[Any]) -> Any:
+    async def _list(self, context: Context, listing: queries.Listing, response: Callable[..., T]) -> T:
         who = caller(context)
         async with self._sessions() as session:
             tenant_id = await tenants.require(session, who, tenants.READABLE)
@@ -184,12 +186,12 @@ class IncidentsServicer(monitoring_service_pb2_grpc.IncidentsServiceServicer):
     async def ListActiveIncidents(
         self, request: rpc.ListActiveIncidentsRequest, context: Context
     ) -> rpc.ListActiveIncidentsResponse:
-        return await self._list(context, queries.active_incidents(request), rpc.ListActiveIncidentsResponse)  # type: ignore[no-any-return]
+        return await self._list(context, queries.active_incidents(request), rpc.ListActiveIncidentsResponse)
 
     async def ListResolvedIncidents(
         self, request: rpc.ListResolvedIncidentsRequest, context: Context
     ) -> rpc.ListResolvedIncidentsResponse:
-        return await self._list(context, queries.resolved_incidents(request), rpc.ListResolvedIncidentsResponse)  # type: ignore[no-any-return]
+        return await self._list(context, queries.resolved_incidents(request), rpc.ListResolvedIncidentsResponse)
 
     async def GetIncident(self, request: rpc.GetIncidentRequest, context: Context) -> rpc.GetIncidentResponse:
         who, incident_id = caller(context), requests.incident_id(request.incident_id)

@@ -144,7 +144,7 @@ async def test_strict_queries_and_other_tenants_ids(http: httpx.AsyncClient, gat
 
 
 async def test_the_reporters_telemetry(http: httpx.AsyncClient, gateway: Gateway) -> None:
-    tenant, auth, key = await connected(http, gateway)
+    _, auth, key = await connected(http, gateway)
     writer = {"X-AOS-Key": await new_key(http, auth, permissions=["telemetry:write", "integrations:read"])}
     usage = {
         "call_id": "c1",

@@ -98,7 +98,8 @@ async def test_racing_completions_leave_one_record_one_incident_one_event(
     assert len({tuple(r.incident_ids) for r in replies}) == 1 and len({r.record_id for r in replies}) == 1
     counts = await sql(
         engines,
-        "SELECT (SELECT count(*) FROM llm_run_record WHERE run_id = :r), (SELECT count(*) FROM incident WHERE source_run_id = :r)",
+        "SELECT (SELECT count(*) FROM llm_run_record WHERE run_id = :r), "
+        "(SELECT count(*) FROM incident WHERE source_run_id = :r)",
         r=run.run_id,
     )
     assert tuple(counts[0]) == (1, 1)
