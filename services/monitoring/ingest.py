@@ -65,7 +65,9 @@ async def store(session: AsyncSession, who: Principal, records: list[dict[str, A
     """Stores the records whose call_id the tenant has not used; a call_id repeated within the batch counts
     once, its repeats as duplicates."""
     tenant_id = who.tenant()
-    unique = list({r["call_id"]: r for r in reversed(records)}.values())[::-1]  # first occurrence wins
+    first = {r["call_id"]: r for r in reversed(records)}  # a call_id repeated in the batch: its first record
+    # In call_id order, so concurrent batches sharing call_ids wait on each other instead of deadlocking.
+    unique = [first[call_id] for call_id in sorted(first)]
     columns = [[json.dumps(r[c]) if c == "metadata" else r[c] for r in unique] for c in COLUMNS]
     driver = await _driver(session)
     accepted = {call_id: id_ for id_, call_id in await driver.fetch(INSERT, tenant_id, who.actor_id, *columns)}

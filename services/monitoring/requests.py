@@ -50,8 +50,11 @@ def _count(field: str, value: int) -> int:
 
 def _json(field: str, message: Any, high: int) -> Any:
     data = json_format.MessageToDict(message)
-    if len(json.dumps(data)) > high:
+    encoded = json.dumps(data)
+    if len(encoded) > high:
         raise InvalidArgument(field, f"must be at most {high} bytes of JSON")
+    if "\\u0000" in encoded:  # jsonb cannot hold NUL: the caller's error, not a 500 from the database
+        raise InvalidArgument(field, "must not contain NUL characters")
     return redaction.value(data)
 
 

@@ -49,6 +49,8 @@ async def test_attribution_is_kept_or_refused_naming_the_field(activity: Any, te
         ({"agent_id": ""}, "agent_id"),
         ({"goal": "x" * 4001}, "goal"),
         ({"expected_latency_ms": 0}, "expected_latency_ms"),
+        ({"plan": plan({"step": "a\x00b"})}, "plan"),
+        ({"project_id": "p\x00"}, "project_id"),
     ]
     for fields, field in bad:
         with pytest.raises(grpc.aio.AioRpcError) as refused:

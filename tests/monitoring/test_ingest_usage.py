@@ -60,6 +60,15 @@ async def test_racing_duplicates_store_one_record(telemetry: Any, tenant: str, e
     assert tuple(daily) == (1, 100, 5)
 
 
+async def test_concurrent_batches_sharing_call_ids_store_each_once(telemetry: Any, tenant: str, engines: Any) -> None:
+    ids = [f"c{i:03}" for i in range(100)]
+    orders = [ids, ids[::-1], ids[50:] + ids[:50], ids[::2] + ids[1::2]]
+    replies = await asyncio.gather(*(batch(telemetry, tenant, *(record(c) for c in order)) for order in orders * 2))
+    assert sum(r.accepted for r in replies) == 100 and sum(r.duplicates for r in replies) == 100 * 7
+    (daily,) = await sql(engines, "SELECT records FROM usage_daily WHERE tenant_id = :t", t=tenant)
+    assert daily.records == 100
+
+
 async def test_a_batch_counts_accepted_duplicates_and_errors(telemetry: Any, tenant: str, engines: Any) -> None:
     await ingest(telemetry, tenant, record("stored"))
     reply = await batch(  # M4, with the integration key's integration I: the record naming J is refused
@@ -87,6 +96,8 @@ async def test_a_batch_counts_accepted_duplicates_and_errors(telemetry: Any, ten
         ([record("ok", provider="")], "records[0].provider"),
         ([record("ok", integration="")], "records[0].integration_id"),
         ([record("ok", latency_ms=-5)], "records[0].latency_ms"),
+        ([record("ok", metadata={"k": "\x00"})], "records[0].metadata"),
+        ([record("nul\x00")], "records[0].call_id"),
     ],
 )
 async def test_one_bad_field_fails_the_batch(
