@@ -55,7 +55,7 @@ class Listing:
         return getattr(row, self.keyset[0].key), getattr(row, self.keyset[1].key)
 
 
-def page(request: Any, default: int, high: int, ids: re.Pattern[str] = INCIDENT_ID) -> paging.Page:
+def page(request: Any, default: int, high: int, ids: re.Pattern[str]) -> paging.Page:
     """Legacy limit/offset, or the twin's page_size/page_token (whose id must look like `ids`); never both."""
     if request.as_of:
         raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
@@ -173,7 +173,7 @@ def _incidents(request: Any, where: list[ColumnElement[bool]]) -> list[ColumnEle
 def active_incidents(request: Any) -> Listing:
     where = _incidents(request, [Incident.lifecycle_state != "RESOLVED"])
     where += window(request, "created", Incident.created_at)
-    listing = Listing(where, page(request, 20, 100), (Incident.created_at, Incident.incident_id))
+    listing = Listing(where, page(request, 20, 100, INCIDENT_ID), (Incident.created_at, Incident.incident_id))
     sorts = {"created_at": Incident.created_at, "severity": _SEVERITY_RANK}
     return _sorted(request, sorts, Incident.incident_id, listing)
 
@@ -181,6 +181,6 @@ def active_incidents(request: Any) -> Listing:
 def resolved_incidents(request: Any) -> Listing:
     where = _incidents(request, [Incident.lifecycle_state == "RESOLVED"])
     where += window(request, "resolved", Incident.resolved_at)
-    listing = Listing(where, page(request, 20, 100), (Incident.resolved_at, Incident.incident_id))
+    listing = Listing(where, page(request, 20, 100, INCIDENT_ID), (Incident.resolved_at, Incident.incident_id))
     sorts = {"resolved_at": Incident.resolved_at, "created_at": Incident.created_at, "severity": _SEVERITY_RANK}
     return _sorted(request, sorts, Incident.incident_id, listing)

@@ -83,9 +83,6 @@ def new_run(request: rpc.CreateRunRequest, who: Principal, key_prefix: str) -> d
         "status": "running",
         "state": "LIVE",
         "provider_type": "internal",
-        "risk_level": "NORMAL",
-        "risk_type": "COST",
-        "policy_context": policy.policy_context(policy.Thresholds(), "COST", 0, "NORMAL"),
         "started_at": now,
         "last_seen_at": now,
     }

@@ -28,11 +28,13 @@ def _ms(since: datetime, now: datetime) -> int:
     return max(0, int((now - since).total_seconds() * 1000))
 
 
-async def create(session: AsyncSession, who: Principal, values: dict[str, Any]) -> tuple[Run, bool]:
+async def create(
+    session: AsyncSession, who: Principal, values: dict[str, Any], t: policy.Thresholds
+) -> tuple[Run, bool]:
     """The new run, or (False) the one an earlier request with the same idempotency_key created."""
     if values["parent_run_id"]:
         await repository.get_run(session, values["tenant_id"], values["parent_run_id"])
-    run = await repository.insert_run(session, values)
+    run = await repository.insert_run(session, values | _risk(policy.risk(t, policy.Usage(0, 0, 0), failed=False)))
     if run is None:
         earlier = await repository.run_by_key(session, values["tenant_id"], values["idempotency_key"])
         if (earlier.agent_id, earlier.goal) != (values["agent_id"], values["goal"]):

@@ -46,7 +46,7 @@ class ActivityServicer(monitoring_service_pb2_grpc.ActivityServiceServicer):
         values = requests.new_run(request, who, header(context, "x-aos-key-prefix"))
         async with self._sessions.begin() as session:
             _, t = await _scope(session, who, tenants.WRITABLE)
-            run, fresh = await runs.create(session, who, values)
+            run, fresh = await runs.create(session, who, values, t)
         if fresh:
             await created(context)
         return rpc.CreateRunResponse(**responses.detail_fields(run, t, datetime.now(UTC)))

@@ -55,7 +55,8 @@ async def test_the_sdks_runs_from_create_to_incident(http: httpx.AsyncClient, ga
     assert (await http.post("/sdk/handshake", json=HELLO, headers=key)).status_code == 200
 
     body = {"agent_id": "a1", "goal": "summarise", "plan": [{"skill": "llm"}]}
-    created = await http.post("/api/v1/runs", json=body, headers=key)  # M9: the aos-sdk 0.1.0 request
+    forged = {**key, "x-aos-key-prefix": "forged"}  # caller headers are the gateway's: a client's is dropped
+    created = await http.post("/api/v1/runs", json=body, headers=forged)  # M9: the aos-sdk 0.1.0 request
     assert created.status_code == 201, created.text
     run = created.json()
     assert (run["status"], run["state"], run["actor_type"], run["plan"]) == ("running", "LIVE", "SERVICE", body["plan"])
@@ -162,7 +163,8 @@ async def test_the_reporters_telemetry(http: httpx.AsyncClient, gateway: Gateway
         True,
         "accepted",
     )
-    again = await http.post("/telemetry/llm-usage", json=usage, headers=writer)
+    # A client cannot pose as an integration key's caller: its x-aos-integration-id is dropped at the edge.
+    again = await http.post("/telemetry/llm-usage", json=usage, headers={**writer, "x-aos-integration-id": "J"})
     assert (again.json()["status"], again.json()["id"]) == ("duplicate", first.json()["id"])
     refused = await http.post("/v1/telemetry/llm-usage", json={**usage, "call_id": "c9"}, headers=key)  # M6
     assert refused.status_code == 403, refused.text

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
+from services.common import events
 from tests.monitoring.conftest import event_types, finish, key, new_run, sql
 
 SHA = "ab" * 32
@@ -183,3 +184,21 @@ async def test_another_tenants_run_cannot_be_completed(activity: Any, tenant: st
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND
     (row,) = await sql(engines, "SELECT state FROM run WHERE run_id = :r", r=theirs.run_id)
     assert row.state == "LIVE"
+
+
+async def test_an_invalid_event_rolls_the_completion_back(
+    activity: Any, tenant: str, engines: dict[str, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = await new_run(activity, tenant)  # M35: the service runs in this process, so its validator can be broken
+    monkeypatch.setattr(events, "validate", lambda event: ["missing: forced"])
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await finish(activity, tenant, run.run_id, "failed")
+    assert failed.value.code() is grpc.StatusCode.INTERNAL
+    monkeypatch.undo()
+    counts = await sql(
+        engines,
+        "SELECT (SELECT state FROM run WHERE run_id = :r), (SELECT count(*) FROM llm_run_record WHERE run_id = :r), "
+        "(SELECT count(*) FROM incident WHERE source_run_id = :r)",
+        r=run.run_id,
+    )
+    assert tuple(counts[0]) == ("LIVE", 0, 0) and await event_types(engines, tenant) == ["run.created"]
