@@ -106,7 +106,7 @@ async def sign_up(running: Running) -> Tenant:
             headers={"authorization": "Bearer " + devauth.mint(running.work, user=user, email="o@bench.test")},
         )
         tenant = signup.json()["tenant"]["tenant_id"]
-        token = devauth.mint(running.work, user=user, email="o@bench.test", tenant=tenant)
+        token = devauth.mint(running.work, user=user, email="o@bench.test", org=tenant)
         jwt = {"authorization": "Bearer " + token}
         assert (await http.post("/accounts/projects", json={"name": "p"}, headers=jwt)).status_code == 201
         made = (await http.post("/tenant/api-keys", json={"name": "bench", "permissions": SCOPES}, headers=jwt)).json()

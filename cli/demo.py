@@ -70,7 +70,8 @@ def run(base: str, data_dir: Path, say: Callable[[str], None] = print) -> str:
     user = f"demo-{uuid.uuid4().hex[:8]}"
 
     def human(tenant: str | None = None) -> dict[str, str]:
-        token = devauth.mint(data_dir, user=user, email=f"{user}@example.com", tenant=tenant)
+        # After signup the token names the tenant as its organisation (dev); signup made the user its owner.
+        token = devauth.mint(data_dir, user=user, email=f"{user}@example.com", org=tenant)
         return {"authorization": f"Bearer {token}"}
 
     signup = _call(base, "POST", "/v1/tenants", human(), {"name": f"Demo {user}"})

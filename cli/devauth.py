@@ -1,16 +1,21 @@
-"""The local development identity provider: an RSA key pair, its JWKS for Envoy, and token minting."""
+"""The local development identity provider: an RSA key pair, its JWKS for Envoy, and token minting.
+
+Its tokens look like a real provider's: `org_id` names the caller's organisation (in dev, the tenant id that
+signup gave it), operators carry the operator group in `groups`. Roles are not in the token: the gate reads
+them from account's members table."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.config import JWT_AUDIENCE, JWT_ISSUER
+from gateway.identity import DEV_AUDIENCE, DEV_ISSUER
 
 KID = "aos-dev-1"
 
@@ -31,30 +36,43 @@ def ensure_keys(data_dir: Path) -> Path:
     return jwks_path
 
 
-def mint(
-    data_dir: Path,
+# The operator group the gate recognises by default (AOS_IDP_OPERATOR_CLAIM / AOS_IDP_OPERATOR_VALUE).
+OPERATOR_GROUP = "aos-operators"
+
+
+def claims(
     *,
     user: str,
     email: str,
-    tenant: str | None = None,
-    role: str = "owner",
+    org: str | None = None,
     operator: bool = False,
     email_verified: bool = True,
     ttl_seconds: int = 3600,
-) -> str:
-    ensure_keys(data_dir)
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "iss": JWT_ISSUER,
-        "aud": JWT_AUDIENCE,
+    now: int | None = None,
+) -> dict[str, object]:
+    now = int(time.time()) if now is None else now
+    made: dict[str, object] = {
+        "iss": DEV_ISSUER,
+        "aud": DEV_AUDIENCE,
         "sub": user,
         "email": email,
         "email_verified": email_verified,
-        "aos_kind": "operator" if operator else "human",
         "iat": now,
         "exp": now + ttl_seconds,
     }
-    if tenant:
-        claims |= {"org_id": tenant, "role": role}
+    if org:
+        made["org_id"] = org
+    if operator:
+        made["groups"] = [OPERATOR_GROUP]
+    return made
+
+
+def sign(data_dir: Path, payload: dict[str, object]) -> str:
+    ensure_keys(data_dir)
     key = (data_dir / "dev" / "signing-key.pem").read_bytes()
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": KID})
+    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": KID})
+
+
+def mint(data_dir: Path, **given: Any) -> str:
+    """A signed token of `claims(**given)`."""
+    return sign(data_dir, claims(**given))

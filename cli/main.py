@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cli import devauth, stack
+from gateway.identity import IdentityProvider
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -61,7 +62,10 @@ def up() -> None:
             procs.append(stack.start_service(svc, urls[svc], p, peers, logs / f"{svc}-{i}.log", metrics[svc][i]))
         for proc, (_svc, p) in zip(procs, started, strict=True):
             stack.wait_for_port(p, proc)
-        cfg = stack.envoy_config(data / "run", ports, port, devauth.ensure_keys(data), admin)
+        # The dev identity provider unless AOS_IDP_* name another (its JWKS URI, issuer, audiences).
+        jwks = devauth.ensure_keys(data)
+        identity = IdentityProvider.from_env(jwks_path=str(jwks))
+        cfg = stack.envoy_config(data / "run", ports, port, jwks, admin, identity)
         procs.append(stack.start_envoy(cfg, logs / "envoy.log"))
         stack.wait_for_port(port, procs[-1])
         print(f"gateway: http://127.0.0.1:{port}", flush=True)
@@ -91,17 +95,17 @@ def migrate() -> None:
 def dev_token(
     user: Annotated[str, typer.Option(help="user id (the token's sub)")],
     email: Annotated[str, typer.Option()],
-    tenant: Annotated[str | None, typer.Option(help="tenant id (org_id claim)")] = None,
-    role: Annotated[str, typer.Option(help="owner, admin, member or viewer")] = "owner",
-    operator: Annotated[bool, typer.Option(help="an AOS operator (founder) token")] = False,
+    org: Annotated[
+        str | None, typer.Option("--org", "--tenant", help="organisation (org_id claim); in dev, the tenant id")
+    ] = None,
+    operator: Annotated[
+        bool, typer.Option(help="an AOS operator (founder): the token carries the operator group")
+    ] = False,
     ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
 ) -> None:
-    """Print a token signed by the local dev JWKS (never valid outside this machine's stack)."""
-    if role not in ("owner", "admin", "member", "viewer"):
-        raise typer.BadParameter("role must be owner, admin, member or viewer")
-    print(
-        devauth.mint(_data_dir(), user=user, email=email, tenant=tenant, role=role, operator=operator, ttl_seconds=ttl)
-    )
+    """Print a token signed by the local dev JWKS (never valid outside this machine's stack). Roles are not
+    in it: signup makes the caller an owner, AddMember gives others theirs."""
+    print(devauth.mint(_data_dir(), user=user, email=email, org=org, operator=operator, ttl_seconds=ttl))
 
 
 @app.command()

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from cli import pods
+from gateway.identity import IdentityProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,8 +30,11 @@ GRPC_PORT = 50051
 GATEWAY_PORT = 8080
 ENVOY_ADMIN_PORT = 9901  # loopback only
 IMAGE = "aos"  # overlays pin the registry and tag with `images:`
-JWKS_DIR = "/etc/aos/jwks"
-ENVOY_DIR = "/etc/envoy"
+ENVOY_DIR = "/etc/envoy"  # the generated config (a template: no identity provider in it)
+RENDERED_DIR = "/run/envoy"  # the config Envoy runs, with the provider filled in at pod start
+# The identity provider: AOS_IDP_* keys (issuer, audiences, JWKS URI, claim names), read by the gateway's
+# init container and by onboarding's gate. Never defined in the base or prod: each deployment names its own.
+IDENTITY_CONFIG = "aos-identity"
 
 
 def name(svc: str) -> str:
@@ -86,6 +90,8 @@ def service_documents(svc: str) -> list[dict[str, Any]]:
         # Generous: a database outage makes the pod unready, and restarts it only if it lasts over a minute.
         livenessProbe={**probe, "initialDelaySeconds": 10, "periodSeconds": 10, "failureThreshold": 6},
         startupProbe={**probe, "periodSeconds": 2, "failureThreshold": 30},
+        # The gate reads the identity provider's claim names (AOS_IDP_*).
+        **({"envFrom": [identity_env()]} if svc == "onboarding" else {}),
     )
     migrate = pods.container(
         "migrate",
@@ -159,26 +165,35 @@ def gateway_documents() -> list[dict[str, Any]]:
     labels = pods.app_labels(app, "gateway")
     selector = {"app.kubernetes.io/name": app}
     probe = {"tcpSocket": {"port": "http"}}
+    rendered = {"name": "rendered", "mountPath": RENDERED_DIR}
+    # Fills the identity provider (AOS_IDP_* of the aos-identity ConfigMap) into the generated config.
+    identity = pods.container(
+        "identity",
+        IMAGE,
+        [],
+        MIGRATE_RESOURCES,
+        args=["python", "-m", "gateway.identity", f"{ENVOY_DIR}/envoy.yaml", f"{RENDERED_DIR}/envoy.yaml"],
+        envFrom=[identity_env()],
+        volumeMounts=[{"name": "config", "mountPath": ENVOY_DIR, "readOnly": True}, rendered],
+    )
     envoy = pods.container(
         "envoy",
         IMAGE,
         [],
         GATEWAY_RESOURCES,
-        args=["envoy", "-c", f"{ENVOY_DIR}/envoy.yaml", "--disable-hot-restart", "--log-level", "info"],
+        args=["envoy", "-c", f"{RENDERED_DIR}/envoy.yaml", "--disable-hot-restart", "--log-level", "info"],
         ports=[{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
         readinessProbe={**probe, "periodSeconds": 5},
         livenessProbe={**probe, "initialDelaySeconds": 5, "periodSeconds": 10, "failureThreshold": 6},
-        volumeMounts=[
-            {"name": "config", "mountPath": ENVOY_DIR, "readOnly": True},
-            {"name": "jwks", "mountPath": JWKS_DIR, "readOnly": True},
-        ],
+        volumeMounts=[{"name": "config", "mountPath": ENVOY_DIR, "readOnly": True}, {**rendered, "readOnly": True}],
     )
-    volumes = [
-        {"name": "config", "configMap": {"name": "gateway-config"}},
-        {"name": "jwks", "secret": {"secretName": "aos-jwks"}},
-    ]
+    volumes = [{"name": "config", "configMap": {"name": "gateway-config"}}, {"name": "rendered", "emptyDir": {}}]
     return [
-        pods.deployment(app, labels, pods.pod([envoy], volumes, terminationGracePeriodSeconds=20, **pods.spread(app))),
+        pods.deployment(
+            app,
+            labels,
+            pods.pod([envoy], volumes, initContainers=[identity], terminationGracePeriodSeconds=20, **pods.spread(app)),
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -200,6 +215,10 @@ def gateway_documents() -> list[dict[str, Any]]:
     ]
 
 
+def identity_env() -> dict[str, Any]:
+    return {"configMapRef": {"name": IDENTITY_CONFIG}}
+
+
 def default_deny() -> list[dict[str, Any]]:
     """Nothing reaches a pod of the namespace unless a policy above admits it."""
     return [
@@ -210,6 +229,12 @@ def default_deny() -> list[dict[str, Any]]:
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
         }
     ]
+
+
+# What the ConfigMap's config names until the gateway's init container fills in the deployment's provider.
+TEMPLATE_IDENTITY = IdentityProvider(
+    issuer="$AOS_IDP_ISSUER", audiences=("$AOS_IDP_AUDIENCES",), jwks_path="$AOS_IDP_JWKS"
+)
 
 
 def envoy_config_map() -> dict[str, Any]:
@@ -226,7 +251,7 @@ def envoy_config_map() -> dict[str, Any]:
         upstreams={svc: (name(svc), GRPC_PORT) for svc in SERVICES},
         listen_port=GATEWAY_PORT,
         admin_port=ENVOY_ADMIN_PORT,
-        jwks_path=f"{JWKS_DIR}/jwks.json",
+        identity=TEMPLATE_IDENTITY,
         **served,
     )
     gw.descriptor_path = f"{ENVOY_DIR}/aos.binpb"

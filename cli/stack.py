@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway import config
+from gateway.identity import IdentityProvider
 from services.common.migrations import config as alembic_config
 from services.common.settings import async_url
 
@@ -94,8 +95,14 @@ def prepare_databases(base: str, prefix: str = "", fresh: bool = False) -> dict[
 
 
 def envoy_config(
-    run_dir: Path, upstreams: dict[str, int] | dict[str, list[int]], listen_port: int, jwks: Path, admin_port: int = 0
+    run_dir: Path,
+    upstreams: dict[str, int] | dict[str, list[int]],
+    listen_port: int,
+    jwks: Path,
+    admin_port: int = 0,
+    identity: IdentityProvider | None = None,
 ) -> Path:
+    """Envoy's config for a local stack; the identity provider is the dev one (keys in `jwks`) unless given."""
     gw = config.from_descriptor(
         ROOT / "gateway" / "aos.binpb",
         upstreams={
@@ -103,7 +110,7 @@ def envoy_config(
             for s, p in upstreams.items()
         },
         listen_port=listen_port,
-        jwks_path=str(jwks),
+        identity=identity or IdentityProvider(jwks_path=str(jwks)),
         openapi_path=str(ROOT / "gateway" / "openapi.json"),
         admin_port=admin_port,
     )

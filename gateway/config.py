@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from aos.gate.v1 import gate_pb2
+from gateway import identity, replies
+from gateway.identity import IdentityProvider
 from gateway.rules import Method, load_methods
 
 # Caller headers only the gateway may set. Stripped from every client request before any other filter
@@ -24,28 +26,17 @@ CALLER_HEADERS = (
     "x-aos-role",
     "x-aos-scopes",
     "x-aos-request-id",
+    "x-aos-org-id",
     # Set by the gate for API-key callers (the key's display prefix) and integration-key callers.
     "x-aos-key-prefix",
     "x-aos-integration-id",
 )
 
-# Verified JWT claims → caller headers (jwt_authn `claim_to_headers`).
-CLAIM_HEADERS = {
-    "sub": "x-aos-actor-id",
-    "org_id": "x-aos-tenant-id",
-    "aos_kind": "x-aos-actor-type",
-    "email": "x-aos-email",
-    "email_verified": "x-aos-email-verified",
-    "role": "x-aos-role",
-}
-
-JWT_ISSUER = "aos-dev"
-JWT_AUDIENCE = "aos"
-
 # The transcoder answers 200 on every success and the standard mapping of each gRPC code on errors; where
 # the legacy API answered otherwise (201 on create, 422 on validation) the service sends this header, which
 # the Lua filter applies to transcoded JSON responses only (never to native gRPC).
 STATUS_HINT = Path(__file__).with_name("status_hint.lua")
+BUFFER = "envoy.filters.http.buffer"
 
 
 @dataclass
@@ -54,10 +45,17 @@ class Gateway:
     # service → its address, or the addresses of its replicas (Envoy balances and health-checks each)
     upstreams: dict[str, tuple[str, int] | list[tuple[str, int]]]
     listen_port: int = 8080
-    jwks_path: str = ".aos/dev/jwks.json"
+    identity: IdentityProvider = field(default_factory=IdentityProvider)
     openapi_path: str = "gateway/openapi.json"
     admin_port: int = 0
     methods: list[Method] = field(default_factory=list)
+    # REST bodies above this answer 413 (the services take gRPC messages up to 4 MiB).
+    max_body_bytes: int = 1024 * 1024
+    # Request headers (the URL included) above this answer 431. What reaches a service must stay under
+    # gRPC's 8 KiB metadata limit, which refuses with RESOURCE_EXHAUSTED, a 429 to a REST client.
+    max_header_kb: int = 6
+    # Proxies in front of Envoy whose X-Forwarded-For entries are trusted (0: the peer is the client).
+    xff_trusted_hops: int = 0
 
 
 def render(gw: Gateway) -> dict[str, Any]:
@@ -67,8 +65,11 @@ def render(gw: Gateway) -> dict[str, Any]:
         "static_resources": {
             "listeners": [_listener(gw, services)],
             "clusters": [
-                _cluster(name, ends if isinstance(ends, list) else [ends])
-                for name, ends in sorted(gw.upstreams.items())
+                *(
+                    _cluster(name, ends if isinstance(ends, list) else [ends])
+                    for name, ends in sorted(gw.upstreams.items())
+                ),
+                *identity.jwks_clusters(gw.identity),
             ],
         },
     }
@@ -84,9 +85,25 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
         for m in gw.methods
         if m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
     ]
+    # gRPC only (transcoded REST is gRPC by then): a plain HTTP call to a gRPC path would be reset by the
+    # service (a 503); it answers 415 instead. The services never see the REST path (x-envoy-original-path):
+    # a long one would push their metadata over gRPC's limit.
+    grpc = {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
     routed = [
-        {"match": {"prefix": f"/{service}/"}, "route": {"cluster": cluster, "timeout": "15s"}}
+        {
+            "match": {"prefix": f"/{service}/", "headers": [grpc]},
+            "route": {"cluster": cluster, "timeout": "15s"},
+            "request_headers_to_remove": ["x-envoy-original-path"],
+            # Native gRPC streams through; its messages are bounded by the services (RESOURCE_EXHAUSTED).
+            "typed_per_filter_config": {
+                BUFFER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+            },
+        }
         for service, cluster in sorted({(m.service, m.cluster) for m in gw.methods if m.cluster in gw.upstreams})
+    ]
+    not_grpc = [
+        {"match": {"prefix": f"/{service}/"}, "direct_response": {"status": 415}}
+        for service in sorted({m.service for m in gw.methods if m.cluster in gw.upstreams})
     ]
     # The published API document, generated beside the descriptor set.
     openapi = {
@@ -103,7 +120,7 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
     # a last catch-all answers 404 itself: ext_authz skips requests that match no route, and the gate must
     # still see unknown paths (they need COMPLETE, SPEC 3.6).
     unknown = [{"match": {"prefix": "/"}, "direct_response": {"status": 404}}] if GATE_CLUSTER in gw.upstreams else []
-    return [openapi, *refused, *routed, *unknown]
+    return [openapi, *refused, *routed, *not_grpc, *unknown]
 
 
 def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
@@ -114,13 +131,23 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             {"mutations": {"request_mutations": [{"remove": h} for h in CALLER_HEADERS]}},
         ),
         _filter(
-            "envoy.filters.http.jwt_authn", "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication", _jwt(gw)
+            "aos.request_id",
+            "envoy.extensions.filters.http.lua.v3.Lua",
+            {"default_source_code": {"inline_string": replies.REQUEST_ID.read_text()}},
+        ),
+        _filter(
+            identity.JWT_FILTER,
+            "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            identity.jwt_authn(gw.identity),
         ),
         _filter(
             "envoy.filters.http.lua",
             "envoy.extensions.filters.http.lua.v3.Lua",
             {"default_source_code": {"inline_string": STATUS_HINT.read_text()}},
         ),
+        # REST bodies are read whole before transcoding (the route is still the REST path's then): over the
+        # limit, 413 before anything is decoded or sent on.
+        _filter(BUFFER, "envoy.extensions.filters.http.buffer.v3.Buffer", {"max_request_bytes": gw.max_body_bytes}),
         _filter(
             "envoy.filters.http.grpc_json_transcoder",
             "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
@@ -139,14 +166,23 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
     hcm = {
         "stat_prefix": "aos",
         "codec_type": "AUTO",
+        # The edge: the client is the connection's peer (or the hop xff_trusted_hops names), never an address
+        # a client wrote into X-Forwarded-For; the gate limits failed key checks per client address.
+        "use_remote_address": True,
+        "xff_num_trusted_hops": gw.xff_trusted_hops,
+        "max_request_headers_kb": gw.max_header_kb,
         "generate_request_id": True,
+        "always_set_request_id_in_response": True,  # the id the services logged, for the client's bug report
+        # Envoy always generates an id (the client's is taken away first and kept aside); request_id.lua puts
+        # the client's back only when it has the strict form.
+        "early_header_mutation_extensions": [replies.request_id_aside()],
         "route_config": {
             "name": "aos",
             "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
             "virtual_hosts": [{"name": "aos", "domains": ["*"], "routes": _routes(gw)}],
         },
         "http_filters": filters,
-        "local_reply_config": _local_replies(),
+        "local_reply_config": replies.local_replies(),
     }
     return {
         "name": "gateway",
@@ -184,59 +220,11 @@ def _ext_authz(gw: Gateway) -> list[dict[str, Any]]:
                 # Fail closed: when the gate cannot answer, nothing passes.
                 "failure_mode_allow": False,
                 "status_on_error": {"code": "ServiceUnavailable"},
+                # The verified JWT payload, which the gate reads claims from (nothing else carries them).
+                "metadata_context_namespaces": [identity.JWT_FILTER],
             },
         )
     ]
-
-
-# Envoy's own refusals, by status, in the legacy {"error", "message"} body.
-LOCAL_REPLY_ERRORS = {
-    400: "invalid_request",
-    401: "invalid_token",
-    403: "forbidden",
-    404: "not_found",
-    503: "unavailable",
-}
-
-
-def _local_replies() -> dict[str, Any]:
-    """Envoy's own refusals (bad token, malformed JSON, unknown route) as JSON for REST callers; native
-    gRPC callers keep the grpc-status Envoy sends them."""
-    rest = {
-        "header_filter": {
-            "header": {
-                "name": "content-type",
-                "string_match": {"prefix": "application/grpc"},
-                "invert_match": True,
-                "treat_missing_header_as_empty": True,
-            }
-        }
-    }
-
-    def mapper(op: str, status: int, error: str) -> dict[str, Any]:
-        code = {"comparison": {"op": op, "value": {"default_value": status, "runtime_key": f"aos.reply_{op}{status}"}}}
-        return {
-            "filter": {"and_filter": {"filters": [rest, {"status_code_filter": code}]}},
-            "body_format_override": {"json_format": {"error": error, "message": "%LOCAL_REPLY_BODY%"}},
-        }
-
-    # The gate's denials already carry their legacy JSON body: the first mapper matches them and keeps it.
-    # Then exact statuses; then any other error. Successful direct responses (/openapi.json) pass untouched.
-    gate = {"filter": {"response_flag_filter": {"flags": ["UAEX"]}}}
-    mappers = [mapper("EQ", status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
-    return {"mappers": [gate, *mappers, mapper("GE", 400, "%RESPONSE_CODE_DETAILS%")]}
-
-
-def _jwt(gw: Gateway) -> dict[str, Any]:
-    provider = {
-        "issuer": JWT_ISSUER,
-        "audiences": [JWT_AUDIENCE],
-        "local_jwks": {"filename": gw.jwks_path},
-        "claim_to_headers": [{"header_name": h, "claim_name": c} for c, h in CLAIM_HEADERS.items()],
-    }
-    # allow_missing: API-key callers carry no JWT; a present but bad token is still refused with 401.
-    requires = {"requires_any": {"requirements": [{"provider_name": "aos"}, {"allow_missing": {}}]}}
-    return {"providers": {"aos": provider}, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}
 
 
 def _cluster(name: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -150,8 +151,10 @@ def account(account_channel: grpc.aio.Channel) -> Any:
     return account_service_pb2_grpc.AccountServiceStub(account_channel)
 
 
-def human(tenant: str = "", user: str = "", role: str = "owner", email: str = "") -> tuple[tuple[str, str], ...]:
-    """Caller metadata as the gateway sets it for a verified human."""
+def human(
+    tenant: str = "", user: str = "", role: str = "owner", email: str = "", org: str = ""
+) -> tuple[tuple[str, str], ...]:
+    """Caller metadata as the gateway sets it for a verified human (`org`: their token's organisation)."""
     user = user or f"user-{uuid.uuid4().hex[:8]}"
     md = [
         ("x-aos-actor-type", "human"),
@@ -161,6 +164,8 @@ def human(tenant: str = "", user: str = "", role: str = "owner", email: str = ""
     ]
     if tenant:
         md += [("x-aos-tenant-id", tenant), ("x-aos-role", role)]
+    if org:
+        md += [("x-aos-org-id", org)]
     return tuple(md)
 
 
@@ -192,26 +197,45 @@ class Gateway:
     admin: str = ""
 
     def token(
-        self,
-        user: str = "",
-        *,
-        tenant: str | None = None,
-        role: str = "owner",
-        operator: bool = False,
-        email: str = "",
-        ttl: int = 600,
+        self, user: str = "", *, tenant: str | None = None, operator: bool = False, email: str = "", ttl: int = 600
     ) -> dict[str, str]:
+        """A dev token of `user`; `tenant` is its organisation claim (in dev, the tenant id signup mapped). The
+        caller's role is not in it: signup makes the user an owner, `member` gives others theirs."""
         user = user or f"user-{uuid.uuid4().hex[:8]}"
         token = devauth.mint(
             self.data_dir,
             user=user,
             email=email or f"{user}@example.com",
-            tenant=tenant,
-            role=role,
+            org=tenant,
             operator=operator,
             ttl_seconds=ttl,
         )
         return {"authorization": f"Bearer {token}"}
+
+    async def member(
+        self, http: httpx.AsyncClient, owner: dict[str, str], tenant: str, role: str, user: str = ""
+    ) -> dict[str, str]:
+        """Adds `user` (a new one by default) to the tenant with `role` through AddMember, as its owner or an
+        admin (`owner`: their auth headers); returns the member's auth headers."""
+        user = user or f"{role}-{uuid.uuid4().hex[:8]}"
+        body = {"user_id": user, "email": f"{user}@example.com", "role": f"ROLE_{role.upper()}"}
+        reply = await http.post("/v1/members", json=body, headers=owner)
+        assert reply.status_code in (200, 201), reply.text
+        return self.token(user, tenant=tenant)
+
+
+@contextlib.contextmanager
+def envoy(cfg: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Envoy running `cfg` (its log beside it) until the block ends; listening on `port` at entry."""
+    log = cfg.with_name("envoy.log")
+    proc = stack.start_envoy(cfg, log)
+    try:
+        stack.wait_for_port(port, proc)
+        yield proc
+    finally:
+        stack.stop([proc])
+        if proc.returncode not in (0, -15):
+            print(log.read_text())
 
 
 @pytest.fixture(scope="session")
@@ -219,14 +243,8 @@ def gateway(running: dict[str, server.Service], tmp_path_factory: pytest.TempPat
     data = tmp_path_factory.mktemp("gateway")
     port = stack.free_port()
     cfg = stack.envoy_config(data, {name: svc.port for name, svc in running.items()}, port, devauth.ensure_keys(data))
-    proc = stack.start_envoy(cfg, data / "envoy.log")
-    try:
-        stack.wait_for_port(port, proc)
+    with envoy(cfg, port):
         yield Gateway(f"http://127.0.0.1:{port}", data)
-    finally:
-        stack.stop([proc])
-        if proc.returncode not in (0, -15):
-            print((data / "envoy.log").read_text())
 
 
 @pytest.fixture

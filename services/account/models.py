@@ -23,6 +23,8 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
     slug: Mapped[str] = mapped_column(String(100), unique=True)
+    # The identity provider's organisation (its tokens' organisation claim) this tenant is; one tenant each.
+    org_id: Mapped[str] = mapped_column(String(255), unique=True)
     plan: Mapped[str] = mapped_column(String(50))
     status: Mapped[str] = mapped_column(String(50))
     suspended_reason: Mapped[str | None] = mapped_column(Text)

@@ -1,4 +1,5 @@
-"""Account rules with no I/O: plan quota presets, the tenant lifecycle, slugs, attestation hashes."""
+"""Account rules with no I/O: plan quota presets, the tenant lifecycle, who may change a member, the
+signup limit, slugs, attestation hashes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import hashlib
 import re
 from typing import NamedTuple
 
-from services.common.errors import FailedPrecondition
+from services.common.errors import FailedPrecondition, ResourceExhausted
+from services.common.principal import OWNER, Principal
 
 
 class Quotas(NamedTuple):
@@ -31,8 +33,6 @@ LIFECYCLE = {
     "archive": (("terminated",), "archived"),
 }
 
-ROLES = ("owner", "admin", "member", "viewer")
-MANAGERS = ("owner", "admin")
 PROJECT_STATUSES = ("active", "archived")
 
 
@@ -40,6 +40,26 @@ def require_active(status: str) -> None:
     """Only an active tenant gets new projects."""
     if status != "active":
         raise FailedPrecondition(f"tenant is {status}", reason="TENANT_INACTIVE")
+
+
+def member_change(who: Principal, before: str | None, after: str | None, owners: int) -> None:
+    """May `who` move a member from role `before` (None: not a member yet) to `after` (None: removed),
+    while the tenant has `owners` owners? Only owners make, demote or remove owners, and the last owner
+    stays an owner. (Whether `who` manages members at all is the servicer's check.)"""
+    if OWNER in (before, after):
+        who.require_role(OWNER)
+    if before == OWNER and after != OWNER and owners <= 1:
+        raise FailedPrecondition("the last owner of a tenant cannot be demoted or removed", reason="LAST_OWNER")
+
+
+def within_signup_limit(signups: int, limit: int) -> None:
+    """`signups`: tenants the user created in the last 24 hours."""
+    if signups >= limit:
+        raise ResourceExhausted(
+            f"signup limit reached: a user may create at most {limit} tenants in 24 hours",
+            reason="SIGNUP_LIMIT_EXCEEDED",
+            metadata={"limit": str(limit)},
+        )
 
 
 def slugify(name: str) -> str:

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, literal_column, select, tuple_, update
+from sqlalchemy import delete, exists, func, literal_column, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,8 +22,22 @@ async def add_tenant(session: AsyncSession, tenant: Tenant) -> Tenant:
     try:
         await session.flush()
     except IntegrityError as exc:
+        if "uq_tenant_org_id" in str(exc.orig):
+            raise AlreadyExists("the organisation already has a tenant", reason="ORG_HAS_TENANT") from exc
         raise AlreadyExists(f"slug {tenant.slug!r} is taken", reason="SLUG_TAKEN") from exc
     return tenant
+
+
+async def membership(session: AsyncSession, org_id: str, user_id: str) -> Member:
+    """The user's membership in the tenant of the organisation; NotFound when either is missing."""
+    found = await session.scalar(
+        select(Member)
+        .join(Tenant, Tenant.id == Member.tenant_id)
+        .where(Tenant.org_id == org_id, Member.user_id == user_id)
+    )
+    if found is None:
+        raise NotFound("no membership", reason="MEMBER_NOT_FOUND")
+    return found
 
 
 async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
@@ -52,6 +66,34 @@ async def move_tenant(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def signups_today(session: AsyncSession, user_id: str) -> int:
+    """Tenants the user created in the last 24 hours. The count is taken under a per-user lock held until
+    commit: a concurrent signup of the same user waits here and then counts this one's tenant too."""
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"signup:{user_id}", 0))))
+    recent = Tenant.created_at > func.now() - timedelta(hours=24)
+    return (
+        await session.scalar(select(func.count()).select_from(Tenant).where(Tenant.created_by == user_id, recent)) or 0
+    )
+
+
+async def lock_owners(session: AsyncSession, tenant_id: str) -> int:
+    """Locks the tenant's owner rows until commit (in one order, so lockers queue rather than deadlock) and
+    counts them. A concurrent change that demoted or removed an owner meanwhile is seen: PostgreSQL
+    re-reads a row it waited for, and one that is no longer an owner drops out."""
+    query = select(Member.user_id).where(Member.tenant_id == tenant_id, Member.role == "owner")
+    return len((await session.scalars(query.order_by(Member.user_id).with_for_update())).all())
+
+
+async def get_member(session: AsyncSession, tenant_id: str, user_id: str) -> Member | None:
+    query = select(Member).where(Member.tenant_id == tenant_id, Member.user_id == user_id).with_for_update()
+    return await session.scalar(query.execution_options(populate_existing=True))
+
+
+async def delete_member(session: AsyncSession, tenant_id: str, user_id: str) -> None:
+    stmt = delete(Member).where(Member.tenant_id == tenant_id, Member.user_id == user_id)
+    await session.execute(stmt.execution_options(synchronize_session=False))
+
+
 async def upsert_member(session: AsyncSession, member: Member) -> Member:
     stmt = insert(Member).values(
         tenant_id=member.tenant_id, user_id=member.user_id, email=member.email, role=member.role
@@ -60,7 +102,9 @@ async def upsert_member(session: AsyncSession, member: Member) -> Member:
         index_elements=[Member.tenant_id, Member.user_id],
         set_={"role": stmt.excluded.role, "email": stmt.excluded.email},
     )
-    return (await session.execute(stmt.returning(Member))).scalar_one()
+    # populate_existing: the session may hold this member already, read under lock just before.
+    returning = stmt.returning(Member).execution_options(populate_existing=True)
+    return (await session.execute(returning)).scalar_one()
 
 
 async def list_members(session: AsyncSession, tenant_id: str, page: paging.Page) -> list[Member]:

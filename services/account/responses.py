@@ -14,20 +14,20 @@ from services.common.errors import InvalidArgument
 from services.common.principal import Principal
 
 
-def _enum_name(enum: Any, value: int, prefix: str) -> str:
-    return str(enum.Name(value)).removeprefix(prefix).lower()
-
-
 def new_tenant(request: rpc.CreateTenantRequest, who: Principal) -> Tenant:
     """An active tenant on its plan's quotas, owned by the caller; without a requested slug, the slug is
     derived from the name (the caller makes it unique)."""
-    name = validation.length("name", request.name, 1, 255)
-    plan = _enum_name(pb.Plan, request.plan or pb.PLAN_FREE, "PLAN_")
+    name = validation.name("name", request.name, 1, 255)
+    plan = validation.enum_name("plan", pb.Plan, request.plan or pb.PLAN_FREE, "PLAN_")
     if request.slug and not policy.valid_slug(request.slug):
         raise InvalidArgument("slug", "must be 3..100 lower-case letters, digits and inner hyphens")
     email = validation.length("billing_email", request.billing_email, 0, 255) or None
+    tenant_id = str(uuid.uuid4())
     return Tenant(
-        id=str(uuid.uuid4()),
+        id=tenant_id,
+        # The caller's organisation at the identity provider (the gate passes it on); a token without one
+        # makes the tenant its own organisation, which is what dev tokens then name.
+        org_id=who.org_id or tenant_id,
         name=name,
         slug=request.slug or policy.slugify(name),
         plan=plan,
@@ -59,6 +59,7 @@ def tenant_pb(t: Tenant) -> pb.Tenant:
         status=pb.TenantStatus.Value(f"TENANT_STATUS_{t.status.upper()}"),
         suspended_reason=t.suspended_reason or "",
         billing_email=t.billing_email or "",
+        org_id=t.org_id,
         quotas=pb.Quotas(**{f: getattr(t, f) for f in policy.Quotas._fields}),
     )
     message.created_at.FromDatetime(t.created_at)
@@ -66,12 +67,20 @@ def tenant_pb(t: Tenant) -> pb.Tenant:
     return message
 
 
+def membership_pb(m: Member) -> rpc.ResolveMemberResponse:
+    return rpc.ResolveMemberResponse(tenant_id=m.tenant_id, role=pb.Role.Value(f"ROLE_{m.role.upper()}"))
+
+
 def new_member(request: rpc.AddMemberRequest, who: Principal) -> Member:
     user_id = validation.length("user_id", request.user_id, 1, 255)
     email = validation.length("email", request.email, 3, 320)
-    if request.role == pb.ROLE_UNSPECIFIED:
-        raise InvalidArgument("role", "is required")
-    return Member(tenant_id=who.tenant(), user_id=user_id, email=email, role=_enum_name(pb.Role, request.role, "ROLE_"))
+    role = validation.enum_name("role", pb.Role, request.role, "ROLE_")
+    return Member(tenant_id=who.tenant(), user_id=user_id, email=email, role=role)
+
+
+def member_changed(user_id: str, before: str, after: str) -> dict[str, Any]:
+    """The payload of member.role_changed and member.removed (after ""), which the edge's role cache follows."""
+    return {"user_id": user_id, "from_role": before, "to_role": after}
 
 
 def member_pb(m: Member) -> pb.Member:
@@ -83,7 +92,7 @@ def member_pb(m: Member) -> pb.Member:
 
 
 def new_project(request: rpc.CreateProjectRequest, who: Principal) -> Project:
-    name = validation.length("name", request.name, 1, 200)
+    name = validation.name("name", request.name, 1, 200)
     description = validation.length("description", request.description, 0, 1000)
     request_id = validation.length("request_id", request.request_id, 0, 100) or None
     return Project(

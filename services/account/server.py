@@ -17,7 +17,9 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     sessions = db.sessionmaker(engine)
     svc = server.create("aos.account", NAMES, engine, settings.metrics_port)
     onboarding = notify.Peer(settings.onboarding_addr, "account", "/aos.onboarding.v1.OnboardingService/NotifyEvidence")
-    account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(sessions, onboarding), svc.server)
+    account_service_pb2_grpc.add_AccountServiceServicer_to_server(
+        AccountServicer(sessions, onboarding, settings.signups_per_day), svc.server
+    )
     svc.on_stop.append(onboarding.close)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
     return svc

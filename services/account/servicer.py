@@ -11,11 +11,11 @@ from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
 from aos.onboarding.v1 import onboarding_pb2
 from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest as Evidence
-from services.account import policy, repository, responses
+from services.account import members, policy, repository, responses
 from services.account.models import Member
-from services.common import events, notify, paging, validation
+from services.common import events, notify, paging, principal, validation
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.principal import Kind, Principal, caller
+from services.common.principal import MANAGERS, WRITERS, Kind, Principal, caller
 from services.common.server import created
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -23,8 +23,10 @@ OWNER = "account"
 
 
 class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], onboarding: notify.Peer) -> None:
-        self._sessions, self._onboarding = sessions, onboarding
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], onboarding: notify.Peer, signups_per_day: int
+    ) -> None:
+        self._sessions, self._onboarding, self._signups_per_day = sessions, onboarding, signups_per_day
 
     def _visible_tenant(self, who: Principal, tenant_id: str) -> str:
         # Customers see only their own tenant; any other id looks exactly like a missing one.
@@ -41,11 +43,12 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         who = caller(context)
         tenant = responses.new_tenant(request, who)
         async with self._sessions.begin() as session:
+            policy.within_signup_limit(await repository.signups_today(session, who.actor_id), self._signups_per_day)
             if not request.slug and await repository.slug_taken(session, tenant.slug):
                 tenant.slug = f"{tenant.slug}-{secrets.token_hex(3)}"
             tenant = await repository.add_tenant(session, tenant)
             owner = await repository.upsert_member(
-                session, Member(tenant_id=tenant.id, user_id=who.actor_id, email=who.email, role="owner")
+                session, Member(tenant_id=tenant.id, user_id=who.actor_id, email=who.email, role=principal.OWNER)
             )
             await events.record(session, OWNER, who, "tenant.created", tenant.id, responses.tenant_created(tenant))
         await created(context)
@@ -97,15 +100,19 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
 
     async def AddMember(self, request: rpc.AddMemberRequest, context: Context) -> rpc.AddMemberResponse:
         who = caller(context)
-        who.require_role(*policy.MANAGERS)
+        who.require_role(*MANAGERS)
         member = responses.new_member(request, who)
-        if member.role == "owner":
-            who.require_role("owner")
         async with self._sessions.begin() as session:
-            member = await repository.upsert_member(session, member)
-            added = {"user_id": member.user_id, "role": member.role}
-            await events.record(session, OWNER, who, "member.added", member.tenant_id, added)
+            member = await members.put(session, who, member)
         return rpc.AddMemberResponse(member=responses.member_pb(member))
+
+    async def RemoveMember(self, request: rpc.RemoveMemberRequest, context: Context) -> rpc.RemoveMemberResponse:
+        who = caller(context)
+        who.require_role(*MANAGERS)
+        user_id = validation.length("user_id", request.user_id, 1, 255)
+        async with self._sessions.begin() as session:
+            member = await members.remove(session, who, who.tenant(), user_id)
+        return rpc.RemoveMemberResponse(member=responses.member_pb(member))
 
     async def ListMembers(self, request: rpc.ListMembersRequest, context: Context) -> rpc.ListMembersResponse:
         tenant_id = caller(context).tenant()
@@ -117,7 +124,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
 
     async def CreateProject(self, request: rpc.CreateProjectRequest, context: Context) -> rpc.CreateProjectResponse:
         who = caller(context)
-        who.require_role("owner", "admin", "member")
+        who.require_role(*WRITERS)
         project = responses.new_project(request, who)
         async with self._sessions.begin() as session:
             tenant = await repository.get_tenant(session, project.tenant_id)
@@ -154,7 +161,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
 
     async def ArchiveProject(self, request: rpc.ArchiveProjectRequest, context: Context) -> rpc.ArchiveProjectResponse:
         who = caller(context)
-        who.require_role("owner", "admin")
+        who.require_role(*MANAGERS)
         async with self._sessions.begin() as session:
             project, changed = await repository.archive_project(session, who.tenant(), request.project_id)
             if changed:
@@ -175,6 +182,12 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             attested = responses.attested(saved, new)
             await events.record(session, OWNER, who, "sdk.attested", saved.tenant_id, attested)
         return rpc.RecordSdkAttestationResponse(attestation=responses.attestation_pb(saved), created=new)
+
+    async def ResolveMember(self, request: rpc.ResolveMemberRequest, context: Context) -> rpc.ResolveMemberResponse:
+        org_id = validation.length("org_id", request.org_id, 1, 255)
+        user_id = validation.length("user_id", request.user_id, 1, 255)
+        async with self._sessions() as session:
+            return responses.membership_pb(await repository.membership(session, org_id, user_id))
 
     async def GetActivationEvidence(
         self, request: rpc.GetActivationEvidenceRequest, context: Context

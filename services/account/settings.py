@@ -8,3 +8,5 @@ class Settings(ServiceSettings):
 
     # Told right after a project is created or archived (best effort; see common.notify).
     onboarding_addr: str = ""
+    # Tenants one human may create in 24 hours (counted in the database, so concurrent signups cannot pass it).
+    signups_per_day: int = 5

@@ -99,14 +99,19 @@ def _successor(old: ApiKey, who: Principal, issued: keys.Issued) -> ApiKey:
 
 
 async def rotate(
-    session: AsyncSession, who: Principal, tenant_id: str, key_id: str, grace: timedelta
+    session: AsyncSession, who: Principal, tenant_id: str, key_id: str, grace: timedelta, tenant: TenantInfo
 ) -> tuple[ApiKey, ApiKey, str]:
     """The old key (valid for the grace period, never past its own expiry), its successor and the
-    successor's secret."""
+    successor's secret. The caller must hold every scope of the key (the successor has the same ones),
+    and during the grace period both keys count against the quota."""
+    await repository.lock_tenant(session, tenant_id, tenant.status, tenant.max_api_keys)
     old = await repository.get(session, tenant_id, key_id, lock=True)
+    who.require_scopes(old.permissions)
     now = datetime.now(UTC)
     if keys.status(old.status, old.expires_at, now) != "active" or old.rotated_to:
         raise FailedPrecondition("only a valid, unrotated key can be rotated", reason="API_KEY_NOT_ROTATABLE")
+    if grace:  # the old key stays valid beside its successor: one more key in use
+        await _within_quota(session, tenant_id, tenant.max_api_keys)
     issued = keys.issue()
     new = await repository.add(session, _successor(old, who, issued))
     until = min(old.expires_at, now + grace) if old.expires_at else now + grace
@@ -119,6 +124,7 @@ async def enable(session: AsyncSession, who: Principal, tenant_id: str, key_id: 
     """Re-enabling counts against the quota again; an enabled key is left as it is."""
     await repository.lock_tenant(session, tenant_id, tenant.status, tenant.max_api_keys)
     key = await repository.get(session, tenant_id, key_id, lock=True)
+    who.require_scopes(key.permissions)  # enabling grants the key's scopes again
     if key.status == "revoked":
         raise FailedPrecondition("a revoked key cannot be enabled", reason="API_KEY_REVOKED")
     if key.status == "disabled":

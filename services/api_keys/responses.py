@@ -50,7 +50,7 @@ def _strings(field: str, values: Any, pattern: Any = None, high: int = 100) -> l
 def new_key(request: rpc.CreateApiKeyRequest, who: Principal) -> tuple[ApiKey, str]:
     """The validated row of a new key and its secret; INVALID_ARGUMENT (422 on REST) names the field."""
     with unprocessable():
-        name = validation.length("name", request.name, 1, 100)
+        name = validation.name("name", request.name, 1, 100)
         days = _optional(request, "expires_in_days", 1, 365)
         row = ApiKey(
             id=str(uuid.uuid4()),

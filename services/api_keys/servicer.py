@@ -15,14 +15,11 @@ from services.api_keys.clients import Account
 from services.api_keys.models import ApiKey
 from services.api_keys.verify import Verifier
 from services.common import notify, paging, validation
-from services.common.errors import PermissionDenied
 from services.common.interceptors import request_id
-from services.common.principal import Kind, caller
+from services.common.principal import MANAGERS, READERS, caller
 from services.common.server import created
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-MANAGERS = ("owner", "admin")
-READERS = ("owner", "admin", "member", "viewer")
 # The legacy tenant listing is one page of at most this many keys.
 TENANT_LIST = paging.Page(1000)
 
@@ -47,6 +44,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         who = caller(context)
         who.require_role(*MANAGERS)
         new, secret = responses.new_key(request, who)
+        who.require_scopes(new.permissions)
         tenant = await self._account.tenant(new.tenant_id)  # call out first; never inside the transaction
         async with self._sessions.begin() as session:
             key, fresh = await lifecycle.create(session, who, new, tenant)
@@ -114,12 +112,11 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     async def RotateApiKey(self, request: rpc.RotateApiKeyRequest, context: Context) -> rpc.RotateApiKeyResponse:
         who = caller(context)
         who.require_role(*MANAGERS)
-        if who.kind is Kind.API_KEY and not who.has_scope("keys:revoke"):
-            raise PermissionDenied("API key lacks scope keys:revoke", reason="SCOPE_REQUIRED")
-        tenant_id = who.tenant()
-        grace = responses.grace(request)
+        who.require_scopes(["keys:revoke"])  # rotation also retires the old key
+        tenant_id, grace = who.tenant(), responses.grace(request)
+        tenant = await self._account.tenant(tenant_id)  # call out first; never inside the transaction
         async with self._sessions.begin() as session:
-            old, new, secret = await lifecycle.rotate(session, who, tenant_id, request.key_id, grace)
+            old, new, secret = await lifecycle.rotate(session, who, tenant_id, request.key_id, grace, tenant)
         await self._changed(old)
         return rpc.RotateApiKeyResponse(
             api_key=responses.api_key_pb(new), key=secret, previous=responses.api_key_pb(old)

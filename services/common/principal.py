@@ -29,6 +29,13 @@ KINDS = {
     gate_pb2.PRINCIPAL_KIND_OPERATOR: Kind.OPERATOR,
     gate_pb2.PRINCIPAL_KIND_SERVICE: Kind.SERVICE,
 }
+# A tenant's roles (account's members table holds them): owners and admins manage, members also write
+# projects, viewers only read. Every service checks roles with these sets and Principal.require_role.
+OWNER = "owner"
+ROLES = (OWNER, "admin", "member", "viewer")
+MANAGERS = (OWNER, "admin")
+WRITERS = (OWNER, "admin", "member")
+READERS = ROLES
 # Event actor_type per principal kind (SPEC 8).
 _ACTOR_TYPES = {Kind.HUMAN: "user", Kind.API_KEY: "sdk", Kind.OPERATOR: "founder", Kind.SERVICE: "system"}
 
@@ -42,6 +49,8 @@ class Principal:
     email_verified: bool = False
     role: str = ""
     scopes: tuple[str, ...] = ()
+    # A human's organisation at the identity provider (signup maps it to the new tenant).
+    org_id: str = ""
 
     @property
     def actor_type(self) -> str:
@@ -58,8 +67,23 @@ class Principal:
         return self.tenant_id
 
     def require_role(self, *roles: str) -> None:
+        """Humans act by their role in the tenant; other callers were admitted by their gate rule (and API
+        keys by its scope)."""
         if self.kind is Kind.HUMAN and self.role not in roles:
             raise PermissionDenied(f"requires role {' or '.join(roles)}", reason="ROLE_REQUIRED")
+
+    def require_scopes(self, scopes: Iterable[str]) -> None:
+        """An API key hands on (grants, or takes over by rotation) only scopes it holds itself; humans are
+        bounded by their role instead."""
+        if self.kind is not Kind.API_KEY:
+            return
+        missing = [s for s in dict.fromkeys(scopes) if not self.has_scope(s)]
+        if missing:
+            raise PermissionDenied(
+                f"API key lacks scope {', '.join(missing)}",
+                reason="SCOPE_REQUIRED",
+                metadata={"scopes": ",".join(missing)},
+            )
 
 
 def from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Principal | None:
@@ -75,6 +99,7 @@ def from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Principal | No
         email_verified=headers.get("x-aos-email-verified", "") == "true",
         role=headers.get("x-aos-role", ""),
         scopes=tuple(s for s in headers.get("x-aos-scopes", "").split(",") if s),
+        org_id=headers.get("x-aos-org-id", ""),
     )
 
 

@@ -18,12 +18,28 @@ from typing import Any
 import asyncpg
 import httpcore
 import httpx
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
-# Cloud metadata endpoints: refused even where private networks are allowed.
-METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+# Cloud metadata endpoints (AWS, GCP, Azure's IMDS; Azure's wireserver): refused even where private
+# networks are allowed.
+METADATA = {ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "168.63.129.16")}
+# IPv6 forms that carry, translate to or tunnel to an IPv4 address: the host the packets reach is not the
+# address the guard sees, so these are refused whatever they embed.
+EMBEDDING = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "64:ff9b::/96",  # NAT64, well-known prefix
+        "64:ff9b:1::/48",  # NAT64, local use
+        "2002::/16",  # 6to4
+        "2001::/32",  # Teredo
+        "::ffff:0:0/96",  # IPv4-mapped
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+    )
+)
+# IPv4-compatible (::a.b.c.d, deprecated): ::/96 apart from :: (unspecified) and ::1 (loopback).
+COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class Refused(Exception):
@@ -42,8 +58,8 @@ class Guard:
     resolver: Resolver = system_resolver
 
     def permits(self, address: IP) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
+        if isinstance(address, ipaddress.IPv6Address) and _embeds_ipv4(address):
+            return False
         if address in METADATA or address.is_link_local or address.is_multicast or address.is_unspecified:
             return False
         if address.is_loopback:
@@ -65,6 +81,12 @@ class Guard:
             if not self.permits(address):
                 raise Refused(f"{host} resolves to a non-public address")
         return str(addresses[0])
+
+
+def _embeds_ipv4(address: ipaddress.IPv6Address) -> bool:
+    if any(address in network for network in EMBEDDING):
+        return True
+    return address in COMPATIBLE and int(address) > 1
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -164,12 +186,10 @@ def provider_request(provider: str, config: dict[str, Any], credential: str) -> 
     return base.rstrip("/") + path, {k: v for k, v in headers.items() if credential or k == "anthropic-version"}
 
 
-async def probe_sql(dsn: str, guard: Guard, timeout: float) -> Outcome:
-    """Connects and runs SELECT 1; the host passes the same guard (unix sockets count as loopback)."""
+async def probe_sql(url: URL, guard: Guard, timeout: float) -> Outcome:
+    """Connects to a postgresql:// URL (policy.dsn) and runs SELECT 1; the host passes the same guard (unix
+    sockets count as loopback)."""
     started = time.monotonic()
-    url = make_url(dsn)
-    if url.get_backend_name() not in ("postgresql", "postgres"):
-        raise Refused("only postgresql:// connection URLs are supported")
     socket_dir = url.query.get("host")
     kwargs: dict[str, Any] = {
         "user": url.username,

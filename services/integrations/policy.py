@@ -1,11 +1,17 @@
-"""Integration rules with no I/O: types, the status lifecycles, credential references, limits arithmetic."""
+"""Integration rules with no I/O: types, the status lifecycles, credential references, endpoints and
+connection URLs, limits arithmetic."""
 
 from __future__ import annotations
 
 import base64
 import re
+import urllib.parse
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 
@@ -13,6 +19,8 @@ PROVIDERS = ("openai", "anthropic", "azure_openai", "bedrock", "custom")
 HEALTH_STATES = ("unknown", "healthy", "degraded", "failing")
 CONNECTOR_TYPES = ("http", "sql", "mcp", "vector", "file", "serverless", "stream", "custom")
 SOURCE_TYPES = ("database", "document", "file", "vector", "api", "stream", "custom")
+# Types whose credential is a connection URL (checked by connecting and running SELECT 1).
+DSN_TYPES = ("sql", "database")
 CAPABILITIES = ("read", "write", "query", "stream", "batch", "transaction", "search", "vector_search")
 DEFAULT_CAPABILITIES = {
     "http": ("read", "write", "query"),
@@ -76,8 +84,9 @@ CONNECTOR = Lifecycle("connector", "registered", "connected", "disconnected", "e
 DATASOURCE = Lifecycle("datasource", "pending", "active", "inactive", "error", "deprecated")
 
 
-def credential_ref(value: str, *, dev: bool, field: str = "credential_ref") -> str:
-    """A reference the resolver accepts (encrypted://, env:// in dev), or INVALID_ARGUMENT naming the field."""
+def credential_ref(value: str, *, env_allowed: Collection[str], field: str = "credential_ref") -> str:
+    """A reference the resolver accepts, or INVALID_ARGUMENT naming the field: encrypted://, or env:// of a
+    variable the operator allowlisted (a tenant must never read this process's environment)."""
     ref = value.strip()
     if not ref:
         return ""
@@ -94,12 +103,55 @@ def credential_ref(value: str, *, dev: bool, field: str = "credential_ref") -> s
             raise InvalidArgument(field, "encrypted:// payload is too short for nonce, ciphertext and tag")
         return ref
     if ref.startswith("env://"):
-        if not dev:
-            raise InvalidArgument(field, "env:// references are allowed only in development")
-        if not _ENV_VAR.fullmatch(ref.removeprefix("env://")):
-            raise InvalidArgument(field, "env:// must name an environment variable")
+        if not env_allowed_ref(ref, env_allowed):
+            raise InvalidArgument(field, "env:// references are not accepted; send the secret in `credential`")
         return ref
-    raise InvalidArgument(field, "unsupported reference scheme; use encrypted://, env:// (dev) or `credential`")
+    raise InvalidArgument(field, "unsupported reference scheme; use encrypted:// or send `credential`")
+
+
+def env_allowed_ref(ref: str, env_allowed: Collection[str]) -> bool:
+    """An env:// reference to a variable the operator allowlisted (checked again when it is resolved)."""
+    name = ref.removeprefix("env://")
+    return ref.startswith("env://") and _ENV_VAR.fullmatch(name) is not None and name in env_allowed
+
+
+def endpoint(field: str, value: str) -> str:
+    """An http(s) URL with a host, a port in 1..65535 (when given) and no credentials or whitespace in it;
+    "" (no endpoint) stays ""."""
+    url = value.strip()
+    if not url:
+        return ""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        raise InvalidArgument(field, f"is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidArgument(field, "must be an http or https URL")
+    if "@" in parts.netloc:
+        raise InvalidArgument(field, "must not carry credentials; send them in `credential`")
+    if not parts.hostname:
+        raise InvalidArgument(field, "must name a host")
+    if port == 0:
+        raise InvalidArgument(field, "port must be between 1 and 65535")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise InvalidArgument(field, "must not contain whitespace or control characters")
+    return url
+
+
+def dsn(field: str, value: str) -> URL:
+    """A postgresql:// connection URL, parsed; INVALID_ARGUMENT naming the field (never echoing the value,
+    which holds a password) when it is not one."""
+    try:
+        url = make_url(value)
+        port = url.port
+    except (ArgumentError, ValueError):
+        raise InvalidArgument(field, "is not a valid connection URL") from None
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise InvalidArgument(field, "must be a postgresql:// connection URL")
+    if port is not None and not 1 <= port <= 65535:
+        raise InvalidArgument(field, "port must be between 1 and 65535")
+    return url
 
 
 def percent(used: int, limit: int) -> float:

@@ -36,8 +36,9 @@ async def add(session: AsyncSession, row: Row) -> Row:
     return row
 
 
-async def get(session: AsyncSession, model: type[Row], tenant_id: str, row_id: str) -> Row:
-    row = await session.scalar(select(model).where(model.id == row_id, model.tenant_id == tenant_id))
+async def get(session: AsyncSession, model: type[Row], tenant_id: str, row_id: str, *, lock: bool = False) -> Row:
+    query = select(model).where(model.id == row_id, model.tenant_id == tenant_id)
+    row = await session.scalar(query.with_for_update() if lock else query)
     if row is None:
         noun = _lifecycle(model).noun
         raise NotFound(f"{noun} not found", reason=f"{noun.upper()}_NOT_FOUND")
@@ -98,7 +99,8 @@ async def change(session: AsyncSession, model: type[Row], tenant_id: str, row_id
         .where(model.id == row_id, model.tenant_id == tenant_id, model.deleted_at.is_(None))
         .values(**values, updated_at=func.now())
         .returning(model)
-        .execution_options(synchronize_session=False)
+        # populate_existing: the session may hold this row already (read under lock just before).
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     try:
         changed = (await session.execute(stmt)).scalar_one_or_none()

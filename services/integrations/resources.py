@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,14 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common import events
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
-from services.integrations import crypto, outbound, repository
+from services.integrations import crypto, outbound, policy, repository
 from services.integrations.models import Connector, Datasource, Integration, Managed
 from services.integrations.policy import Conflict, Lifecycle
 
 OWNER = "integrations"
 _PAST = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}
 # Fields whose change invalidates the latest test.
-_RETEST = {"credential_ref", "config", "endpoint"}
+_RETEST = {"credential_ref", "config", "endpoint", "provider_type"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,16 @@ async def create(
     return row
 
 
+def _destination(kind: Kind, row: Any, values: dict[str, Any]) -> tuple[str, ...]:
+    """Where the row's credential is sent once `values` apply: the provider and the URL of its check call
+    (base_url, region...) for an integration; the endpoint for a connector or datasource."""
+    field = {name: values.get(name, getattr(row, name, "")) for name in ("config", "endpoint", "provider_type")}
+    if kind is not INTEGRATIONS:
+        return (field["endpoint"],)
+    call = outbound.provider_request(field["provider_type"], field["config"], "")
+    return field["provider_type"], call[0] if call else ""
+
+
 async def update(
     session: AsyncSession,
     keyring: crypto.Keyring,
@@ -92,14 +103,24 @@ async def update(
 ) -> Any:
     if not values and not secret:
         raise InvalidArgument("update", "No fields to update", reason="NO_FIELDS")
+    before = await repository.get(session, kind.model, who.tenant(), row_id, lock=True)
+    if secret and getattr(before, kind.type_field) in policy.DSN_TYPES:
+        policy.dsn("credential", secret)  # the row's type says the credential is a connection URL
+    moved = _destination(kind, before, {}) != _destination(kind, before, values)
+    # A stored credential goes only where its owner sent it: a new destination needs it sent again.
+    cleared = moved and bool(before.credential_ref) and not secret and "credential_ref" not in values
     if secret:
         values["credential_ref"] = await _seal(session, keyring, who.tenant(), kind, row_id, secret)
+    elif cleared:
+        values["credential_ref"] = ""
     fields = sorted(values)
     if _RETEST & set(values):
         # What the last test validated has changed: it no longer counts as evidence until tested again.
         values |= {"health_state": "unknown", "health_message": "changed since the last test"}
     row = await repository.change(session, kind.model, who.tenant(), row_id, values)
-    payload = {kind.id_field: row.id, "fields": fields, "health_state": row.health_state}
+    payload: dict[str, Any] = {kind.id_field: row.id, "fields": fields, "health_state": row.health_state}
+    if cleared:
+        payload["credential_cleared"] = True
     await events.record(session, OWNER, who, f"{kind.noun}.updated", row.tenant_id, payload)
     return row
 
@@ -112,16 +133,23 @@ async def move(session: AsyncSession, who: Principal, kind: Kind, row_id: str, a
 
 
 async def testable(
-    session: AsyncSession, keyring: crypto.Keyring, tenant_id: str, kind: Kind, row_id: str, *, dev: bool
+    session: AsyncSession,
+    keyring: crypto.Keyring,
+    tenant_id: str,
+    kind: Kind,
+    row_id: str,
+    env_allowed: Collection[str],
 ) -> tuple[Any, str | None]:
     """The live row to test and its secret in memory ("" when it has none, None when it cannot be resolved)."""
     row = await repository.get(session, kind.model, tenant_id, row_id)
     if row.deleted_at is not None:
         raise Conflict(f"Cannot test deleted {kind.noun}", reason="DELETED")
-    return row, await _reveal(session, keyring, kind, row, dev=dev)
+    return row, await _reveal(session, keyring, kind, row, env_allowed)
 
 
-async def _reveal(session: AsyncSession, keyring: crypto.Keyring, kind: Kind, row: Managed, *, dev: bool) -> str | None:
+async def _reveal(
+    session: AsyncSession, keyring: crypto.Keyring, kind: Kind, row: Managed, env_allowed: Collection[str]
+) -> str | None:
     ref = row.credential_ref
     if ref.startswith(crypto.SCHEME):
         key = await repository.data_key(session, keyring, row.tenant_id, create=False)
@@ -130,8 +158,8 @@ async def _reveal(session: AsyncSession, keyring: crypto.Keyring, kind: Kind, ro
             return None if key is None else crypto.open_sealed(key, aad, ref)
         except crypto.DecryptionFailed:
             return None
-    if ref.startswith("env://"):
-        return os.environ.get(ref.removeprefix("env://")) if dev else None
+    if ref.startswith("env://"):  # a row stored before the allowlist resolves only if allowlisted now
+        return os.environ.get(ref.removeprefix("env://")) if policy.env_allowed_ref(ref, env_allowed) else None
     return ref
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -132,28 +132,26 @@ def limits(r: Integration) -> rpc.LimitsResult:
     )
 
 
-def _secret(value: str) -> str:
-    return validation.length("credential", value, 1, 8192)
-
-
-def _endpoint(value: str, field: str = "endpoint") -> str:
-    url = value.strip()
-    if url and (not url.startswith(("http://", "https://")) or "@" in url.split("/", 3)[2]):
-        raise InvalidArgument(field, "must be an http(s) URL without credentials in it")
-    return url
+def _secret(value: str, kind_type: str = "") -> str:
+    """A credential to seal; for sql and database types it is a connection URL, checked now rather than
+    at the first test."""
+    secret = validation.length("credential", value, 1, 8192)
+    if kind_type in policy.DSN_TYPES:
+        policy.dsn("credential", secret)
+    return secret
 
 
 def _config(request: Any) -> dict[str, Any]:
     config: dict[str, Any] = json_format.MessageToDict(request.config)
     if "base_url" in config:
-        config["base_url"] = _endpoint(str(config["base_url"]), "config.base_url")
+        config["base_url"] = policy.endpoint("config.base_url", str(config["base_url"]))
     return config
 
 
-def _credential(ref: str, secret: str, *, dev: bool) -> tuple[str, str]:
+def _credential(ref: str, secret: str, env_allowed: Collection[str]) -> tuple[str, str]:
     if ref.strip() and secret:
         raise InvalidArgument("credential", "send either credential or credential_ref, not both")
-    return policy.credential_ref(ref, dev=dev), _secret(secret) if secret else ""
+    return policy.credential_ref(ref, env_allowed=env_allowed), _secret(secret) if secret else ""
 
 
 def _integration_fields(request: Any, *, everything: bool) -> dict[str, Any]:
@@ -171,14 +169,14 @@ def _integration_fields(request: Any, *, everything: bool) -> dict[str, Any]:
     return values
 
 
-def new_integration(request: rpc.CreateIntegrationRequest, *, dev: bool) -> tuple[Integration, str]:
+def new_integration(request: rpc.CreateIntegrationRequest, env_allowed: Collection[str]) -> tuple[Integration, str]:
     """The row to create and the secret to seal into it ("" when the request gave a reference)."""
     provider = validation.one_of("provider_type", request.provider_type.strip().lower(), policy.PROVIDERS)
-    ref, secret = _credential(request.credential_ref, request.credential, dev=dev)
+    ref, secret = _credential(request.credential_ref, request.credential, env_allowed)
     if not ref and not secret:
         raise InvalidArgument("credential", "either credential or credential_ref is required")
     row = Integration(
-        name=validation.length("name", request.name, 1, 255),
+        name=validation.name("name", request.name, 1, 255),
         provider_type=provider,
         status=policy.INTEGRATION.created,
         credential_ref=ref,
@@ -188,12 +186,14 @@ def new_integration(request: rpc.CreateIntegrationRequest, *, dev: bool) -> tupl
     return row, secret
 
 
-def integration_changes(request: rpc.UpdateIntegrationRequest, *, dev: bool) -> tuple[dict[str, Any], str]:
+def integration_changes(
+    request: rpc.UpdateIntegrationRequest, env_allowed: Collection[str]
+) -> tuple[dict[str, Any], str]:
     """The columns to change and the new secret to seal ("" when none)."""
     values = _integration_fields(request, everything=False)
     if request.HasField("name"):
-        values["name"] = validation.length("name", request.name, 1, 255)
-    ref, secret = _credential(request.credential_ref, request.credential, dev=dev)
+        values["name"] = validation.name("name", request.name, 1, 255)
+    ref, secret = _credential(request.credential_ref, request.credential, env_allowed)
     if request.HasField("credential_ref") and not secret:
         values["credential_ref"] = ref
     if request.HasField("config"):
@@ -221,8 +221,8 @@ def _registered(request: Any, type_field: str, types: tuple[str, ...]) -> dict[s
     """The fields a new connector or datasource shares: its type, name and endpoint."""
     return {
         type_field: validation.one_of(type_field, getattr(request, type_field).strip().lower(), types),
-        "name": validation.length("name", request.name, 1, 255),
-        "endpoint": _endpoint(request.endpoint),
+        "name": validation.name("name", request.name, 1, 255),
+        "endpoint": policy.endpoint("endpoint", request.endpoint),
     }
 
 
@@ -230,22 +230,22 @@ def new_connector(request: rpc.CreateConnectorRequest) -> tuple[Connector, str]:
     fields = _registered(request, "connector_type", policy.CONNECTOR_TYPES)
     capabilities = _capabilities(fields["connector_type"], list(request.capabilities))
     row = Connector(status=policy.CONNECTOR.created, capabilities=capabilities, **fields)
-    return row, _secret(request.credential) if request.credential else ""
+    return row, _secret(request.credential, row.connector_type) if request.credential else ""
 
 
 def new_datasource(request: rpc.CreateDatasourceRequest) -> tuple[Datasource, str]:
     fields = _registered(request, "source_type", policy.SOURCE_TYPES)
     description = validation.length("description", request.description, 0, 1000)
     row = Datasource(status=policy.DATASOURCE.created, description=description, tags=_tags(request.tags), **fields)
-    return row, _secret(request.credential) if request.credential else ""
+    return row, _secret(request.credential, row.source_type) if request.credential else ""
 
 
 def _common_changes(request: rpc.UpdateConnectorRequest | rpc.UpdateDatasourceRequest) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if request.HasField("name"):
-        values["name"] = validation.length("name", request.name, 1, 255)
+        values["name"] = validation.name("name", request.name, 1, 255)
     if request.HasField("endpoint"):
-        values["endpoint"] = _endpoint(request.endpoint)
+        values["endpoint"] = policy.endpoint("endpoint", request.endpoint)
     return values
 
 

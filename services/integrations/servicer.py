@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -12,7 +13,7 @@ from aos.onboarding.v1 import onboarding_pb2
 from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest as Evidence
 from services.common import notify, paging, validation
 from services.common.errors import InvalidArgument
-from services.common.principal import caller
+from services.common.principal import MANAGERS, READERS, Principal, caller
 from services.common.server import created
 from services.integrations import crypto, outbound, probes, repository, resources, responses
 from services.integrations.models import Integration
@@ -23,9 +24,68 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 log = logging.getLogger("aos.integrations")
 
 
+def _rpcs(kind: Kind) -> tuple[Callable[..., Any], ...]:
+    """Connectors' or datasources' eight RPCs, in the order the servicer names them. The two kinds differ
+    only in names (`CreateConnector` answers `connector` from `responses.connector`, ...), so each RPC is
+    made once here: translate, the shared verb, translate back."""
+    name, noun = kind.noun.capitalize(), kind.noun
+    to_pb, new, changes = (getattr(responses, f) for f in (noun, f"new_{noun}", f"{noun}_changes"))
+
+    def reply(verb: str, row: Any) -> Any:
+        return getattr(rpc, f"{verb}{name}Response")(**{noun: to_pb(row)})
+
+    async def create(self: Any, request: Any, context: Context) -> Any:
+        row, secret = new(request)
+        return reply("Create", await self._create(context, kind, row, secret))
+
+    async def get(self: Any, request: Any, context: Context) -> Any:
+        return reply("Get", await self._get(context, kind, getattr(request, kind.id_field)))
+
+    async def list_(self: Any, request: Any, context: Context) -> Any:
+        rows, token = await self._page(context, kind, request)
+        return getattr(rpc, f"List{name}sResponse")(**{f"{noun}s": [to_pb(r) for r in rows]}, next_page_token=token)
+
+    async def update(self: Any, request: Any, context: Context) -> Any:
+        values, secret = changes(request)
+        return reply("Update", await self._update(context, kind, getattr(request, kind.id_field), values, secret))
+
+    async def test(self: Any, request: Any, context: Context) -> Any:
+        return reply("Test", await self._test(context, kind, getattr(request, kind.id_field)))
+
+    def move(verb: str) -> Callable[..., Any]:
+        async def moved(self: Any, request: Any, context: Context) -> Any:
+            return reply(verb, await self._move(context, kind, getattr(request, kind.id_field), verb.lower()))
+
+        return moved
+
+    return create, get, list_, update, move("Delete"), move("Enable"), move("Disable"), test
+
+
 class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServicer):
     """One RPC per kind and verb; the three kinds share one implementation of each verb (below the RPCs),
-    which opens the RPC's transaction."""
+    which opens the RPC's transaction. Connectors and datasources differ only in names, so their RPCs are
+    made by `_rpcs` from what tells them apart."""
+
+    (
+        CreateConnector,
+        GetConnector,
+        ListConnectors,
+        UpdateConnector,
+        DeleteConnector,
+        EnableConnector,
+        DisableConnector,
+        TestConnector,
+    ) = _rpcs(CONNECTORS)
+    (
+        CreateDatasource,
+        GetDatasource,
+        ListDatasources,
+        UpdateDatasource,
+        DeleteDatasource,
+        EnableDatasource,
+        DisableDatasource,
+        TestDatasource,
+    ) = _rpcs(DATASOURCES)
 
     def __init__(
         self,
@@ -36,11 +96,12 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     ) -> None:
         self._sessions, self._settings, self._guard, self._onboarding = sessions, settings, guard, onboarding
         self._keyring = crypto.Keyring(settings.keks, settings.active_kek)
+        self._env_allowed = settings.env_credential_allowlist
 
     async def CreateIntegration(
         self, request: rpc.CreateIntegrationRequest, context: Context
     ) -> rpc.CreateIntegrationResponse:
-        row, secret = responses.new_integration(request, dev=self._settings.dev)
+        row, secret = responses.new_integration(request, self._env_allowed)
         row = await self._create(context, INTEGRATIONS, row, secret)
         return responses.envelope(rpc.CreateIntegrationResponse, responses.integration(row))
 
@@ -70,7 +131,7 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     async def UpdateIntegration(
         self, request: rpc.UpdateIntegrationRequest, context: Context
     ) -> rpc.UpdateIntegrationResponse:
-        values, secret = responses.integration_changes(request, dev=self._settings.dev)
+        values, secret = responses.integration_changes(request, self._env_allowed)
         row = await self._update(context, INTEGRATIONS, request.integration_id, values, secret)
         return responses.envelope(rpc.UpdateIntegrationResponse, responses.integration(row))
 
@@ -120,143 +181,53 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
             validated = await repository.evidence(session, tenant_id)
         return rpc.GetActivationEvidenceResponse(has_validated_connector=validated)
 
-    async def CreateConnector(
-        self, request: rpc.CreateConnectorRequest, context: Context
-    ) -> rpc.CreateConnectorResponse:
-        row, secret = responses.new_connector(request)
-        row = await self._create(context, CONNECTORS, row, secret)
-        return rpc.CreateConnectorResponse(connector=responses.connector(row))
-
-    async def GetConnector(self, request: rpc.GetConnectorRequest, context: Context) -> rpc.GetConnectorResponse:
-        row = await self._get(context, CONNECTORS, request.connector_id)
-        return rpc.GetConnectorResponse(connector=responses.connector(row))
-
-    async def ListConnectors(self, request: rpc.ListConnectorsRequest, context: Context) -> rpc.ListConnectorsResponse:
-        rows, token = await self._page(context, CONNECTORS, request)
-        return rpc.ListConnectorsResponse(connectors=[responses.connector(r) for r in rows], next_page_token=token)
-
-    async def UpdateConnector(
-        self, request: rpc.UpdateConnectorRequest, context: Context
-    ) -> rpc.UpdateConnectorResponse:
-        values, secret = responses.connector_changes(request)
-        row = await self._update(context, CONNECTORS, request.connector_id, values, secret)
-        return rpc.UpdateConnectorResponse(connector=responses.connector(row))
-
-    async def DeleteConnector(
-        self, request: rpc.DeleteConnectorRequest, context: Context
-    ) -> rpc.DeleteConnectorResponse:
-        row = await self._move(context, CONNECTORS, request.connector_id, "delete")
-        return rpc.DeleteConnectorResponse(connector=responses.connector(row))
-
-    async def EnableConnector(
-        self, request: rpc.EnableConnectorRequest, context: Context
-    ) -> rpc.EnableConnectorResponse:
-        row = await self._move(context, CONNECTORS, request.connector_id, "enable")
-        return rpc.EnableConnectorResponse(connector=responses.connector(row))
-
-    async def DisableConnector(
-        self, request: rpc.DisableConnectorRequest, context: Context
-    ) -> rpc.DisableConnectorResponse:
-        row = await self._move(context, CONNECTORS, request.connector_id, "disable")
-        return rpc.DisableConnectorResponse(connector=responses.connector(row))
-
-    async def TestConnector(self, request: rpc.TestConnectorRequest, context: Context) -> rpc.TestConnectorResponse:
-        row = await self._test(context, CONNECTORS, request.connector_id)
-        return rpc.TestConnectorResponse(connector=responses.connector(row))
-
-    async def CreateDatasource(
-        self, request: rpc.CreateDatasourceRequest, context: Context
-    ) -> rpc.CreateDatasourceResponse:
-        row, secret = responses.new_datasource(request)
-        row = await self._create(context, DATASOURCES, row, secret)
-        return rpc.CreateDatasourceResponse(datasource=responses.datasource(row))
-
-    async def GetDatasource(self, request: rpc.GetDatasourceRequest, context: Context) -> rpc.GetDatasourceResponse:
-        row = await self._get(context, DATASOURCES, request.source_id)
-        return rpc.GetDatasourceResponse(datasource=responses.datasource(row))
-
-    async def ListDatasources(
-        self, request: rpc.ListDatasourcesRequest, context: Context
-    ) -> rpc.ListDatasourcesResponse:
-        rows, token = await self._page(context, DATASOURCES, request)
-        return rpc.ListDatasourcesResponse(datasources=[responses.datasource(r) for r in rows], next_page_token=token)
-
-    async def UpdateDatasource(
-        self, request: rpc.UpdateDatasourceRequest, context: Context
-    ) -> rpc.UpdateDatasourceResponse:
-        values, secret = responses.datasource_changes(request)
-        row = await self._update(context, DATASOURCES, request.source_id, values, secret)
-        return rpc.UpdateDatasourceResponse(datasource=responses.datasource(row))
-
-    async def DeleteDatasource(
-        self, request: rpc.DeleteDatasourceRequest, context: Context
-    ) -> rpc.DeleteDatasourceResponse:
-        row = await self._move(context, DATASOURCES, request.source_id, "delete")
-        return rpc.DeleteDatasourceResponse(datasource=responses.datasource(row))
-
-    async def EnableDatasource(
-        self, request: rpc.EnableDatasourceRequest, context: Context
-    ) -> rpc.EnableDatasourceResponse:
-        row = await self._move(context, DATASOURCES, request.source_id, "enable")
-        return rpc.EnableDatasourceResponse(datasource=responses.datasource(row))
-
-    async def DisableDatasource(
-        self, request: rpc.DisableDatasourceRequest, context: Context
-    ) -> rpc.DisableDatasourceResponse:
-        row = await self._move(context, DATASOURCES, request.source_id, "disable")
-        return rpc.DisableDatasourceResponse(datasource=responses.datasource(row))
-
-    async def TestDatasource(self, request: rpc.TestDatasourceRequest, context: Context) -> rpc.TestDatasourceResponse:
-        row = await self._test(context, DATASOURCES, request.source_id)
-        return rpc.TestDatasourceResponse(datasource=responses.datasource(row))
-
     async def _create(self, context: Context, kind: Kind, row: Any, secret: str) -> Any:
-        who = caller(context)
+        who = _manager(context)
         async with self._sessions.begin() as session:
             row = await resources.create(session, self._keyring, who, kind, row, secret)
         await created(context)
         return row
 
     async def _get(self, context: Context, kind: Kind, row_id: str) -> Any:
-        tenant_id = caller(context).tenant()
+        tenant_id = _reader(context).tenant()
         async with self._sessions() as session:
             return await repository.get(session, kind.model, tenant_id, kind.id(row_id))
 
     async def _integrations(self, context: Context, request: Any, page: paging.Page) -> tuple[list[Integration], int]:
         """One page (plus the row after it) and the total of the live integrations the filters select."""
-        filters, tenant_id = responses.integration_filters(request), caller(context).tenant()
+        filters, tenant_id = responses.integration_filters(request), _reader(context).tenant()
         async with self._sessions() as session:
             rows = await repository.page(session, Integration, tenant_id, filters, page)
             return rows, await repository.count(session, Integration, tenant_id, filters)
 
     async def _page(self, context: Context, kind: Kind, request: Any) -> tuple[list[Any], str]:
         status = validation.one_of("status", request.status.strip().lower(), ("", *kind.lifecycle.statuses))
-        page, tenant_id = paging.request(request.page_token, request.page_size), caller(context).tenant()
+        page, tenant_id = paging.request(request.page_token, request.page_size), _reader(context).tenant()
         async with self._sessions() as session:
             rows = await repository.page(session, kind.model, tenant_id, {"status": status}, page)
         rows, token, _ = page.cut(rows)
         return rows, token
 
     async def _update(self, context: Context, kind: Kind, row_id: str, values: dict[str, Any], secret: str) -> Any:
-        who, row_id = caller(context), kind.id(row_id)
+        who, row_id = _manager(context), kind.id(row_id)
         async with self._sessions.begin() as session:
             row = await resources.update(session, self._keyring, who, kind, row_id, values, secret)
         await self._changed(row.tenant_id)
         return row
 
     async def _move(self, context: Context, kind: Kind, row_id: str, action: str) -> Any:
-        who, row_id = caller(context), kind.id(row_id)
+        who, row_id = _manager(context), kind.id(row_id)
         async with self._sessions.begin() as session:
             row = await resources.move(session, who, kind, row_id, action)
         await self._changed(row.tenant_id)
         return row
 
     async def _test(self, context: Context, kind: Kind, row_id: str) -> Any:
-        who, row_id = caller(context), kind.id(row_id)
+        who, row_id = _manager(context), kind.id(row_id)
         # Two transactions: no connection or lock is held while the probe (an outbound call) waits on a remote.
         async with self._sessions() as session:
             row, secret = await resources.testable(
-                session, self._keyring, who.tenant(), kind, row_id, dev=self._settings.dev
+                session, self._keyring, who.tenant(), kind, row_id, self._env_allowed
             )
         outcome = await probes.check(self._guard, self._settings.probe_timeout_seconds, row, secret)
         async with self._sessions.begin() as session:
@@ -269,3 +240,17 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         """After the commit: onboarding re-reads the tenant's activation evidence."""
         evidence = Evidence(tenant_id=tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_CONNECTOR_CHANGED)
         await self._onboarding.tell(evidence, tenant_id)
+
+
+def _manager(context: Context) -> Principal:
+    """Create, update, delete, enable, disable and test (which sends the stored credential out): owners
+    and admins."""
+    who = caller(context)
+    who.require_role(*MANAGERS)
+    return who
+
+
+def _reader(context: Context) -> Principal:
+    who = caller(context)
+    who.require_role(*READERS)
+    return who

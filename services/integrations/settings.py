@@ -13,8 +13,11 @@ DEV_KEK = SecretStr(base64.b64encode(b"aos-dev-only-key-encryption-key!").decode
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTEGRATIONS_", frozen=True)
 
-    # "dev" allows the dev KEK, env:// credential references and outbound checks to loopback.
+    # "dev" allows the dev KEK and outbound checks to loopback.
     environment: str = "dev"
+    # Environment variables a tenant may name as `credential_ref: env://NAME` (env: a JSON list). Empty by
+    # default: a tenant must never choose which of this process's variables is sent to its URL.
+    env_credential_allowlist: frozenset[str] = frozenset()
     # Key-encryption keys by id (env: JSON object of id → base64 32 bytes). Keep retired KEKs here until
     # `rotate-kek` has re-wrapped every data key under active_kek.
     keks: dict[str, SecretStr] = Field(default_factory=lambda: {DEV_KEK_ID: DEV_KEK})

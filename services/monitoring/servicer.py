@@ -13,15 +13,13 @@ from aos.monitoring.v1 import monitoring_service_pb2_grpc
 from services.common import validation
 from services.common.errors import NotFound
 from services.common.interceptors import request_id
-from services.common.principal import Principal, caller
+from services.common.principal import MANAGERS, WRITERS, Principal, caller
 from services.common.server import created
 from services.monitoring import incidents, ingest, policy, queries, repository, requests, responses, runs, tenants
 from services.monitoring.models import Incident, Run
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 Sessions: TypeAlias = async_sessionmaker[AsyncSession]
-WRITERS = ("owner", "admin", "member")
-MANAGERS = ("owner", "admin")
 T = TypeVar("T")
 
 

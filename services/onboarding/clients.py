@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from aos.account.v1 import account_pb2 as account_pb
 from aos.account.v1 import account_service_pb2 as account_rpc
 from aos.account.v1 import account_service_pb2_grpc
 from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
@@ -140,6 +141,12 @@ class Clients:
         request = account_rpc.GetTenantRequest(tenant_id=tenant_id)
         tenant = (await self.account.call(lambda stub: stub.GetTenant, request, self.timeout, tenant_id)).tenant
         return tenant.created_at.ToDatetime(UTC) if tenant.HasField("created_at") else None
+
+    async def resolve_member(self, org_id: str, user_id: str) -> tuple[str, str]:
+        """(tenant id, role) of the user in the organisation's tenant; NotFound when there is none."""
+        request = account_rpc.ResolveMemberRequest(org_id=org_id, user_id=user_id)
+        reply = await self.account.call(lambda stub: stub.ResolveMember, request, self.timeout)
+        return reply.tenant_id, account_pb.Role.Name(reply.role).removeprefix("ROLE_").lower()
 
     async def record_attestation(
         self, tenant_id: str, version: str, language: str, client_id: str

@@ -38,6 +38,10 @@ FIRST_KEY = "first_api_key_created"
 HANDSHAKE = "first_sdk_handshake"
 
 
+def _field(event: event_pb2.Event, name: str) -> str:
+    return event.payload.fields[name].string_value if name in event.payload.fields else ""
+
+
 class Evidence:
     """Owns the transactions of the moves evidence earns: a fresh read, the sources asked outside any
     transaction, then one write holding the move and the promotion."""
@@ -48,8 +52,10 @@ class Evidence:
         cache: states.Cache,
         clients: Clients,
         forget_key: Callable[[str], None],
+        forget_member: Callable[[str], None],
     ) -> None:
-        self._sessions, self._cache, self._clients, self._forget_key = sessions, cache, clients, forget_key
+        self._sessions, self._cache, self._clients = sessions, cache, clients
+        self._forget_key, self._forget_member = forget_key, forget_member
 
     async def handle(self, event: event_pb2.Event) -> None:
         """One event of a producer's EventLog."""
@@ -57,9 +63,15 @@ class Evidence:
         if event.event_type == "tenant.created":
             async with self._sessions.begin() as session:
                 await repository.ensure(session, tenant, event.occurred_at.ToDatetime(tzinfo=UTC))
+            self._forget_member(_field(event, "owner_id"))  # the owner asked before signing up: not a member then
             return
         if event.event_type.startswith("tenant."):
             self._cache.drop(tenant)
+            return
+        if event.event_type.startswith("member."):  # a role given, changed or taken away: the gate asks again
+            self._forget_member(
+                event.payload.fields["user_id"].string_value if "user_id" in event.payload.fields else ""
+            )
             return
         kind = KINDS.get(event.event_type)
         if kind is None:
@@ -68,8 +80,7 @@ class Evidence:
             # Repairs a handshake whose attestation was written but whose transition was not.
             await self.move(tenant, State.SDK_CONNECTED, HANDSHAKE, Actor("system", HANDSHAKE))
             return
-        key_id = event.payload.fields["key_id"].string_value if "key_id" in event.payload.fields else ""
-        await self.apply(tenant, kind, key_id)
+        await self.apply(tenant, kind, _field(event, "key_id"))
 
     async def apply(self, tenant_id: str, kind: int, key_id: str) -> tuple[State, bool]:
         """One piece of evidence (a producer's notification or event): the state reached and whether it moved."""

@@ -7,10 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.onboarding.v1 import onboarding_service_pb2, onboarding_service_pb2_grpc
 from services.common import db, events, follow, server
-from services.onboarding import models, states
+from services.onboarding import identity, models, states
 from services.onboarding.clients import ME, Clients
 from services.onboarding.evidence import Evidence
 from services.onboarding.gate import Gate
+from services.onboarding.keyguard import KeyGuard
 from services.onboarding.servicer import OnboardingServicer
 from services.onboarding.settings import Settings
 
@@ -40,6 +41,23 @@ def _followers(
     ]
 
 
+def _keys(settings: Settings, clients: Clients) -> KeyGuard:
+    return KeyGuard(
+        clients.verify_key,
+        clients.record_key_usage,
+        cache_seconds=settings.cache_seconds,
+        negative_seconds=settings.negative_cache_seconds,
+        failures_per_second=settings.key_failures_per_second,
+        failures_burst=settings.key_failures_burst,
+    )
+
+
+def _claims(settings: Settings) -> identity.Claims:
+    """The identity provider's claim names and token rules, as configured (the Settings fields of the same names)."""
+    names = identity.Claims.__dataclass_fields__.keys() & Settings.model_fields.keys()
+    return identity.Claims(**{name: getattr(settings, name) for name in names})
+
+
 def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     """Composition root: servicers, the edge gate and the followers of the configured peers' event logs.
 
@@ -50,8 +68,15 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
         settings.account_addr, settings.api_keys_addr, settings.integrations_addr, settings.peer_timeout_seconds
     )
     cache = states.Cache(sessions, settings.cache_seconds)
-    gate = Gate(sessions, cache, clients, settings.cache_seconds)
-    evidence = Evidence(sessions, cache, clients, gate.forget_key)
+    gate = Gate(
+        sessions,
+        cache,
+        clients,
+        _keys(settings, clients),
+        identity.Members(clients, settings.cache_seconds),
+        _claims(settings),
+    )
+    evidence = Evidence(sessions, cache, clients, gate.keys.forget_key, gate.members.forget)
     svc = server.create("aos.onboarding", NAMES, engine, settings.metrics_port)
     onboarding_service_pb2_grpc.add_OnboardingServiceServicer_to_server(
         OnboardingServicer(sessions, cache, clients, evidence, settings), svc.server
@@ -62,7 +87,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     for follower in followers:
         follower.start()
     reporter = (
-        asyncio.get_running_loop().create_task(gate.report_usage_forever(settings.cache_seconds / 2))
+        asyncio.get_running_loop().create_task(gate.keys.report_usage_forever(settings.cache_seconds / 2))
         if settings.api_keys_addr
         else None
     )
@@ -73,7 +98,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
-            await gate.report_usage()  # after the server drained: the last cached uses are not lost
+            await gate.keys.report_usage()  # after the server drained: the last cached uses are not lost
         await clients.close()
 
     svc.on_stop.append(_stop)

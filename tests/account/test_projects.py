@@ -167,9 +167,9 @@ async def test_50_concurrent_creates_emit_a_gapless_sequence(
     async with engines["account"].begin() as conn:  # no tenant.created event: the stream starts empty
         await conn.execute(
             text(
-                "INSERT INTO tenant (id, name, slug, plan, status, max_workers, max_runs_per_day, max_concurrent_runs, "
-                "max_tokens_per_month, max_api_keys, created_by) VALUES (:t, 'Race', :t, 'free', 'active', 3, 100, 5, "
-                "1000000, 5, 'test')"
+                "INSERT INTO tenant (id, org_id, name, slug, plan, status, max_workers, max_runs_per_day, "
+                "max_concurrent_runs, max_tokens_per_month, max_api_keys, created_by) "
+                "VALUES (:t, :t, 'Race', :t, 'free', 'active', 3, 100, 5, 1000000, 5, 'test')"
             ),
             {"t": tenant},
         )

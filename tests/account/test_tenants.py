@@ -102,3 +102,43 @@ async def test_a_suspended_tenant_cannot_create_projects(account: Any, tenant: s
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await account.CreateProject(rpc.CreateProjectRequest(name="p"), metadata=human(tenant), timeout=5)
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (rpc.CreateTenantRequest(name="ok", plan=99), "plan"),  # issue 11: 500 before (the enum was out of range)
+        (rpc.CreateTenantRequest(name="ok", plan=-1), "plan"),
+        (rpc.CreateTenantRequest(name="Acme\u202egnp.exe"), "name"),
+        (rpc.CreateTenantRequest(name="Ac\u200bme"), "name"),
+    ],
+)
+async def test_out_of_range_enums_and_hidden_characters_are_refused(account: Any, request_: Any, field: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await account.CreateTenant(request_, metadata=human(), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and caught.value.details().startswith(f"{field}:")
+
+
+async def test_signups_are_limited_per_user(account: Any) -> None:
+    user = f"serial-{uuid.uuid4().hex[:8]}"
+    for i in range(5):
+        await account.CreateTenant(rpc.CreateTenantRequest(name=f"T{i}"), metadata=human(user=user), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await account.CreateTenant(rpc.CreateTenantRequest(name="T6"), metadata=human(user=user), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "at most 5 tenants" in caught.value.details()
+    # Another user is not affected.
+    await account.CreateTenant(rpc.CreateTenantRequest(name="Other"), metadata=human(), timeout=5)
+
+
+async def test_concurrent_signups_of_one_user_never_pass_the_limit(account: Any, tenant: str) -> None:
+    user = f"burst-{uuid.uuid4().hex[:8]}"
+    outcomes = await asyncio.gather(
+        *(
+            account.CreateTenant(rpc.CreateTenantRequest(name=f"B{i}"), metadata=human(user=user), timeout=15)
+            for i in range(9)
+        ),
+        return_exceptions=True,
+    )
+    refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(outcomes) - len(refused) == 5
+    assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}

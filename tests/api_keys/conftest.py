@@ -32,6 +32,16 @@ async def create(keys: Any, tenant: str, name: str = "ci", role: str = "owner", 
     )
 
 
+def api_key_caller(tenant: str, scopes: str) -> tuple[tuple[str, str], ...]:
+    """Caller metadata as the gateway sets it for an API key holding `scopes` (comma-separated)."""
+    return (
+        ("x-aos-actor-type", "api_key"),
+        ("x-aos-actor-id", "caller-key"),
+        ("x-aos-tenant-id", tenant),
+        ("x-aos-scopes", scopes),
+    )
+
+
 async def verify(stub: Any, secret: str) -> Any:
     return await stub.VerifyApiKey(rpc.VerifyApiKeyRequest(secret=secret), metadata=service(), timeout=5)
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
-from tests.api_keys.conftest import create, sql, verify
+from tests.api_keys.conftest import api_key_caller, create, sql, verify
 from tests.conftest import human
 
 
@@ -79,24 +79,49 @@ async def test_members_and_viewers_may_not_create(keys: Any, tenant: str, role: 
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
-def api_key_caller(tenant: str, scopes: str) -> tuple[tuple[str, str], ...]:
-    return (
-        ("x-aos-actor-type", "api_key"),
-        ("x-aos-actor-id", "some-key"),
-        ("x-aos-tenant-id", tenant),
-        ("x-aos-scopes", scopes),
-    )
-
-
 @pytest.mark.parametrize(("scopes", "allowed"), [("keys:create", True), ("keys:*", True), ("run:*,keys:read", False)])
 async def test_api_keys_need_a_keys_scope(keys: Any, tenant: str, scopes: str, allowed: bool) -> None:
-    call = keys.CreateApiKey(rpc.CreateApiKeyRequest(name="k"), metadata=api_key_caller(tenant, scopes), timeout=5)
+    request = rpc.CreateApiKeyRequest(name="k", permissions=["keys:create"])
+    call = keys.CreateApiKey(request, metadata=api_key_caller(tenant, scopes), timeout=5)
     if allowed:
         assert (await call).key
     else:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
         assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize(
+    ("held", "granted"),
+    [
+        ("keys:create", ["*"]),  # issue 11: a keys:create key minted a * key
+        ("keys:create", []),  # the defaults (run:*, read:*) are scopes too
+        ("keys:create", ["keys:create", "keys:revoke"]),
+        ("keys:*,run:x", ["run:*"]),
+        ("keys:create,read:*", ["read:*", "run:x"]),
+    ],
+)
+async def test_a_key_grants_only_scopes_it_holds(
+    keys: Any, tenant: str, engines: dict[str, AsyncEngine], held: str, granted: list[str]
+) -> None:
+    request = rpc.CreateApiKeyRequest(name="escalate", permissions=granted)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await keys.CreateApiKey(request, metadata=api_key_caller(tenant, held), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED and "lacks scope" in caught.value.details()
+    assert (await sql(engines, "SELECT count(*) FROM api_key WHERE tenant_id = :t", t=tenant))[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("held", "granted"), [("*", ["*"]), ("keys:*,run:*", ["run:*", "keys:read"]), ("keys:create,run:*,read:*", [])]
+)
+async def test_a_key_grants_scopes_it_holds(keys: Any, tenant: str, held: str, granted: list[str]) -> None:
+    request = rpc.CreateApiKeyRequest(name="delegate", permissions=granted)
+    made = await keys.CreateApiKey(request, metadata=api_key_caller(tenant, held), timeout=5)
+    assert made.key and list(made.permissions) == (granted or ["run:*", "read:*"])
+
+
+async def test_humans_grant_any_scope(keys: Any, tenant: str) -> None:
+    assert list((await create(keys, tenant, role="admin", permissions=["*"])).permissions) == ["*"]
 
 
 async def test_twenty_concurrent_creates_against_a_quota_of_five(

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
-from tests.api_keys.conftest import create, verify
+from tests.api_keys.conftest import api_key_caller, create, verify
 from tests.conftest import human
 
 
@@ -38,3 +38,16 @@ async def test_revoked_keys_stay_revoked(keys: Any, tenant: str) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
         assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_key_enables_only_keys_within_its_own_scopes(keys: Any, tenant: str) -> None:
+    """Enabling grants a key's scopes again, so it follows the rule of create: a key hands on only what it holds."""
+    broad = await create(keys, tenant, permissions=["*"])
+    await keys.DisableApiKey(rpc.DisableApiKeyRequest(key_id=broad.id), metadata=human(tenant), timeout=5)
+    request = rpc.EnableApiKeyRequest(key_id=broad.id)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await keys.EnableApiKey(request, metadata=api_key_caller(tenant, "keys:create"), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert (await verify(keys, broad.key)).code == rpc.VERIFY_CODE_DISABLED
+    enabled = await keys.EnableApiKey(request, metadata=api_key_caller(tenant, "*"), timeout=5)
+    assert enabled.api_key.status == "ACTIVE"

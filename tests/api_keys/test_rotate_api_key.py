@@ -1,3 +1,4 @@
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -6,7 +7,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
-from tests.api_keys.conftest import create, sql, verify
+from tests.api_keys.conftest import api_key_caller, create, sql, verify
 from tests.conftest import human
 
 
@@ -57,3 +58,52 @@ async def test_a_revoked_key_cannot_be_rotated(keys: Any, tenant: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await rotate(keys, tenant, old.id)
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize("held", ["keys:create,keys:revoke", "keys:*,run:*", "keys:*,run:*,read:x"])
+async def test_a_key_cannot_rotate_a_key_with_scopes_it_lacks(
+    keys: Any, tenant: str, engines: dict[str, AsyncEngine], held: str
+) -> None:
+    """Issue 11: a keys:create+keys:revoke key rotated an owner's * key and received its new secret."""
+    for victim in (await create(keys, tenant, permissions=["*"]), await create(keys, tenant)):
+        request = rpc.RotateApiKeyRequest(key_id=victim.id)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await keys.RotateApiKey(request, metadata=api_key_caller(tenant, held), timeout=5)
+        assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert (await verify(keys, victim.key)).code == rpc.VERIFY_CODE_VALID
+    rows = await sql(engines, "SELECT count(*), count(rotated_to) FROM api_key WHERE tenant_id = :t", t=tenant)
+    assert tuple(rows[0]) == (2, 0)  # no successor, no new secret
+
+
+async def test_a_key_holding_every_scope_rotates(keys: Any, tenant: str) -> None:
+    old = await create(keys, tenant, permissions=["run:x", "read:*"])
+    request = rpc.RotateApiKeyRequest(key_id=old.id)
+    rotated = await keys.RotateApiKey(request, metadata=api_key_caller(tenant, "keys:*,run:*,read:*"), timeout=5)
+    assert rotated.key and list(rotated.api_key.permissions) == ["run:x", "read:*"]
+
+
+async def test_rotation_counts_against_the_quota_during_the_grace_period(
+    keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+) -> None:
+    made = [await create(keys, tenant, name=f"k{i}") for i in range(5)]  # the free plan's 5
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await rotate(keys, tenant, made[0].id)
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (caught.value.details() or "").startswith("API key limit exceeded: ")
+    rows = await sql(engines, "SELECT count(*) FROM api_key WHERE tenant_id = :t", t=tenant)
+    assert rows[0][0] == 5
+    swapped = await rotate(keys, tenant, made[0].id, grace_period_hours=0)  # no grace: one key for one
+    assert swapped.key and (await verify(keys, made[0].key)).code == rpc.VERIFY_CODE_EXPIRED
+
+
+async def test_concurrent_rotations_never_pass_the_quota(
+    keys: Any, tenant: str, engines: dict[str, AsyncEngine]
+) -> None:
+    made = [await create(keys, tenant, name=f"k{i}") for i in range(4)]  # one free slot of 5
+    outcomes = await asyncio.gather(*(rotate(keys, tenant, k.id) for k in made), return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(outcomes) - len(refused) == 1
+    assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    valid = "status = 'active' AND (expires_at IS NULL OR expires_at > now())"
+    rows = await sql(engines, f"SELECT count(*) FROM api_key WHERE tenant_id = :t AND {valid}", t=tenant)
+    assert rows[0][0] == 5

@@ -58,9 +58,9 @@ async def test_an_invalid_event_fails_the_write_and_leaves_no_row(engines: dict[
         async with sessions.begin() as session:
             await session.execute(
                 text(
-                    "INSERT INTO tenant (id, name, slug, plan, status, max_workers, max_runs_per_day, "
+                    "INSERT INTO tenant (id, org_id, name, slug, plan, status, max_workers, max_runs_per_day, "
                     "max_concurrent_runs, max_tokens_per_month, max_api_keys, created_by) "
-                    "VALUES (:t, 'n', :t, 'free', 'active', 1, 1, 1, 1, 1, 'test')"
+                    "VALUES (:t, :t, 'n', :t, 'free', 'active', 1, 1, 1, 1, 1, 'test')"
                 ),
                 {"t": tenant},
             )

@@ -5,8 +5,10 @@ NetworkPolicies that admit exactly the gateway and the named peers."""
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -222,35 +224,94 @@ def test_gateway_config_routes_to_the_services(rendered: dict[str, list[dict[str
     text = config_map["data"]["envoy.yaml"]
     pod = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-    assert f"{mounts['jwks']}/jwks.json" in text and f"{mounts['config']}/aos.binpb" in text
+    assert f"{mounts['config']}/aos.binpb" in text
     openapi = manifests.ROOT / "gateway" / "openapi.json"
     if openapi.exists():  # served by the gateway from the mounted copy
         assert config_map["data"]["openapi.json"] == openapi.read_text()
         assert f"{mounts['config']}/openapi.json" in text
     assert "gateway/" not in text, "no path of the source tree is left in the pod's config"
-    assert pod["containers"][0]["args"][:3] == ["envoy", "-c", f"{mounts['config']}/envoy.yaml"]
+    # Envoy runs the config the init container rendered from the ConfigMap's, with the identity provider in.
+    (init,) = pod["initContainers"]
+    assert init["args"] == [
+        "python",
+        "-m",
+        "gateway.identity",
+        f"{mounts['config']}/envoy.yaml",
+        f"{mounts['rendered']}/envoy.yaml",
+    ]
+    assert pod["containers"][0]["args"][:3] == ["envoy", "-c", f"{mounts['rendered']}/envoy.yaml"]
 
 
-def test_envoy_accepts_the_gateway_config(tmp_path: Path, rendered: dict[str, list[dict[str, Any]]]) -> None:
-    """`envoy --mode validate` on the ConfigMap's config, its mounts laid out in a temporary folder."""
-    config_map = one(rendered["prod"], "ConfigMap", "gateway-config")
-    text = (
-        config_map["data"]["envoy.yaml"]
-        .replace(manifests.ENVOY_DIR, str(tmp_path))
-        .replace(manifests.JWKS_DIR, str(tmp_path))
-    )
+def _filled(tmp_path: Path, config_map: dict[str, Any], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The gateway pod's start on this machine: the ConfigMap's files laid out in a temporary folder, then the
+    init container's `python -m gateway.identity` with `env`, writing tmp_path/run.yaml."""
     for key, value in config_map["data"].items():
-        (tmp_path / key).write_text(value)
-    (tmp_path / "envoy.yaml").write_text(text)
+        (tmp_path / key).write_text(value.replace(manifests.ENVOY_DIR, str(tmp_path)))
     (tmp_path / "aos.binpb").write_bytes(base64.b64decode(config_map["binaryData"]["aos.binpb"]))
-    (tmp_path / "jwks.json").write_text(devauth.ensure_keys(tmp_path / "keys").read_text())
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.identity", str(tmp_path / "envoy.yaml"), str(tmp_path / "run.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=manifests.ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AOS_IDP_")} | env,
+    )
+
+
+@pytest.mark.parametrize("source", ["file", "uri"])
+def test_envoy_accepts_the_gateway_config(
+    tmp_path: Path, rendered: dict[str, list[dict[str, Any]]], source: str
+) -> None:
+    """`envoy --mode validate` on the config the prod pod runs: the ConfigMap's, with a provider filled in
+    (validation fetches nothing: no traffic leaves the machine)."""
+    config_map = one(rendered["prod"], "ConfigMap", "gateway-config")
+    jwks = devauth.ensure_keys(tmp_path / "keys")
+    keys = (
+        {"AOS_IDP_JWKS_PATH": str(jwks)} if source == "file" else {"AOS_IDP_JWKS_URI": "https://idp.example.test/jwks"}
+    )
+    filled = _filled(
+        tmp_path, config_map, {"AOS_IDP_ISSUER": "https://idp.example.test/", "AOS_IDP_AUDIENCES": "aos-api"} | keys
+    )
+    assert filled.returncode == 0, filled.stderr
+    run = yaml.safe_load((tmp_path / "run.yaml").read_text())
+    (provider,) = _jwt_providers(run)
+    assert provider["issuer"] == "https://idp.example.test/" and provider["audiences"] == ["aos-api"]
     result = subprocess.run(
-        [str(stack.BIN / "envoy"), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
+        [str(stack.BIN / "envoy"), "--mode", "validate", "-c", str(tmp_path / "run.yaml")],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _jwt_providers(bootstrap: dict[str, Any]) -> list[dict[str, Any]]:
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    (jwt_filter,) = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.jwt_authn"]
+    return list(jwt_filter["typed_config"]["providers"].values())
+
+
+def test_prod_takes_the_identity_provider_from_configuration(
+    tmp_path: Path, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    prod, dev = rendered["prod"], rendered["dev"]
+    text = kustomize.dump(prod)
+    assert "aos-dev" not in text and "jwks.json" not in text, "no dev issuer or dev key file in prod"
+    assert find(prod, "ConfigMap", manifests.IDENTITY_CONFIG) == [], "the deployment provides its own"
+    pods_reading = {
+        name
+        for name, spec in pod_specs(prod)
+        for container in [*spec.get("initContainers", []), *spec["containers"]]
+        if {"configMapRef": {"name": manifests.IDENTITY_CONFIG}} in container.get("envFrom", [])
+    }
+    assert pods_reading == {"gateway", "onboarding"}  # Envoy's provider, the gate's claim names
+    # The ConfigMap's config names no provider until the pod fills one in, and the filler has no default.
+    (provider,) = _jwt_providers(yaml.safe_load(one(prod, "ConfigMap", "gateway-config")["data"]["envoy.yaml"]))
+    assert provider["issuer"] == "$AOS_IDP_ISSUER"
+    unset = _filled(tmp_path, one(prod, "ConfigMap", "gateway-config"), {})
+    assert unset.returncode != 0 and "issuer" in unset.stderr
+    identity = one(dev, "ConfigMap", manifests.IDENTITY_CONFIG)["data"]
+    assert identity["AOS_IDP_ISSUER"] == "aos-dev"  # dev names the dev provider itself
 
 
 def test_prod_uses_one_database_and_role_per_service(rendered: dict[str, list[dict[str, Any]]]) -> None:

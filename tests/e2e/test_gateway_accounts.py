@@ -9,11 +9,14 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from google.protobuf.descriptor import FieldDescriptor
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.account.v1 import account_service_pb2 as rpc
 from aos.account.v1 import account_service_pb2_grpc
+from aos.api_keys.v1 import api_keys_service_pb2
+from aos.integrations.v1 import integrations_service_pb2
 from cli import devauth, gen
 from tests.conftest import Gateway
 
@@ -155,3 +158,95 @@ async def test_the_gateway_serves_the_committed_openapi_document(http: httpx.Asy
     assert "/v1/tenants/{tenant_id}:suspend" in document["paths"]
     internal = [p for p in document["paths"] if "Evidence" in p or "Attestation" in p]
     assert internal == []
+
+
+async def team(
+    http: httpx.AsyncClient, gateway: Gateway, role: str
+) -> tuple[str, str, dict[str, str], str, dict[str, str]]:
+    """A tenant, its owner (user id, token) and a second member added by the owner with `role` (user id,
+    token). The edge reads the member's role from account, where AddMember recorded it."""
+    owner = f"owner-{time.monotonic_ns()}"
+    reply = await http.post("/v1/tenants", json={"name": "Team"}, headers=gateway.token(owner))
+    assert reply.status_code == 201, reply.text
+    tenant = reply.json()["tenant"]["tenant_id"]
+    owner_auth = gateway.token(owner, tenant=tenant)
+    user = f"{role}-{time.monotonic_ns()}"
+    body = {"user_id": user, "email": f"{user}@example.com", "role": f"ROLE_{role.upper()}"}
+    added = await http.post("/v1/members", json=body, headers=owner_auth)
+    assert added.status_code == 200, added.text
+    return tenant, owner, owner_auth, user, gateway.token(user, tenant=tenant)
+
+
+async def member_roles(http: httpx.AsyncClient, auth: dict[str, str]) -> dict[str, str]:
+    listed = await http.get("/v1/members", headers=auth)
+    assert listed.status_code == 200, listed.text
+    return {m["user_id"]: m["role"] for m in listed.json()["members"]}
+
+
+async def test_an_admin_cannot_demote_or_remove_the_owner(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    """Issue 11: an admin demoted the owner to viewer."""
+    _, owner, owner_auth, admin, admin_auth = await team(http, gateway, "admin")
+    before = await member_roles(http, owner_auth)
+    assert before[owner] == "ROLE_OWNER"
+    demote = {"user_id": owner, "email": f"{owner}@example.com", "role": "ROLE_VIEWER"}
+    assert (await http.post("/v1/members", json=demote, headers=admin_auth)).status_code == 403
+    assert (await http.delete(f"/v1/members/{owner}", headers=admin_auth)).status_code == 403
+    promote = {"user_id": admin, "email": f"{admin}@example.com", "role": "ROLE_OWNER"}
+    assert (await http.post("/v1/members", json=promote, headers=admin_auth)).status_code == 403
+    assert await member_roles(http, owner_auth) == before
+    last = await http.delete(f"/v1/members/{owner}", headers=owner_auth)
+    assert last.status_code == 400 and "last owner" in last.json()["message"]
+    removed = await http.delete(f"/v1/members/{admin}", headers=owner_auth)
+    assert removed.status_code == 200 and removed.json()["member"]["role"] == "ROLE_ADMIN"
+    assert await member_roles(http, owner_auth) == {owner: "ROLE_OWNER"}
+
+
+async def test_out_of_range_enums_are_400_naming_the_field(
+    http: httpx.AsyncClient, gateway: Gateway, engines: dict[str, AsyncEngine]
+) -> None:
+    """Issue 11: the transcoder passes numeric enums through; these answered 500."""
+    tenant, auth = await signup(http, gateway, "Enums")
+    member = await http.post("/v1/members", json={"user_id": "u", "email": "u@example.com", "role": 99}, headers=auth)
+    assert member.status_code == 400 and member.json()["message"].startswith("role:"), member.text
+    plan = await http.post("/v1/tenants", json={"name": "Plan 99", "plan": 99}, headers=gateway.token())
+    assert plan.status_code == 400 and plan.json()["message"].startswith("plan:"), plan.text
+    async with engines["account"].connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM tenant WHERE name = 'Plan 99'), (SELECT count(*) FROM member "
+                "WHERE tenant_id = :t)"
+            ),
+            {"t": tenant},
+        )
+        assert tuple(found.one()) == (0, 1)
+
+
+WELL_KNOWN = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
+
+
+def test_every_enum_field_of_every_request_is_one_the_services_check() -> None:
+    """The two enum fields customers can send are checked above; a new one must be checked (and listed)."""
+
+    def enums(message: Any, seen: frozenset[str] = frozenset()) -> set[str]:
+        found = set()
+        for field in message.fields:
+            if field.type == FieldDescriptor.TYPE_ENUM:
+                found.add(f"{message.name}.{field.name}")
+            elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in seen | WELL_KNOWN:
+                found |= enums(field.message_type, seen | {field.message_type.full_name})
+        return found
+
+    requests = set()
+    for module in (rpc, api_keys_service_pb2, integrations_service_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                requests |= enums(method.input_type)
+    assert requests == {"CreateTenantRequest.plan", "AddMemberRequest.role"}
+
+
+async def test_signups_are_limited_per_user(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    founder = gateway.token(f"serial-{time.monotonic_ns()}")
+    for i in range(5):
+        assert (await http.post("/v1/tenants", json={"name": f"Co {i}"}, headers=founder)).status_code == 201
+    sixth = await http.post("/v1/tenants", json={"name": "Co 6"}, headers=founder)
+    assert sixth.status_code == 429 and "at most 5 tenants" in sixth.json()["message"], sixth.text

@@ -16,12 +16,13 @@ from tests.conftest import Gateway
 pytestmark = pytest.mark.e2e
 
 
-async def signup(http: httpx.AsyncClient, gateway: Gateway, role: str = "owner") -> tuple[str, dict[str, str]]:
+async def signup(http: httpx.AsyncClient, gateway: Gateway) -> tuple[str, dict[str, str]]:
+    """A new tenant and its owner's auth headers (signup made them the owner)."""
     user = f"owner-{time.monotonic_ns()}"
     reply = await http.post("/v1/tenants", json={"name": "Keys Inc"}, headers=gateway.token(user))
     assert reply.status_code == 201, reply.text
     tenant = reply.json()["tenant"]["tenant_id"]
-    return tenant, gateway.token(user, tenant=tenant, role=role)
+    return tenant, gateway.token(user, tenant=tenant)
 
 
 async def test_create_read_list_and_revoke_through_the_legacy_urls(http: httpx.AsyncClient, gateway: Gateway) -> None:
@@ -94,8 +95,8 @@ async def test_another_tenants_key_is_404_and_stays_active(http: httpx.AsyncClie
 
 
 async def test_viewers_read_but_cannot_manage(http: httpx.AsyncClient, gateway: Gateway) -> None:
-    tenant, _ = await signup(http, gateway)
-    viewer = gateway.token("viewer-1", tenant=tenant, role="viewer")
+    tenant, owner = await signup(http, gateway)
+    viewer = await gateway.member(http, owner, tenant, "viewer")
     assert (await http.post("/tenant/api-keys", json={"name": "v"}, headers=viewer)).status_code == 403
     assert (await http.get("/api-keys", headers=viewer)).status_code == 200
     assert (await http.get("/api-keys")).status_code == 401
@@ -146,3 +147,26 @@ async def test_internal_rpcs_are_refused_at_the_edge(http: httpx.AsyncClient, ga
         headers=auth | {"content-type": "application/grpc"},
     )
     assert reply.status_code == 404 or reply.headers.get("grpc-status") not in (None, "0")
+
+
+async def test_a_key_cannot_mint_or_take_over_broader_keys(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    """Issue 11: a keys:create key created a `*` key; a keys:create+keys:revoke key rotated an owner's `*`
+    key and received its new secret."""
+    _, auth = await signup(http, gateway)
+
+    async def new(name: str, permissions: list[str], headers: dict[str, str]) -> httpx.Response:
+        return await http.post("/v1/api-keys", json={"name": name, "permissions": permissions}, headers=headers)
+
+    owners = (await new("owner", ["*"], auth)).json()
+    creator = {"x-aos-key": (await new("creator", ["keys:create"], auth)).json()["key"]}
+    rotator = {"x-aos-key": (await new("rotator", ["keys:create", "keys:revoke"], auth)).json()["key"]}
+    minted = await new("escalated", ["*"], creator)
+    assert minted.status_code == 403 and "lacks scope *" in minted.json()["message"], minted.text
+    defaults = await http.post("/v1/api-keys", json={"name": "defaults"}, headers=creator)
+    assert defaults.status_code == 403  # the default scopes (run:*, read:*) are not the creator's either
+    taken = await http.post(f"/v1/api-keys/{owners['id']}:rotate", json={}, headers=rotator)
+    assert taken.status_code == 403 and "aos_" not in taken.text, taken.text
+    kept = (await http.get(f"/v1/api-keys/{owners['id']}", headers=auth)).json()
+    assert kept["status"] == "ACTIVE" and not kept.get("rotated_to_key_id")
+    delegated = await new("delegated", ["keys:create"], creator)
+    assert delegated.status_code == 201, delegated.text

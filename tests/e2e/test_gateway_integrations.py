@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.gate.v1 import gate_pb2
 from aos.integrations.v1 import integrations_service_pb2
@@ -168,3 +170,86 @@ def test_every_customer_rpc_is_open_from_identity_verified() -> None:
             assert rule.min_state == gate_pb2.ONBOARDING_STATE_IDENTITY_VERIFIED, method.name
         else:
             assert method.name == "GetActivationEvidence" and rule.audience == gate_pb2.AUDIENCE_INTERNAL
+
+
+async def as_member(http: httpx.AsyncClient, gateway: Gateway, tenant: str, owner: dict[str, str], role: str) -> Any:
+    """A token for a new member the owner added with `role` (the edge reads the role from account)."""
+    return await gateway.member(http, owner, tenant, role)
+
+
+async def test_a_viewer_cannot_repoint_an_owners_integration_nor_test_it(
+    http: httpx.AsyncClient,
+    gateway: Gateway,
+    provider: FakeProvider,  # noqa: F811
+    engines: dict[str, AsyncEngine],
+) -> None:
+    """Issue 11: a viewer set an owner's config.base_url to their own listener, ran `:test` and received
+    the owner's credential."""
+    tenant, owner = await signup(http, gateway)
+    viewer = await as_member(http, gateway, tenant, owner, "viewer")
+    iid = await http.post("/v1/integrations", json=body("prod", provider.base(), credential=SECRET), headers=owner)
+    iid = iid.json()["data"]["id"]
+    before, calls = await integration_row(engines, iid), len(provider.seen)
+    listener = {"config": {"base_url": provider.base("attacker")}}
+    for method, path, payload in (
+        ("PUT", f"/integrations/{iid}", listener),
+        ("PATCH", f"/v1/integrations/{iid}", listener),
+        ("POST", f"/integrations/{iid}/test", None),
+        ("POST", f"/v1/integrations/{iid}:test", {}),
+        ("POST", f"/integrations/{iid}/disable", None),
+        ("DELETE", f"/integrations/{iid}", None),
+    ):
+        reply = await http.request(method, path, json=payload, headers=viewer)
+        assert reply.status_code == 403, (method, path, reply.text)
+    assert (await http.get(f"/integrations/{iid}", headers=viewer)).status_code == 200  # viewers read
+    assert await integration_row(engines, iid) == before
+    assert provider.seen[calls:] == []  # no call left, to the listener or anywhere
+
+
+async def integration_row(engines: dict[str, AsyncEngine], iid: str) -> Any:
+    async with engines["integrations"].connect() as conn:
+        found = await conn.execute(text("SELECT row_to_json(i)::text FROM integration i WHERE id = :i"), {"i": iid})
+        return found.scalar_one()
+
+
+async def test_malformed_endpoints_and_connection_urls_are_400_never_500(
+    http: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    """Issue 11: a connector endpoint `http://[::1/` then `:test`, and an sql credential `not a url` then
+    `:test`, answered 500."""
+    _, auth = await signup(http, gateway)
+    for endpoint in ("http://[::1/", "http://127.0.0.1:99999/", "http:///nohost"):
+        reply = await http.post(
+            "/v1/connectors", json={"name": "c", "connector_type": "http", "endpoint": endpoint}, headers=auth
+        )
+        assert reply.status_code == 400 and reply.json()["message"].startswith("endpoint:"), reply.text
+    sql = await http.post(
+        "/v1/connectors", json={"name": "pg", "connector_type": "sql", "credential": "not a url"}, headers=auth
+    )
+    assert sql.status_code == 400 and sql.json()["message"].startswith("credential:"), sql.text
+    made = await http.post("/v1/connectors", json={"name": "pg", "connector_type": "sql"}, headers=auth)
+    cid = made.json()["connector"]["connector_id"]
+    patched = await http.patch(f"/v1/connectors/{cid}", json={"credential": "not a url"}, headers=auth)
+    assert patched.status_code == 400 and patched.json()["message"].startswith("credential:"), patched.text
+    tested = await http.post(f"/v1/connectors/{cid}:test", json={}, headers=auth)
+    assert tested.status_code == 400 and "connection URL" in tested.json()["message"], tested.text  # none stored
+    home = await http.post(
+        "/v1/integrations", json=body("env", credential_ref="env://HOME", credential=""), headers=auth
+    )
+    assert home.status_code == 400 and home.json()["message"].startswith("credential_ref:"), home.text
+
+
+async def test_a_new_base_url_without_the_credential_leaves_nothing_to_send(
+    http: httpx.AsyncClient,
+    gateway: Gateway,
+    provider: FakeProvider,  # noqa: F811
+) -> None:
+    _, auth = await signup(http, gateway)
+    iid = (await http.post("/v1/integrations", json=body("moved", provider.base()), headers=auth)).json()["data"]["id"]
+    moved = await http.patch(
+        f"/v1/integrations/{iid}", json={"config": {"base_url": provider.base("elsewhere")}}, headers=auth
+    )
+    assert moved.status_code == 200 and moved.json()["data"]["has_credential"] is False
+    calls = len(provider.seen)
+    tested = await http.post(f"/v1/integrations/{iid}:test", json={}, headers=auth)
+    assert tested.status_code == 400 and "credential" in tested.json()["message"] and len(provider.seen) == calls

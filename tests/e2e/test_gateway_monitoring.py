@@ -1,6 +1,6 @@
 """Monitoring's REST surface through real Envoy and the gate: the SDK's legacy run and telemetry URLs, the
-console's topics, states, scopes, strict queries and tenant isolation (MONITORING.md sections 2, 3, 7;
-M1, M4-M6, M9, M11, M12, M18-M20, M32, M34)."""
+console's topics, states, scopes, members' roles, strict queries and tenant isolation (MONITORING.md sections
+2, 3, 7; M1, M4-M6, M9, M11, M12, M18-M20, M32, M34)."""
 
 from __future__ import annotations
 
@@ -111,6 +111,33 @@ async def test_the_sdks_runs_from_create_to_incident(http: httpx.AsyncClient, ga
     assert [r["run_id"] for r in completed["items"]] == [run["run_id"]] and completed["next_page_token"] == ""
     summary = (await http.get("/activity/summary/by-status", headers=auth)).json()
     assert summary["total_runs"] == 2 and {b["status"] for b in summary["buckets"]} == {"failed", "running"}
+
+
+async def test_monitoring_checks_the_role_account_holds_for_the_member(
+    http: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    """Roles are no token claim: the edge reads each member's from account (AddMember) and monitoring checks
+    it. Viewers read, members also acknowledge, only owners and admins change thresholds."""
+    tenant, auth, key = await connected(http, gateway)
+    await complete(http, gateway, tenant)
+    run_id = (await http.post("/api/v1/runs", json={"agent_id": "a", "goal": "g"}, headers=key)).json()["run_id"]
+    failed = await http.post(f"/v1/runs/{run_id}:complete", json={"status": "failed"}, headers=key)
+    (incident_id,) = failed.json()["incident_ids"]
+    viewer, member, admin = [await gateway.member(http, auth, tenant, role) for role in ("viewer", "member", "admin")]
+
+    listed = await http.get("/incidents/active", headers=viewer)
+    assert listed.status_code == 200 and [i["incident_id"] for i in listed.json()["items"]] == [incident_id]
+    ack = f"/v1/incidents/{incident_id}:acknowledge"
+    for auth_, path, method, body in [
+        (viewer, ack, "POST", {}),
+        (member, "/v1/monitoring/thresholds", "PATCH", {"run_tokens": 5}),
+    ]:
+        refused = await http.request(method, path, json=body, headers=auth_)
+        assert refused.status_code == 403 and refused.json()["details"][0]["reason"] == "ROLE_REQUIRED", refused.text
+    acked = await http.post(ack, json={"note": "mine"}, headers=member)
+    assert acked.status_code == 200 and acked.json()["incident"]["lifecycle_state"] == "ACKED", acked.text
+    changed = await http.patch("/v1/monitoring/thresholds", json={"run_tokens": 5}, headers=admin)
+    assert changed.status_code == 200 and changed.json()["thresholds"]["run_tokens"] == 5, changed.text
 
 
 async def test_strict_queries_and_other_tenants_ids(http: httpx.AsyncClient, gateway: Gateway) -> None:

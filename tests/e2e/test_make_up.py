@@ -70,8 +70,7 @@ def test_stack_serves_rest_and_grpc_then_stops_on_ctrl_c(stack_up: tuple[str, Pa
         assert tenant.status_code == 201, tenant.text
         tenant_id = tenant.json()["tenant"]["tenant_id"]
         auth = {
-            "authorization": "Bearer "
-            + devauth.mint(data, user="founder-of-acme", email="a@acme.test", tenant=tenant_id)
+            "authorization": "Bearer " + devauth.mint(data, user="founder-of-acme", email="a@acme.test", org=tenant_id)
         }
         created = http.post("/accounts/projects", json={"name": "web"}, headers=auth)
         assert created.status_code == 201
@@ -87,7 +86,7 @@ def test_stack_serves_rest_and_grpc_then_stops_on_ctrl_c(stack_up: tuple[str, Pa
             (
                 "authorization",
                 "Bearer "
-                + devauth.mint(data, user="founder-of-acme", email="a@acme.test", tenant=signup.tenant.tenant_id),
+                + devauth.mint(data, user="founder-of-acme", email="a@acme.test", org=signup.tenant.tenant_id),
             ),
         )
         made = stub.CreateProject(rpc.CreateProjectRequest(name="grpc"), metadata=md, timeout=5)

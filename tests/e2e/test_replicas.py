@@ -73,7 +73,7 @@ def test_two_replicas_of_everything_stay_consistent(replicated: tuple[str, Path,
         user = "replica-owner"
         first = {"authorization": "Bearer " + devauth.mint(data, user=user, email="o@r.test")}
         tenant = http.post("/v1/tenants", json={"name": "Replicated"}, headers=first).json()["tenant"]["tenant_id"]
-        human = {"authorization": "Bearer " + devauth.mint(data, user=user, email="o@r.test", tenant=tenant)}
+        human = {"authorization": "Bearer " + devauth.mint(data, user=user, email="o@r.test", org=tenant)}
 
         def state() -> str:
             return str(http.get("/onboarding/status", headers=human).json()["current_state"])

@@ -104,3 +104,51 @@ def test_status_mapping() -> None:
         "degraded",
         "degraded",
     ]
+
+
+# Issue 11: the guard let these through. Each embeds, translates to or tunnels to an IPv4 address (here
+# loopback, private, metadata and a public one alike), or is Azure's wireserver.
+EMBEDDED = [
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "64:ff9b::5db8:d822",  # NAT64 of a public address: still refused
+    "64:ff9b:1::a00:1",  # NAT64 local-use prefix
+    "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:5db8:d822::1",  # 6to4 of a public address
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+    "::7f00:1",  # IPv4-compatible ::127.0.0.1
+    "::a00:1",  # IPv4-compatible ::10.0.0.1
+    "::5db8:d822",  # IPv4-compatible ::93.184.216.34
+    "::ffff:127.0.0.1",  # IPv4-mapped
+    "::ffff:93.184.216.34",
+    "::ffff:0:a00:1",  # IPv4-translated (SIIT) of 10.0.0.1
+    "168.63.129.16",  # Azure wireserver
+]
+
+
+@pytest.mark.parametrize("address", EMBEDDED)
+def test_ipv4_embedding_forms_and_the_wireserver_are_refused_whatever_is_allowed(address: str) -> None:
+    for guard in (outbound.Guard(), outbound.Guard(allow_loopback=True, allow_private=True)):
+        assert not guard.permits(ipaddress.ip_address(address)), address
+
+
+def test_loopback_and_unspecified_are_not_taken_for_ipv4_compatible() -> None:
+    assert outbound.Guard(allow_loopback=True).permits(ipaddress.ip_address("::1"))
+    assert not outbound.Guard(allow_loopback=True, allow_private=True).permits(ipaddress.ip_address("::"))
+
+
+@pytest.mark.parametrize("bad", ["64:ff9b::a00:1", "2002:a00:1::1", "::ffff:10.0.0.1", "168.63.129.16", "10.0.0.1"])
+async def test_one_refused_address_refuses_the_whole_name(bad: str) -> None:
+    """Every resolved address is checked, whatever its position: a name cannot pair a public address with
+    an internal one and hope the client picks the second."""
+    for addresses in (["93.184.216.34", bad], [bad, "93.184.216.34"], ["2606:4700::1111", bad, "1.1.1.1"]):
+        guard = outbound.Guard(resolver=resolver({"two.example": addresses}))
+        with pytest.raises(outbound.Refused):
+            await guard.resolve("two.example", 443)
+    with pytest.raises(outbound.Refused):  # and as a literal in the URL
+        await outbound.Guard().resolve(f"[{bad}]" if ":" in bad else bad, 443)
+
+
+async def test_public_names_resolve_to_their_first_address() -> None:
+    guard = outbound.Guard(resolver=resolver({"ok.example": ["93.184.216.34", "2606:4700::1111"]}))
+    assert await guard.resolve("ok.example", 443) == "93.184.216.34"

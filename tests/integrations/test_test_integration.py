@@ -2,6 +2,7 @@
 the guard against internal destinations, and the activation evidence onboarding reads."""
 
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -11,7 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.integrations.v1 import integrations_service_pb2 as rpc
-from tests.conftest import human, service
+from aos.integrations.v1 import integrations_service_pb2_grpc
+from cli import stack
+from services.common import server
+from tests.conftest import human, service, settings_for, start_service
 from tests.integrations.conftest import GOOD_KEY, SLOW_SECONDS, FakeProvider
 
 
@@ -77,12 +81,60 @@ async def test_the_decrypted_credential_is_what_the_provider_receives(
     assert provider.seen[-1]["headers"]["x-api-key"] == GOOD_KEY
 
 
-async def test_env_reference_resolves_in_dev(integrations: Any, tenant_id: str, provider: FakeProvider) -> None:
+@pytest.fixture
+async def allowlisting(db_urls: dict[str, str], ports: dict[str, int]) -> AsyncIterator[Any]:
+    """An integrations server (on the same database) whose operator allowlisted two variables for env://."""
+    settings = settings_for("integrations", db_urls["integrations"], ports).model_copy(
+        update={"grpc_port": stack.free_port(), "env_credential_allowlist": frozenset(ALLOWLISTED)}
+    )
+    svc = await start_service("integrations", settings)
+    try:
+        # A channel of its own: this server lives only inside this test, and its port may be reused after.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") as channel:
+            yield integrations_service_pb2_grpc.IntegrationsServiceStub(channel)
+    finally:
+        await server.stop(svc, 1.0)
+
+
+ALLOWLISTED = ("AOS_TEST_PROVIDER_KEY", "AOS_TEST_UNSET_KEY")
+
+
+async def test_env_reference_resolves_only_when_allowlisted(
+    allowlisting: Any, integrations: Any, tenant_id: str, provider: FakeProvider
+) -> None:
     os.environ["AOS_TEST_PROVIDER_KEY"] = GOOD_KEY
-    iid = await register(integrations, tenant_id, provider.base(), credential_ref="env://AOS_TEST_PROVIDER_KEY")
-    assert (await run_test(integrations, tenant_id, iid)).health_state == "healthy"
-    missing = await register(integrations, tenant_id, provider.base(), credential_ref="env://AOS_TEST_UNSET_KEY")
-    assert (await run_test(integrations, tenant_id, missing)).health_state == "failing"
+    iid = await register(allowlisting, tenant_id, provider.base(), credential_ref="env://AOS_TEST_PROVIDER_KEY")
+    assert (await run_test(allowlisting, tenant_id, iid)).health_state == "healthy"
+    missing = await register(allowlisting, tenant_id, provider.base(), credential_ref="env://AOS_TEST_UNSET_KEY")
+    assert (await run_test(allowlisting, tenant_id, missing)).health_state == "failing"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # allowlisted there, not on this (default) server
+        await register(integrations, tenant_id, provider.base(), credential_ref="env://AOS_TEST_PROVIDER_KEY")
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    # A reference stored earlier resolves only while its variable is allowlisted.
+    seen = len(provider.seen)
+    assert (await run_test(integrations, tenant_id, iid)).health_state == "failing"
+    assert len(provider.seen) == seen
+
+
+async def test_env_home_is_refused_from_tenants_even_in_dev(
+    integrations: Any, tenant_id: str, provider: FakeProvider, engines: dict[str, AsyncEngine]
+) -> None:
+    """Issue 11: `credential_ref: env://HOME` sent the process's environment to a tenant-chosen URL."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await register(integrations, tenant_id, provider.base(), credential_ref="env://HOME")
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("credential_ref:")
+    iid = await register(integrations, tenant_id, provider.base())
+    with pytest.raises(grpc.aio.AioRpcError) as updated:
+        await integrations.UpdateIntegration(
+            rpc.UpdateIntegrationRequest(integration_id=iid, credential_ref="env://HOME"),
+            metadata=human(tenant_id),
+            timeout=5,
+        )
+    assert updated.value.details().startswith("credential_ref:")
+    async with engines["integrations"].connect() as conn:
+        ref = await conn.execute(text("SELECT credential_ref FROM integration WHERE id = :i"), {"i": iid})
+        assert ref.scalar_one().startswith("encrypted://")
 
 
 @pytest.mark.parametrize(
@@ -139,7 +191,10 @@ async def test_evidence_needs_enabled_live_and_latest_test_passed(
         ).scalar_one()
     assert payload["integration_id"] == iid and payload["health_state"] == "healthy" and payload["passed"] is True
     changed = await integrations.UpdateIntegration(
-        rpc.UpdateIntegrationRequest(integration_id=iid, config=config(base_url=provider.base("boom"))), metadata=md
+        rpc.UpdateIntegrationRequest(
+            integration_id=iid, config=config(base_url=provider.base("boom")), credential=GOOD_KEY
+        ),
+        metadata=md,
     )
     assert changed.data.health_state == "unknown"  # the endpoint changed: the old result no longer counts
     assert not await evidence(integrations, tenant_id)
@@ -150,7 +205,8 @@ async def test_evidence_needs_enabled_live_and_latest_test_passed(
     assert (await run_test(integrations, tenant_id, iid)).health_state == "degraded"
     assert not await evidence(integrations, tenant_id)  # the latest validation failed
     await integrations.UpdateIntegration(
-        rpc.UpdateIntegrationRequest(integration_id=iid, config=config(base_url=provider.base())), metadata=md
+        rpc.UpdateIntegrationRequest(integration_id=iid, config=config(base_url=provider.base()), credential=GOOD_KEY),
+        metadata=md,
     )
     await run_test(integrations, tenant_id, iid)
     await integrations.DisableIntegration(rpc.DisableIntegrationRequest(integration_id=iid), metadata=md)

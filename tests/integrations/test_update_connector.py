@@ -77,3 +77,38 @@ async def test_datasource_update_and_duplicate_names(integrations: Any, tenant_i
     with pytest.raises(grpc.aio.AioRpcError) as no_check:
         await integrations.TestDatasource(rpc.TestDatasourceRequest(source_id=b.source_id), metadata=md)
     assert no_check.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_new_endpoint_without_the_credential_clears_it(
+    integrations: Any, tenant_id: str, provider: FakeProvider
+) -> None:
+    md = human(tenant_id)
+    endpoint = provider.base() + "/models"
+    created = await integrations.CreateConnector(
+        rpc.CreateConnectorRequest(name="bound", connector_type="http", endpoint=endpoint, credential=GOOD_KEY),
+        metadata=md,
+    )
+    cid = created.connector.connector_id
+    renamed = await integrations.UpdateConnector(rpc.UpdateConnectorRequest(connector_id=cid, name="b2"), metadata=md)
+    assert renamed.connector.has_credential
+    moved = await integrations.UpdateConnector(
+        rpc.UpdateConnectorRequest(connector_id=cid, endpoint=provider.base("elsewhere") + "/models"), metadata=md
+    )
+    assert not moved.connector.has_credential and moved.connector.health_state == "unknown"
+    tested = await integrations.TestConnector(rpc.TestConnectorRequest(connector_id=cid), metadata=md, timeout=10)
+    assert "authorization" not in provider.seen[-1]["headers"] and tested.connector.health_state == "failing"
+
+    source = await integrations.CreateDatasource(
+        rpc.CreateDatasourceRequest(name="bound", source_type="api", endpoint=endpoint, credential=GOOD_KEY),
+        metadata=md,
+    )
+    sid = source.datasource.source_id
+    kept = await integrations.UpdateDatasource(
+        rpc.UpdateDatasourceRequest(source_id=sid, endpoint=provider.base("busy") + "/models", credential=GOOD_KEY),
+        metadata=md,
+    )
+    assert kept.datasource.has_credential
+    cleared = await integrations.UpdateDatasource(
+        rpc.UpdateDatasourceRequest(source_id=sid, endpoint=endpoint), metadata=md
+    )
+    assert not cleared.datasource.has_credential and cleared.datasource.health_state == "unknown"

@@ -45,19 +45,7 @@ class Tokens:
         self.key = serialization.load_pem_private_key(pem, password=None)
 
     def __call__(self, user: str, tenant: str = "") -> dict[str, str]:
-        now = int(time.time())
-        claims: dict[str, object] = {
-            "iss": devauth.JWT_ISSUER,
-            "aud": devauth.JWT_AUDIENCE,
-            "sub": user,
-            "email": f"{user}@example.com",
-            "email_verified": True,
-            "aos_kind": "human",
-            "iat": now,
-            "exp": now + 600,
-        }
-        if tenant:
-            claims |= {"org_id": tenant, "role": "owner"}
+        claims = devauth.claims(user=user, email=f"{user}@example.com", org=tenant or None, ttl_seconds=600)
         return {
             "authorization": "Bearer " + jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": devauth.KID})
         }  # type: ignore[arg-type]

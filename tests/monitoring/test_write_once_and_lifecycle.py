@@ -3,6 +3,7 @@ tenant events (0.6, M33 at the service)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import grpc
@@ -69,7 +70,7 @@ async def status_in_monitoring(engines: dict[str, AsyncEngine], tenant: str) -> 
 async def test_a_suspended_tenant_reads_but_does_not_write(
     account: Any, activity: Any, incidents: Any, engines: dict[str, AsyncEngine]
 ) -> None:
-    owner = f"owner-{id(account)}"
+    owner = f"owner-{uuid.uuid4().hex[:8]}"
     made = await account.CreateTenant(account_rpc.CreateTenantRequest(name="Paused"), metadata=human(user=owner))
     tenant = made.tenant.tenant_id
     run = await new_run(activity, tenant)

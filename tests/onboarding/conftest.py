@@ -24,7 +24,7 @@ from cli import devauth, stack
 from services.common import db, server
 from services.common.settings import async_url
 from services.onboarding.settings import Settings
-from tests.conftest import GATE_CACHE_SECONDS, Channels, Gateway, start_service
+from tests.conftest import GATE_CACHE_SECONDS, Channels, Gateway, envoy, start_service
 
 
 class FakeEventLog(events_service_pb2_grpc.EventLogServiceServicer):
@@ -228,12 +228,8 @@ def onb_gateway(
     port = stack.free_port()
     upstreams = {name: svc.port for name, svc in running.items()} | {"onboarding": onb.settings.grpc_port}
     cfg = stack.envoy_config(data, upstreams, port, devauth.ensure_keys(data))
-    proc = stack.start_envoy(cfg, data / "envoy.log")
-    try:
-        stack.wait_for_port(port, proc)
+    with envoy(cfg, port):
         yield Gateway(f"http://127.0.0.1:{port}", data)
-    finally:
-        stack.stop([proc])
 
 
 async def state_of(onb: Onboarding, tenant: str) -> int | None:

@@ -22,14 +22,18 @@ def test_ext_authz_runs_after_the_transcoder_and_before_the_router() -> None:
     names, configs, routes = _filters({"account": ("127.0.0.1", 1), "onboarding": ("127.0.0.1", 2)})
     assert names == [
         "envoy.filters.http.header_mutation",
+        "aos.request_id",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.lua",
+        "envoy.filters.http.buffer",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.router",
     ]
     authz = configs["envoy.filters.http.ext_authz"]
     assert authz["failure_mode_allow"] is False
+    # The gate reads the verified token's claims from jwt_authn's metadata, nothing else carries them.
+    assert authz["metadata_context_namespaces"] == ["envoy.filters.http.jwt_authn"]
     assert authz["grpc_service"]["envoy_grpc"]["cluster_name"] == "onboarding"
     # Unknown paths still reach the gate (ext_authz skips requests that match no route).
     assert routes[-1] == {"match": {"prefix": "/"}, "direct_response": {"status": 404}}

@@ -25,6 +25,9 @@ from tests.onboarding.test_transitions import new_tenant
 pytestmark = pytest.mark.e2e
 # The gate's caches live GATE_CACHE_SECONDS here (1 s by default): a change behind them shows within this.
 FRESH_WITHIN = 1.1
+# Signs up every tenant of this module, so it is their owner (a user may belong to many tenants); the gate
+# reads that from account's members table, never from the token.
+OWNER = "onb-owner"
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ async def rest(onb_gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 
 async def keyed_tenant(account: Any, onb: Onboarding, keys: FakeApiKeys, state: int) -> tuple[str, dict[str, str]]:
     """A tenant put at `state` before the gate first sees it, and one of its API keys."""
-    tenant = await new_tenant(account)
+    tenant = await new_tenant(account, OWNER)
     await set_state(onb, tenant, state)
     secret, _ = keys.issue(tenant)
     return tenant, {"x-aos-key": secret}
@@ -44,8 +47,8 @@ async def keyed_tenant(account: Any, onb: Onboarding, keys: FakeApiKeys, state: 
 async def test_status_after_the_first_human_call(
     rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding
 ) -> None:
-    tenant = await new_tenant(account)
-    reply = await rest.get("/onboarding/status", headers=onb_gateway.token(tenant=tenant))
+    tenant = await new_tenant(account, OWNER)
+    reply = await rest.get("/onboarding/status", headers=onb_gateway.token(OWNER, tenant=tenant))
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT.*Z", body.pop("timestamp"))
@@ -72,7 +75,7 @@ async def test_status_after_the_first_human_call(
     assert event["payload"]["trigger"] == "first_human_auth" and event["actor_type"] == "user"
     await set_state(onb, tenant, 4)
     status = await eventually(
-        lambda: rest.get("/onboarding/status", headers=onb_gateway.token(tenant=tenant)),
+        lambda: rest.get("/onboarding/status", headers=onb_gateway.token(OWNER, tenant=tenant)),
         until=lambda reply: reply.json()["current_state"] == "COMPLETE",
         within=FRESH_WITHIN,
         what="status COMPLETE",
@@ -84,16 +87,16 @@ async def test_status_after_the_first_human_call(
 async def test_unverified_email_does_not_verify_and_verify_repeats_as_a_no_op(
     rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding
 ) -> None:
-    tenant = await new_tenant(account)
+    tenant = await new_tenant(account, OWNER)
     unverified = devauth.mint(
-        onb_gateway.data_dir, user="u1", email="u1@example.com", tenant=tenant, email_verified=False
+        onb_gateway.data_dir, user=OWNER, email="u1@example.com", org=tenant, email_verified=False
     )
     auth = {"authorization": f"Bearer {unverified}"}
     status = (await rest.get("/onboarding/status", headers=auth)).json()
     assert status["current_state"] == "CREATED" and status["next_action"]["action_id"] == "enter_console"
     refused = (await rest.post("/onboarding/verify", json={}, headers=auth)).json()
     assert refused["verified"] is False and refused["current_state"] == "CREATED"
-    verified = onb_gateway.token(tenant=tenant)
+    verified = onb_gateway.token(OWNER, tenant=tenant)
     for _ in range(2):
         reply = await rest.post("/onboarding/verify", json={}, headers=verified)
         assert reply.status_code == 200
@@ -168,7 +171,7 @@ async def test_credentials_are_classified_with_the_legacy_bodies(
     rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding, keys: FakeApiKeys
 ) -> None:
     tenant, key = await keyed_tenant(account, onb, keys, 1)
-    both = await rest.get("/onboarding/status", headers=key | onb_gateway.token(tenant=tenant))
+    both = await rest.get("/onboarding/status", headers=key | onb_gateway.token(OWNER, tenant=tenant))
     assert both.status_code == 400 and both.json()["error"] == "mixed_auth"
     none = await rest.get("/onboarding/status")
     assert none.status_code == 401 and none.json() == {"error": "missing_auth", "message": "Authentication required"}
@@ -183,7 +186,7 @@ async def test_credentials_are_classified_with_the_legacy_bodies(
 async def test_a_bad_key_on_a_rest_route_never_reaches_the_service(
     rest: httpx.AsyncClient, account: Any, onb: Onboarding, keys: FakeApiKeys, engines: dict[str, AsyncEngine]
 ) -> None:
-    tenant = await new_tenant(account)
+    tenant = await new_tenant(account, OWNER)
     await set_state(onb, tenant, 2)
     reply = await rest.post(
         "/sdk/handshake", json={"sdk_version": "1", "sdk_language": "python"}, headers={"x-aos-key": "aos_" + "b" * 43}
@@ -231,7 +234,7 @@ async def test_tenant_comes_only_from_the_principal(
     rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding, keys: FakeApiKeys
 ) -> None:
     mine, key = await keyed_tenant(account, onb, keys, 1)
-    victim = await new_tenant(account)
+    victim = await new_tenant(account, OWNER)
     spoof = {"x-aos-tenant-id": victim, "x-aos-actor-type": "service", "x-aos-actor-id": "account"}
     reply = await rest.get("/onboarding/status", headers=key | spoof)
     assert reply.status_code == 200 and reply.json()["tenant_id"] == mine
@@ -260,7 +263,7 @@ async def test_handshake_through_the_gateway(
     }
     missing = await rest.post("/sdk/handshake", json={"sdk_version": "1.2.0"}, headers=key)
     assert missing.status_code == 422 and "sdk_language" in missing.json()["message"]
-    human = await rest.post("/sdk/handshake", json=body, headers=onb_gateway.token(tenant=tenant))
+    human = await rest.post("/sdk/handshake", json=body, headers=onb_gateway.token(OWNER, tenant=tenant))
     assert human.status_code == 403 and human.json()["error"] == "forbidden"
 
 
@@ -273,7 +276,7 @@ async def test_complete_through_the_gateway(
     connectors: FakeIntegrations,
 ) -> None:
     tenant, key = await keyed_tenant(account, onb, keys, 2)
-    auth = onb_gateway.token(tenant=tenant)
+    auth = onb_gateway.token(OWNER, tenant=tenant)
     assert (await rest.post("/accounts/projects", json={"name": "web"}, headers=auth)).status_code == 201
     body = {"sdk_version": "1.2.0", "sdk_language": "python"}
     assert (await rest.post("/sdk/handshake", json=body, headers=key)).status_code == 200
@@ -323,13 +326,13 @@ async def test_sdk_instructions(rest: httpx.AsyncClient, account: Any, onb: Onbo
 async def test_founder_force_complete(
     rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding
 ) -> None:
-    tenant = await new_tenant(account)
+    tenant = await new_tenant(account, OWNER)
     founder = onb_gateway.token("founder-1", operator=True, email="f@aos.dev")
     reason = "customer escalation #42"
     customer = await rest.post(
         "/fdr/onboarding/force-complete",
         json={"tenant_id": tenant, "reason": reason},
-        headers=onb_gateway.token(tenant=tenant),
+        headers=onb_gateway.token(OWNER, tenant=tenant),
     )
     assert customer.status_code == 403 and customer.json()["message"] == "Founder access required"
     short = await rest.post(
@@ -375,7 +378,7 @@ async def test_founder_force_complete(
 async def test_founder_stalled_list(
     rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding
 ) -> None:
-    stalled, fresh, finished = [await new_tenant(account) for _ in range(3)]
+    stalled, fresh, finished = [await new_tenant(account, OWNER) for _ in range(3)]
     await set_state(onb, stalled, 1)
     await set_state(onb, fresh, 1)
     await set_state(onb, finished, 4)
@@ -396,7 +399,7 @@ async def test_founder_stalled_list(
     assert stalled in listed and fresh not in listed and finished not in listed
     assert listed[stalled]["current_state"] == "IDENTITY_VERIFIED" and listed[stalled]["hours_stalled"] == 25.0
     assert data["stalled_count"] == len(data["tenants"])
-    customer = await rest.get("/fdr/onboarding/stalled", headers=onb_gateway.token(tenant=stalled))
+    customer = await rest.get("/fdr/onboarding/stalled", headers=onb_gateway.token(OWNER, tenant=stalled))
     assert customer.status_code == 403
 
 
@@ -417,12 +420,12 @@ async def test_every_failing_verdict_is_the_same_401(
 async def test_a_key_never_reaches_another_tenants_project(
     rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding, keys: FakeApiKeys
 ) -> None:
-    victim = await new_tenant(account)
+    victim = await new_tenant(account, OWNER)
     secret_project = await rest.post(
-        "/accounts/projects", json={"name": "secret"}, headers=onb_gateway.token(tenant=victim)
+        "/accounts/projects", json={"name": "secret"}, headers=onb_gateway.token(OWNER, tenant=victim)
     )
     project_id = secret_project.json()["project_id"]
-    attacker = await new_tenant(account)
+    attacker = await new_tenant(account, OWNER)
     await set_state(onb, attacker, 1)
     secret, _ = keys.issue(attacker, scopes=("projects:read",))
     key = {"x-aos-key": secret}
@@ -444,7 +447,7 @@ async def test_api_keys_down_fails_closed_at_the_edge(
     try:
         reply = await rest.get("/onboarding/status", headers=key)
         assert reply.status_code == 503 and "api_keys" in reply.json()["message"]
-        human = await rest.get("/onboarding/status", headers=onb_gateway.token(tenant=tenant))
+        human = await rest.get("/onboarding/status", headers=onb_gateway.token(OWNER, tenant=tenant))
         assert human.status_code == 200
     finally:
         await api_keys.start()

@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aos.account.v1 import account_pb2
 from aos.account.v1 import account_service_pb2 as account_rpc
 from aos.events.v1 import events_service_pb2
 from aos.onboarding.v1 import onboarding_pb2 as pb
@@ -35,11 +36,18 @@ def key(tenant: str, key_id: str = "key-1") -> tuple[tuple[str, str], ...]:
     )
 
 
-async def new_tenant(account: Any) -> str:
+async def new_tenant(account: Any, owner: str = "") -> str:
+    """A tenant signed up through account by a new user, who becomes its owner; a given `owner` is made an
+    owner too, through AddMember (signing up every test's tenant as one user would meet the signup limit)."""
+    founder = f"founder-{uuid.uuid4().hex[:8]}"
     reply = await account.CreateTenant(
-        account_rpc.CreateTenantRequest(name=f"T {uuid.uuid4().hex[:6]}"), metadata=human(), timeout=5
+        account_rpc.CreateTenantRequest(name=f"T {uuid.uuid4().hex[:6]}"), metadata=human(user=founder), timeout=5
     )
-    return str(reply.tenant.tenant_id)
+    tenant = str(reply.tenant.tenant_id)
+    if owner:
+        member = account_rpc.AddMemberRequest(user_id=owner, email=f"{owner}@example.com", role=account_pb2.ROLE_OWNER)
+        await account.AddMember(member, metadata=human(tenant, user=founder), timeout=5)
+    return tenant
 
 
 def _position(token: str) -> tuple[int, int]:

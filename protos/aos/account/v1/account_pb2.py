@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61os/account/v1/account.proto\x12\x0e\x61os.account.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x06Quotas\x12\x13\n\x0bmax_workers\x18\x01 \x01(\x05\x12\x18\n\x10max_runs_per_day\x18\x02 \x01(\x05\x12\x1b\n\x13max_concurrent_runs\x18\x03 \x01(\x05\x12\x1c\n\x14max_tokens_per_month\x18\x04 \x01(\x03\x12\x14\n\x0cmax_api_keys\x18\x05 \x01(\x05\"\xc2\x02\n\x06Tenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12\"\n\x04plan\x18\x04 \x01(\x0e\x32\x14.aos.account.v1.Plan\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.aos.account.v1.TenantStatus\x12\x18\n\x10suspended_reason\x18\x06 \x01(\t\x12&\n\x06quotas\x18\x07 \x01(\x0b\x32\x16.aos.account.v1.Quotas\x12\x15\n\rbilling_email\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x06Member\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\"\n\x04role\x18\x04 \x01(\x0e\x32\x14.aos.account.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc3\x01\n\x07Project\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x01\n\x0eSdkAttestation\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bsdk_version\x18\x02 \x01(\t\x12\x14\n\x0csdk_language\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x18\n\x10\x61ttestation_hash\x18\x05 \x01(\t\x12/\n\x0b\x61ttested_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9e\x01\n\x0cTenantStatus\x12\x1d\n\x19TENANT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14TENANT_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17TENANT_STATUS_SUSPENDED\x10\x02\x12\x1c\n\x18TENANT_STATUS_TERMINATED\x10\x03\x12\x1a\n\x16TENANT_STATUS_ARCHIVED\x10\x04*N\n\x04Plan\x12\x14\n\x10PLAN_UNSPECIFIED\x10\x00\x12\r\n\tPLAN_FREE\x10\x01\x12\x0c\n\x08PLAN_PRO\x10\x02\x12\x13\n\x0fPLAN_ENTERPRISE\x10\x03*^\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0f\n\x0bROLE_MEMBER\x10\x03\x12\x0f\n\x0bROLE_VIEWER\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61os/account/v1/account.proto\x12\x0e\x61os.account.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x06Quotas\x12\x13\n\x0bmax_workers\x18\x01 \x01(\x05\x12\x18\n\x10max_runs_per_day\x18\x02 \x01(\x05\x12\x1b\n\x13max_concurrent_runs\x18\x03 \x01(\x05\x12\x1c\n\x14max_tokens_per_month\x18\x04 \x01(\x03\x12\x14\n\x0cmax_api_keys\x18\x05 \x01(\x05\"\xd2\x02\n\x06Tenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12\"\n\x04plan\x18\x04 \x01(\x0e\x32\x14.aos.account.v1.Plan\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.aos.account.v1.TenantStatus\x12\x18\n\x10suspended_reason\x18\x06 \x01(\t\x12&\n\x06quotas\x18\x07 \x01(\x0b\x32\x16.aos.account.v1.Quotas\x12\x15\n\rbilling_email\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06org_id\x18\x0b \x01(\t\"\x8f\x01\n\x06Member\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\"\n\x04role\x18\x04 \x01(\x0e\x32\x14.aos.account.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc3\x01\n\x07Project\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x01\n\x0eSdkAttestation\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bsdk_version\x18\x02 \x01(\t\x12\x14\n\x0csdk_language\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x18\n\x10\x61ttestation_hash\x18\x05 \x01(\t\x12/\n\x0b\x61ttested_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9e\x01\n\x0cTenantStatus\x12\x1d\n\x19TENANT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14TENANT_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17TENANT_STATUS_SUSPENDED\x10\x02\x12\x1c\n\x18TENANT_STATUS_TERMINATED\x10\x03\x12\x1a\n\x16TENANT_STATUS_ARCHIVED\x10\x04*N\n\x04Plan\x12\x14\n\x10PLAN_UNSPECIFIED\x10\x00\x12\r\n\tPLAN_FREE\x10\x01\x12\x0c\n\x08PLAN_PRO\x10\x02\x12\x13\n\x0fPLAN_ENTERPRISE\x10\x03*^\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0f\n\x0bROLE_MEMBER\x10\x03\x12\x0f\n\x0bROLE_VIEWER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aos.account.v1.account_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENANTSTATUS']._serialized_start=1065
-  _globals['_TENANTSTATUS']._serialized_end=1223
-  _globals['_PLAN']._serialized_start=1225
-  _globals['_PLAN']._serialized_end=1303
-  _globals['_ROLE']._serialized_start=1305
-  _globals['_ROLE']._serialized_end=1399
+  _globals['_TENANTSTATUS']._serialized_start=1081
+  _globals['_TENANTSTATUS']._serialized_end=1239
+  _globals['_PLAN']._serialized_start=1241
+  _globals['_PLAN']._serialized_end=1319
+  _globals['_ROLE']._serialized_start=1321
+  _globals['_ROLE']._serialized_end=1415
   _globals['_QUOTAS']._serialized_start=82
   _globals['_QUOTAS']._serialized_end=218
   _globals['_TENANT']._serialized_start=221
-  _globals['_TENANT']._serialized_end=543
-  _globals['_MEMBER']._serialized_start=546
-  _globals['_MEMBER']._serialized_end=689
-  _globals['_PROJECT']._serialized_start=692
-  _globals['_PROJECT']._serialized_end=887
-  _globals['_SDKATTESTATION']._serialized_start=890
-  _globals['_SDKATTESTATION']._serialized_end=1062
+  _globals['_TENANT']._serialized_end=559
+  _globals['_MEMBER']._serialized_start=562
+  _globals['_MEMBER']._serialized_end=705
+  _globals['_PROJECT']._serialized_start=708
+  _globals['_PROJECT']._serialized_end=903
+  _globals['_SDKATTESTATION']._serialized_start=906
+  _globals['_SDKATTESTATION']._serialized_end=1078
 # @@protoc_insertion_point(module_scope)

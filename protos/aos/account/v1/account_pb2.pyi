@@ -129,6 +129,7 @@ class Tenant(_message.Message):
     BILLING_EMAIL_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ORG_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     name: _builtins.str
     slug: _builtins.str
@@ -136,6 +137,10 @@ class Tenant(_message.Message):
     status: Global___TenantStatus.ValueType
     suspended_reason: _builtins.str
     billing_email: _builtins.str
+    org_id: _builtins.str
+    """The identity provider's organisation this tenant belongs to (its tokens' organisation claim); set
+    at signup from the caller's, or the tenant id when the caller's token named none.
+    """
     @_builtins.property
     def quotas(self) -> Global___Quotas: ...
     @_builtins.property
@@ -155,10 +160,11 @@ class Tenant(_message.Message):
         billing_email: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        org_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "quotas", b"quotas", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing_email", b"billing_email", "created_at", b"created_at", "name", b"name", "plan", b"plan", "quotas", b"quotas", "slug", b"slug", "status", b"status", "suspended_reason", b"suspended_reason", "tenant_id", b"tenant_id", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing_email", b"billing_email", "created_at", b"created_at", "name", b"name", "org_id", b"org_id", "plan", b"plan", "quotas", b"quotas", "slug", b"slug", "status", b"status", "suspended_reason", b"suspended_reason", "tenant_id", b"tenant_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

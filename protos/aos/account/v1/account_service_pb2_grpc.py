@@ -76,6 +76,11 @@ class AccountServiceStub:
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.ListMembersRequest.SerializeToString,
                 response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.ListMembersResponse.FromString,
                 _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/aos.account.v1.AccountService/RemoveMember',
+                request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
         self.CreateProject = channel.unary_unary(
                 '/aos.account.v1.AccountService/CreateProject',
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.CreateProjectRequest.SerializeToString,
@@ -101,6 +106,11 @@ class AccountServiceStub:
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationRequest.SerializeToString,
                 response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationResponse.FromString,
                 _registered_method=True)
+        self.ResolveMember = channel.unary_unary(
+                '/aos.account.v1.AccountService/ResolveMember',
+                request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberRequest.SerializeToString,
+                response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberResponse.FromString,
+                _registered_method=True)
         self.GetActivationEvidence = channel.unary_unary(
                 '/aos.account.v1.AccountService/GetActivationEvidence',
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetActivationEvidenceRequest.SerializeToString,
@@ -115,7 +125,8 @@ class AccountServiceServicer:
 
     def CreateTenant(self, request, context):
         """Signs a tenant up; the calling human becomes its owner.
-        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+        per-user signup limit, 5 tenants in 24 hours by default).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,8 +169,9 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddMember(self, request, context):
-        """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-        Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+        demote or remove owners, and the last owner stays an owner.
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,6 +179,14 @@ class AccountServiceServicer:
 
     def ListMembers(self, request, context):
         """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+        last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +225,14 @@ class AccountServiceServicer:
     def RecordSdkAttestation(self, request, context):
         """Records an SDK handshake (idempotent upsert on the attestation hash, SPEC 7).
         Errors: INVALID_ARGUMENT (sdk_version, sdk_language), NOT_FOUND (tenant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveMember(self, request, context):
+        """The tenant an identity provider's organisation maps to and the user's role in it, for the edge gate.
+        Errors: NOT_FOUND (no tenant for the organisation, or the user is not its member), INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -260,6 +288,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.ListMembersRequest.FromString,
                     response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.ListMembersResponse.SerializeToString,
             ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.RemoveMemberResponse.SerializeToString,
+            ),
             'CreateProject': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateProject,
                     request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.CreateProjectRequest.FromString,
@@ -284,6 +317,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.RecordSdkAttestation,
                     request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationRequest.FromString,
                     response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationResponse.SerializeToString,
+            ),
+            'ResolveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveMember,
+                    request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberRequest.FromString,
+                    response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberResponse.SerializeToString,
             ),
             'GetActivationEvidence': grpc.unary_unary_rpc_method_handler(
                     servicer.GetActivationEvidence,
@@ -520,6 +558,33 @@ class AccountService:
             _registered_method=True)
 
     @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.account.v1.AccountService/RemoveMember',
+            aos_dot_account_dot_v1_dot_account__service__pb2.RemoveMemberRequest.SerializeToString,
+            aos_dot_account_dot_v1_dot_account__service__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateProject(request,
             target,
             options=(),
@@ -644,6 +709,33 @@ class AccountService:
             '/aos.account.v1.AccountService/RecordSdkAttestation',
             aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationRequest.SerializeToString,
             aos_dot_account_dot_v1_dot_account__service__pb2.RecordSdkAttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.account.v1.AccountService/ResolveMember',
+            aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberRequest.SerializeToString,
+            aos_dot_account_dot_v1_dot_account__service__pb2.ResolveMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

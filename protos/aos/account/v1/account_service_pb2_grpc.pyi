@@ -37,7 +37,8 @@ class AccountServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AccountServiceAsyncStub: ...
     CreateTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateTenantRequest, _account_service_pb2.CreateTenantResponse]
     """Signs a tenant up; the calling human becomes its owner.
-    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+    per-user signup limit, 5 tenants in 24 hours by default).
     """
     GetTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetTenantRequest, _account_service_pb2.GetTenantResponse]
     """Reads the caller's tenant (operators and services: any tenant).
@@ -52,11 +53,16 @@ class AccountServiceStub:
     ArchiveTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ArchiveTenantRequest, _account_service_pb2.ArchiveTenantResponse]
     """TERMINATED → ARCHIVED. Errors: NOT_FOUND, FAILED_PRECONDITION."""
     AddMember: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.AddMemberRequest, _account_service_pb2.AddMemberResponse]
-    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+    demote or remove owners, and the last owner stays an owner.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
     """
     ListMembers: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListMembersRequest, _account_service_pb2.ListMembersResponse]
     """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.RemoveMemberRequest, _account_service_pb2.RemoveMemberResponse]
+    """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+    last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+    """
     CreateProject: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CreateProjectRequest, _account_service_pb2.CreateProjectResponse]
     """Creates a project in the caller's tenant; a repeated request_id returns the first project.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED (viewer).
@@ -73,6 +79,10 @@ class AccountServiceStub:
     """Records an SDK handshake (idempotent upsert on the attestation hash, SPEC 7).
     Errors: INVALID_ARGUMENT (sdk_version, sdk_language), NOT_FOUND (tenant).
     """
+    ResolveMember: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ResolveMemberRequest, _account_service_pb2.ResolveMemberResponse]
+    """The tenant an identity provider's organisation maps to and the user's role in it, for the edge gate.
+    Errors: NOT_FOUND (no tenant for the organisation, or the user is not its member), INVALID_ARGUMENT.
+    """
     GetActivationEvidence: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetActivationEvidenceRequest, _account_service_pb2.GetActivationEvidenceResponse]
     """Activation evidence held by account, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
 
@@ -85,7 +95,8 @@ class AccountServiceAsyncStub(AccountServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateTenantRequest, _account_service_pb2.CreateTenantResponse]  # type: ignore[assignment]
     """Signs a tenant up; the calling human becomes its owner.
-    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+    per-user signup limit, 5 tenants in 24 hours by default).
     """
     GetTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetTenantRequest, _account_service_pb2.GetTenantResponse]  # type: ignore[assignment]
     """Reads the caller's tenant (operators and services: any tenant).
@@ -100,11 +111,16 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ArchiveTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ArchiveTenantRequest, _account_service_pb2.ArchiveTenantResponse]  # type: ignore[assignment]
     """TERMINATED → ARCHIVED. Errors: NOT_FOUND, FAILED_PRECONDITION."""
     AddMember: _aio.UnaryUnaryMultiCallable[_account_service_pb2.AddMemberRequest, _account_service_pb2.AddMemberResponse]  # type: ignore[assignment]
-    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+    demote or remove owners, and the last owner stays an owner.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
     """
     ListMembers: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListMembersRequest, _account_service_pb2.ListMembersResponse]  # type: ignore[assignment]
     """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_account_service_pb2.RemoveMemberRequest, _account_service_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+    last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+    """
     CreateProject: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CreateProjectRequest, _account_service_pb2.CreateProjectResponse]  # type: ignore[assignment]
     """Creates a project in the caller's tenant; a repeated request_id returns the first project.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED (viewer).
@@ -121,6 +137,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Records an SDK handshake (idempotent upsert on the attestation hash, SPEC 7).
     Errors: INVALID_ARGUMENT (sdk_version, sdk_language), NOT_FOUND (tenant).
     """
+    ResolveMember: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ResolveMemberRequest, _account_service_pb2.ResolveMemberResponse]  # type: ignore[assignment]
+    """The tenant an identity provider's organisation maps to and the user's role in it, for the edge gate.
+    Errors: NOT_FOUND (no tenant for the organisation, or the user is not its member), INVALID_ARGUMENT.
+    """
     GetActivationEvidence: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetActivationEvidenceRequest, _account_service_pb2.GetActivationEvidenceResponse]  # type: ignore[assignment]
     """Activation evidence held by account, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
 
@@ -136,7 +156,8 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.CreateTenantResponse, _abc.Awaitable[_account_service_pb2.CreateTenantResponse]]:
         """Signs a tenant up; the calling human becomes its owner.
-        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, ALREADY_EXISTS (slug taken), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the
+        per-user signup limit, 5 tenants in 24 hours by default).
         """
 
     @_abc_1.abstractmethod
@@ -187,8 +208,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.AddMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.AddMemberResponse, _abc.Awaitable[_account_service_pb2.AddMemberResponse]]:
-        """Adds (or changes the role of) a member of the caller's tenant; owner or admin only.
-        Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """Adds (or changes the role of) a member of the caller's tenant; owner or admin only. Only owners make,
+        demote or remove owners, and the last owner stays an owner.
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
         """
 
     @_abc_1.abstractmethod
@@ -198,6 +220,16 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.ListMembersResponse, _abc.Awaitable[_account_service_pb2.ListMembersResponse]]:
         """Lists the members of the caller's tenant. Errors: INVALID_ARGUMENT (page_token)."""
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _account_service_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.RemoveMemberResponse, _abc.Awaitable[_account_service_pb2.RemoveMemberResponse]]:
+        """Removes a member of the caller's tenant; owner or admin only (an owner only by an owner; never the
+        last owner). Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (the last owner).
+        """
 
     @_abc_1.abstractmethod
     def CreateProject(
@@ -243,6 +275,16 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_account_service_pb2.RecordSdkAttestationResponse, _abc.Awaitable[_account_service_pb2.RecordSdkAttestationResponse]]:
         """Records an SDK handshake (idempotent upsert on the attestation hash, SPEC 7).
         Errors: INVALID_ARGUMENT (sdk_version, sdk_language), NOT_FOUND (tenant).
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveMember(
+        self,
+        request: _account_service_pb2.ResolveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.ResolveMemberResponse, _abc.Awaitable[_account_service_pb2.ResolveMemberResponse]]:
+        """The tenant an identity provider's organisation maps to and the user's role in it, for the edge gate.
+        Errors: NOT_FOUND (no tenant for the organisation, or the user is not its member), INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod

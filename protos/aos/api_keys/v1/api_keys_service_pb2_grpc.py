@@ -105,7 +105,7 @@ class ApiKeysServiceServicer:
 
     def CreateApiKey(self, request, context):
         """Issues a key; the full secret is in this response only. A repeated request_id returns the first
-        key without its secret. Owner/admin humans, or keys with keys:create.
+        key without its secret. Owner/admin humans, or keys with keys:create that hold every scope they grant.
         Errors: INVALID_ARGUMENT (422 on REST), PERMISSION_DENIED, RESOURCE_EXHAUSTED (plan's max_api_keys),
         FAILED_PRECONDITION (tenant not active), UNAVAILABLE (account).
         """
@@ -153,16 +153,18 @@ class ApiKeysServiceServicer:
 
     def RotateApiKey(self, request, context):
         """Issues a new key with the same settings; the old one keeps working for the grace period (default
-        24 h, never past its own expiry). API keys need keys:create and keys:revoke.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT.
+        24 h, never past its own expiry; both count against the quota meanwhile). API keys need keys:create,
+        keys:revoke and every scope of the key they rotate.
+        Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT,
+        RESOURCE_EXHAUSTED (plan's max_api_keys during the grace period), UNAVAILABLE (account).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EnableApiKey(self, request, context):
-        """DISABLED → ACTIVE (counts against the quota again). Errors: NOT_FOUND, FAILED_PRECONDITION
-        (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
+        """DISABLED → ACTIVE (counts against the quota again; API keys only for keys within their own
+        scopes). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,7 @@ class ApiKeysServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ApiKeysServiceAsyncStub: ...
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.CreateApiKeyRequest, _api_keys_service_pb2.CreateApiKeyResponse]
     """Issues a key; the full secret is in this response only. A repeated request_id returns the first
-    key without its secret. Owner/admin humans, or keys with keys:create.
+    key without its secret. Owner/admin humans, or keys with keys:create that hold every scope they grant.
     Errors: INVALID_ARGUMENT (422 on REST), PERMISSION_DENIED, RESOURCE_EXHAUSTED (plan's max_api_keys),
     FAILED_PRECONDITION (tenant not active), UNAVAILABLE (account).
     """
@@ -59,12 +59,14 @@ class ApiKeysServiceStub:
     """
     RotateApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.RotateApiKeyRequest, _api_keys_service_pb2.RotateApiKeyResponse]
     """Issues a new key with the same settings; the old one keeps working for the grace period (default
-    24 h, never past its own expiry). API keys need keys:create and keys:revoke.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT.
+    24 h, never past its own expiry; both count against the quota meanwhile). API keys need keys:create,
+    keys:revoke and every scope of the key they rotate.
+    Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED (plan's max_api_keys during the grace period), UNAVAILABLE (account).
     """
     EnableApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.EnableApiKeyRequest, _api_keys_service_pb2.EnableApiKeyResponse]
-    """DISABLED → ACTIVE (counts against the quota again). Errors: NOT_FOUND, FAILED_PRECONDITION
-    (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
+    """DISABLED → ACTIVE (counts against the quota again; API keys only for keys within their own
+    scopes). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
     """
     DisableApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.DisableApiKeyRequest, _api_keys_service_pb2.DisableApiKeyResponse]
     """ACTIVE → DISABLED (reversible). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), PERMISSION_DENIED."""
@@ -89,7 +91,7 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.CreateApiKeyRequest, _api_keys_service_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
     """Issues a key; the full secret is in this response only. A repeated request_id returns the first
-    key without its secret. Owner/admin humans, or keys with keys:create.
+    key without its secret. Owner/admin humans, or keys with keys:create that hold every scope they grant.
     Errors: INVALID_ARGUMENT (422 on REST), PERMISSION_DENIED, RESOURCE_EXHAUSTED (plan's max_api_keys),
     FAILED_PRECONDITION (tenant not active), UNAVAILABLE (account).
     """
@@ -111,12 +113,14 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     """
     RotateApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.RotateApiKeyRequest, _api_keys_service_pb2.RotateApiKeyResponse]  # type: ignore[assignment]
     """Issues a new key with the same settings; the old one keeps working for the grace period (default
-    24 h, never past its own expiry). API keys need keys:create and keys:revoke.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT.
+    24 h, never past its own expiry; both count against the quota meanwhile). API keys need keys:create,
+    keys:revoke and every scope of the key they rotate.
+    Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED (plan's max_api_keys during the grace period), UNAVAILABLE (account).
     """
     EnableApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.EnableApiKeyRequest, _api_keys_service_pb2.EnableApiKeyResponse]  # type: ignore[assignment]
-    """DISABLED → ACTIVE (counts against the quota again). Errors: NOT_FOUND, FAILED_PRECONDITION
-    (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
+    """DISABLED → ACTIVE (counts against the quota again; API keys only for keys within their own
+    scopes). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
     """
     DisableApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.DisableApiKeyRequest, _api_keys_service_pb2.DisableApiKeyResponse]  # type: ignore[assignment]
     """ACTIVE → DISABLED (reversible). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), PERMISSION_DENIED."""
@@ -144,7 +148,7 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_api_keys_service_pb2.CreateApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.CreateApiKeyResponse]]:
         """Issues a key; the full secret is in this response only. A repeated request_id returns the first
-        key without its secret. Owner/admin humans, or keys with keys:create.
+        key without its secret. Owner/admin humans, or keys with keys:create that hold every scope they grant.
         Errors: INVALID_ARGUMENT (422 on REST), PERMISSION_DENIED, RESOURCE_EXHAUSTED (plan's max_api_keys),
         FAILED_PRECONDITION (tenant not active), UNAVAILABLE (account).
         """
@@ -202,8 +206,10 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_api_keys_service_pb2.RotateApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.RotateApiKeyResponse]]:
         """Issues a new key with the same settings; the old one keeps working for the grace period (default
-        24 h, never past its own expiry). API keys need keys:create and keys:revoke.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT.
+        24 h, never past its own expiry; both count against the quota meanwhile). API keys need keys:create,
+        keys:revoke and every scope of the key they rotate.
+        Errors: NOT_FOUND, FAILED_PRECONDITION (key not valid), PERMISSION_DENIED, INVALID_ARGUMENT,
+        RESOURCE_EXHAUSTED (plan's max_api_keys during the grace period), UNAVAILABLE (account).
         """
 
     @_abc_1.abstractmethod
@@ -212,8 +218,8 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_keys_service_pb2.EnableApiKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_keys_service_pb2.EnableApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.EnableApiKeyResponse]]:
-        """DISABLED → ACTIVE (counts against the quota again). Errors: NOT_FOUND, FAILED_PRECONDITION
-        (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
+        """DISABLED → ACTIVE (counts against the quota again; API keys only for keys within their own
+        scopes). Errors: NOT_FOUND, FAILED_PRECONDITION (revoked), RESOURCE_EXHAUSTED, PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

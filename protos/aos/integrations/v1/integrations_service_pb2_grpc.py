@@ -27,7 +27,10 @@ if _version_not_supported:
 
 class IntegrationsServiceStub:
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
-    credentials and real validation. Another tenant's id answers NOT_FOUND.
+    credentials and real validation. Another tenant's id answers NOT_FOUND. Owners and admins create,
+    update, delete, enable, disable and test; members and viewers read (PERMISSION_DENIED otherwise).
+    A stored credential is bound to its destination: an update that changes base_url (or region), an
+    endpoint or the provider without sending the credential again clears it and resets health.
     """
 
     def __init__(self, channel):
@@ -180,7 +183,10 @@ class IntegrationsServiceStub:
 
 class IntegrationsServiceServicer:
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
-    credentials and real validation. Another tenant's id answers NOT_FOUND.
+    credentials and real validation. Another tenant's id answers NOT_FOUND. Owners and admins create,
+    update, delete, enable, disable and test; members and viewers read (PERMISSION_DENIED otherwise).
+    A stored credential is bound to its destination: an update that changes base_url (or region), an
+    endpoint or the provider without sending the credential again clears it and resets health.
     """
 
     def CreateIntegration(self, request, context):
@@ -542,7 +548,10 @@ def add_IntegrationsServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class IntegrationsService:
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
-    credentials and real validation. Another tenant's id answers NOT_FOUND.
+    credentials and real validation. Another tenant's id answers NOT_FOUND. Owners and admins create,
+    update, delete, enable, disable and test; members and viewers read (PERMISSION_DENIED otherwise).
+    A stored credential is bound to its destination: an update that changes base_url (or region), an
+    endpoint or the provider without sending the credential again clears it and resets health.
     """
 
     @staticmethod

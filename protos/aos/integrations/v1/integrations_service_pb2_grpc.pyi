@@ -28,7 +28,10 @@ GRPC_VERSION: str
 
 class IntegrationsServiceStub:
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
-    credentials and real validation. Another tenant's id answers NOT_FOUND.
+    credentials and real validation. Another tenant's id answers NOT_FOUND. Owners and admins create,
+    update, delete, enable, disable and test; members and viewers read (PERMISSION_DENIED otherwise).
+    A stored credential is bound to its destination: an update that changes base_url (or region), an
+    endpoint or the provider without sending the credential again clears it and resets health.
     """
 
     @_typing.overload
@@ -115,7 +118,10 @@ class IntegrationsServiceStub:
 @_typing.type_check_only
 class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
-    credentials and real validation. Another tenant's id answers NOT_FOUND.
+    credentials and real validation. Another tenant's id answers NOT_FOUND. Owners and admins create,
+    update, delete, enable, disable and test; members and viewers read (PERMISSION_DENIED otherwise).
+    A stored credential is bound to its destination: an update that changes base_url (or region), an
+    endpoint or the provider without sending the credential again clears it and resets health.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -198,7 +204,10 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
 
 class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
-    credentials and real validation. Another tenant's id answers NOT_FOUND.
+    credentials and real validation. Another tenant's id answers NOT_FOUND. Owners and admins create,
+    update, delete, enable, disable and test; members and viewers read (PERMISSION_DENIED otherwise).
+    A stored credential is bound to its destination: an update that changes base_url (or region), an
+    endpoint or the provider without sending the credential again clears it and resets health.
     """
 
     @_abc_1.abstractmethod

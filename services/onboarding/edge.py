@@ -1,0 +1,55 @@
+"""The gate's answers to Envoy: a refusal carries its status, legacy JSON body and headers (SPEC 0.14); an
+approval carries the caller headers the services read."""
+
+from __future__ import annotations
+
+import json
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2
+from envoy.type.v3 import http_status_pb2
+from google.rpc import code_pb2, status_pb2
+
+_CODES = {401: code_pb2.UNAUTHENTICATED, 429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
+
+
+class Denied(Exception):
+    def __init__(self, status: int, body: dict[str, str], headers: dict[str, str] | None = None) -> None:
+        super().__init__(body.get("error", ""))
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+INVALID_KEY = Denied(401, {"error": "api_key_invalid", "message": "Invalid API key"})
+
+
+def invalid_token(message: str) -> Denied:
+    return Denied(401, {"error": "invalid_token", "message": message})
+
+
+def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, value=value),
+        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
+
+
+def deny(denied: Denied) -> external_auth_pb2.CheckResponse:
+    headers = {"content-type": "application/json"} | denied.headers
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=_CODES.get(denied.status, code_pb2.PERMISSION_DENIED)),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=denied.status),
+            headers=[_header(k, v) for k, v in headers.items()],
+            body=json.dumps(denied.body),
+        ),
+    )
+
+
+def allow(headers: dict[str, str], remove: list[str]) -> external_auth_pb2.CheckResponse:
+    """Empty values are left out: a caller header is either meaningful or absent."""
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.OK),
+        ok_response=external_auth_pb2.OkHttpResponse(
+            headers=[_header(k, v) for k, v in headers.items() if v], headers_to_remove=remove
+        ),
+    )

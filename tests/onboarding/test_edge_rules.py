@@ -1,0 +1,161 @@
+"""The edge's pure rules: what a verified token may still be refused for, who is an operator, how claims are
+named; the failed-key budgets; the identity provider's settings and the Envoy config rendered from them."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway import config, identity
+from gateway.identity import IdentityProvider
+from services.common.principal import Kind, Principal
+from services.onboarding import identity as gate_identity
+from services.onboarding.edge import Denied
+from services.onboarding.gate import Gate
+from services.onboarding.keyguard import Buckets, client_bucket
+
+NOW = 1_800_000_000
+NAMES = gate_identity.Claims()
+
+
+def claims(**extra: object) -> dict[str, object]:
+    return {"sub": "alice", "iat": NOW, "exp": NOW + 600} | extra
+
+
+def refused(payload: dict[str, object], names: gate_identity.Claims = NAMES) -> str:
+    with pytest.raises(Denied) as caught:
+        gate_identity.read(payload, names, NOW)
+    assert caught.value.status == 401 and caught.value.body["error"] == "invalid_token"
+    return caught.value.body["message"]
+
+
+def test_iat_more_than_a_minute_ahead_is_refused() -> None:
+    assert "future" in refused(claims(iat=NOW + 365 * 86400, exp=NOW + 365 * 86400 + 600))
+    assert "future" in refused(claims(iat=NOW + 61, exp=NOW + 600))
+    assert gate_identity.read(claims(iat=NOW + 59), NAMES, NOW).subject == "alice"  # clock skew
+
+
+def test_a_lifetime_above_the_maximum_is_refused_even_when_little_is_left() -> None:
+    # Envoy's max_lifetime bounds exp - now only: this token has 22 h left of a 25 h life.
+    assert "lifetime" in refused(claims(iat=NOW - 3 * 3600, exp=NOW + 22 * 3600))
+    assert gate_identity.read(claims(iat=NOW, exp=NOW + 24 * 3600), NAMES, NOW).kind is Kind.HUMAN
+    short = gate_identity.Claims(max_lifetime_seconds=300)
+    assert "300" in refused(claims(), short)
+
+
+def test_a_token_without_subject_is_refused() -> None:
+    refused({"iat": NOW, "exp": NOW + 60})
+    refused(claims(sub=""))
+
+
+def test_operators_are_recognised_by_the_configured_group_not_by_our_own_claim() -> None:
+    assert gate_identity.read(claims(groups=["staff", "aos-operators"]), NAMES, NOW).kind is Kind.OPERATOR
+    assert gate_identity.read(claims(aos_kind="operator"), NAMES, NOW).kind is Kind.HUMAN
+    assert gate_identity.read(claims(groups="aos-operators"), NAMES, NOW).kind is Kind.OPERATOR
+    custom = gate_identity.Claims(operator_claim="https://aos/roles", operator_value="founder")
+    assert gate_identity.read(claims(**{"https://aos/roles": ["founder"]}), custom, NOW).kind is Kind.OPERATOR
+    assert gate_identity.read(claims(groups=["aos-operators"]), custom, NOW).kind is Kind.HUMAN
+
+
+def test_claim_names_are_the_providers() -> None:
+    names = gate_identity.Claims(org_claim="https://aos/org", email_claim="mail", email_verified_claim="mail_ok")
+    token = gate_identity.read(
+        claims(**{"https://aos/org": "org_42", "mail": "a@x.test", "mail_ok": "true", "org_id": "ignored"}), names, NOW
+    )
+    assert (token.org, token.email, token.email_verified) == ("org_42", "a@x.test", True)
+    default = gate_identity.read(claims(org_id=["not", "a", "string"], email_verified="yes"), NAMES, NOW)
+    assert default.org == "" and default.email_verified is False
+
+
+def test_the_gate_reads_the_payload_where_envoy_puts_it() -> None:
+    assert gate_identity.PAYLOAD_KEY == identity.PAYLOAD_KEY
+    assert gate_identity.JWT_METADATA == identity.JWT_FILTER
+
+
+def test_buckets_allow_a_burst_then_the_rate() -> None:
+    now = [0.0]
+    buckets = Buckets(per_second=2.0, burst=3, clock=lambda: now[0])
+    for _ in range(3):
+        assert buckets.wait(["a"]) == 0
+        buckets.spend(["a"])
+    assert buckets.wait(["a"]) == pytest.approx(0.5)
+    assert buckets.wait(["b"]) == 0 and buckets.wait(["a", "b"]) == pytest.approx(0.5)
+    now[0] = 0.5
+    assert buckets.wait(["a"]) == 0
+    now[0] = 100.0
+    buckets.spend(["a"])
+    assert buckets.wait(["a"]) == 0  # refilled to the burst, not beyond it
+
+
+def test_buckets_are_bounded() -> None:
+    buckets = Buckets(per_second=0.001, burst=1, size=10)
+    for i in range(1000):
+        buckets.spend([f"k{i}"])
+    assert len(buckets._levels) == 10
+
+
+def test_an_ipv6_client_is_its_64() -> None:
+    assert client_bucket("2001:db8:1:2:aaaa::1") == client_bucket("2001:db8:1:2:bbbb::2") == "addr:2001:db8:1:2::/64"
+    assert client_bucket("2001:db8:1:3::1") != client_bucket("2001:db8:1:2::1")
+    assert client_bucket("::ffff:192.0.2.7") == client_bucket("192.0.2.7") == "addr:192.0.2.7"
+    assert client_bucket("") == "addr:"
+
+
+def test_identity_provider_from_the_environment() -> None:
+    idp = IdentityProvider.from_env(
+        {
+            "AOS_IDP_ISSUER": "https://login.example.test/",
+            "AOS_IDP_AUDIENCES": "aos-api, aos-console",
+            "AOS_IDP_JWKS_URI": "https://login.example.test/keys",
+            "AOS_IDP_JWKS_CACHE_SECONDS": "60",
+            "AOS_IDP_MAX_LIFETIME_SECONDS": "3600",
+        }
+    )
+    assert idp.audiences == ("aos-api", "aos-console") and idp.jwks_cache_seconds == 60
+    assert IdentityProvider.from_env({}) == IdentityProvider()  # the dev provider of `make up`
+    for bad in (
+        {"AOS_IDP_JWKS_URI": "file:///etc/passwd"},
+        {"AOS_IDP_JWKS_URI": "https:///nohost"},
+        {"AOS_IDP_AUDIENCES": " , "},
+        {"AOS_IDP_MAX_LIFETIME_SECONDS": "0"},
+    ):
+        with pytest.raises(ValueError):
+            IdentityProvider.from_env(bad)
+    with pytest.raises(ValueError, match="issuer"):  # what the pod's init container runs: no dev fallback
+        IdentityProvider.from_env({}, issuer="", audiences=(), jwks_path="")
+
+
+def _provider(gw: config.Gateway) -> tuple[dict[str, object], list[dict[str, object]]]:
+    rendered = config.render(gw)
+    hcm = rendered["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    (jwt,) = [f["typed_config"] for f in hcm["http_filters"] if f["name"] == identity.JWT_FILTER]
+    return jwt["providers"][identity.PROVIDER], rendered["static_resources"]["clusters"]
+
+
+def test_tokens_only_from_the_authorization_header_with_exp_required() -> None:
+    gw = config.from_descriptor(Path(config.__file__).with_name("aos.binpb"), upstreams={})
+    provider, clusters = _provider(gw)
+    assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
+    assert "from_params" not in provider and "claim_to_headers" not in provider
+    assert provider["require_expiration"] is True and provider["max_lifetime"] == "86400s"
+    assert provider["payload_in_metadata"] == identity.PAYLOAD_KEY and provider["forward"] is False
+    assert provider["local_jwks"] == {"filename": ".aos/dev/jwks.json"} and clusters == []
+
+
+def test_a_remote_jwks_is_cached_refreshed_and_fetched_through_its_own_cluster() -> None:
+    idp = IdentityProvider(issuer="https://login.example.test/", jwks_uri="https://login.example.test/keys")
+    gw = config.from_descriptor(Path(config.__file__).with_name("aos.binpb"), upstreams={}, identity=idp)
+    provider, clusters = _provider(gw)
+    remote = provider["remote_jwks"]
+    assert remote["http_uri"] == {"uri": idp.jwks_uri, "cluster": identity.JWKS_CLUSTER, "timeout": "5s"}
+    assert remote["cache_duration"] == "300s" and "async_fetch" in remote and "local_jwks" not in provider
+    (cluster,) = clusters
+    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert endpoint["socket_address"] == {"address": "login.example.test", "port_value": 443}
+    tls = cluster["transport_socket"]["typed_config"]
+    assert tls["sni"] == "login.example.test"
+    assert tls["common_tls_context"]["validation_context"]["trusted_ca"] == {"filename": identity.SYSTEM_CAS}
+
+
+def test_the_gateway_strips_every_caller_header_the_gate_sets() -> None:
+    everything = Principal(Kind.HUMAN, "u", "t", "u@x.test", True, "owner", ("a:b",), "org")
+    assert set(Gate._caller_headers(everything, {"x-request-id": "r1234567"})) <= set(config.CALLER_HEADERS)
