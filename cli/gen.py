@@ -20,7 +20,13 @@ OPENAPI = ROOT / "gateway" / "openapi.json"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 # Ports of the committed reference config; `aos up` and the tests render their own with real ports.
-DEFAULT_UPSTREAMS = {"account": 50051, "api_keys": 50052, "integrations": 50053, "onboarding": 50054}
+DEFAULT_UPSTREAMS = {
+    "account": 50051,
+    "api_keys": 50052,
+    "integrations": 50053,
+    "onboarding": 50054,
+    "monitoring": 50055,
+}
 
 
 def _include_dirs() -> list[str]:

@@ -15,7 +15,7 @@ from services.common import tls
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SERVICES = ("account", "api_keys", "integrations", "onboarding")
+SERVICES = ("account", "api_keys", "integrations", "monitoring", "onboarding")
 # Who calls whom over gRPC, besides the gateway (which reaches every service). Each service's NetworkPolicy
 # admits exactly the gateway and its callers here; each caller gets `<SVC>_<PEER>_ADDR` for its callees.
 CALLS = {
@@ -24,6 +24,8 @@ CALLS = {
     # account: api_keys follows account's event stream (services/api_keys/server.py, `account.watch`).
     "api_keys": ("account", "onboarding"),
     "integrations": ("onboarding",),
+    # account: monitoring follows account's tenant.* events (services/monitoring/tenants.py).
+    "monitoring": ("account",),
 }
 GRPC_PORT = 50051
 GATEWAY_PORT = 8080

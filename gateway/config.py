@@ -28,6 +28,9 @@ CALLER_HEADERS = (
     "x-aos-scopes",
     "x-aos-request-id",
     "x-aos-org-id",
+    # Set by the gate for API-key callers (the key's display prefix) and integration-key callers.
+    "x-aos-key-prefix",
+    "x-aos-integration-id",
 )
 
 # The transcoder answers 200 on every success and the standard mapping of each gRPC code on errors; where

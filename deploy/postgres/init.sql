@@ -4,9 +4,11 @@
 CREATE ROLE account LOGIN;
 CREATE ROLE api_keys LOGIN;
 CREATE ROLE integrations LOGIN;
+CREATE ROLE monitoring LOGIN;
 CREATE ROLE onboarding LOGIN;
 CREATE DATABASE account OWNER account;
 CREATE DATABASE api_keys OWNER api_keys;
 CREATE DATABASE integrations OWNER integrations;
+CREATE DATABASE monitoring OWNER monitoring;
 CREATE DATABASE onboarding OWNER onboarding;
-REVOKE ALL ON DATABASE account, api_keys, integrations, onboarding FROM PUBLIC;
+REVOKE ALL ON DATABASE account, api_keys, integrations, monitoring, onboarding FROM PUBLIC;

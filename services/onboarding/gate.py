@@ -25,7 +25,7 @@ from services.common.principal import KINDS, Kind, Principal
 from services.onboarding import identity, policy, states
 from services.onboarding.clients import Clients
 from services.onboarding.edge import Denied, allow, deny, invalid_token
-from services.onboarding.keyguard import KeyGuard
+from services.onboarding.keyguard import PREFIX_CHARS, KeyGuard
 from services.onboarding.policy import State
 
 log = logging.getLogger("aos.gate")
@@ -166,6 +166,8 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
     def _caller_headers(caller: Principal, headers: Mapping[str, str]) -> dict[str, str]:
         """Everything the services learn of the caller; Envoy stripped whatever the client sent under these
         names, and empty ones are left out."""
+        # An API key's display prefix (monitoring attributes a run that names no actor to "sdk:" + it).
+        key = headers.get("x-aos-key", "").strip() if caller.kind is Kind.API_KEY else ""
         return {
             "x-aos-actor-type": caller.kind.value,
             "x-aos-actor-id": caller.actor_id,
@@ -176,4 +178,5 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             "x-aos-org-id": caller.org_id,
             "x-aos-email": caller.email,
             "x-aos-email-verified": str(caller.email_verified).lower() if caller.kind is not Kind.API_KEY else "",
+            "x-aos-key-prefix": key[:PREFIX_CHARS],
         }

@@ -22,11 +22,13 @@ from gateway import config
 
 pytestmark = pytest.mark.timeout(300)
 
-# Checked independently of cli/manifests.py's own table: the peers, plus api_keys following account's events.
+# Checked independently of cli/manifests.py's own table: the peers, plus api_keys and monitoring following
+# account's events.
 ADMITTED = {
-    "account": {"gateway", "onboarding", "api-keys"},
+    "account": {"gateway", "onboarding", "api-keys", "monitoring"},
     "api-keys": {"gateway", "onboarding"},
     "integrations": {"gateway", "onboarding"},
+    "monitoring": {"gateway"},
     "onboarding": {"gateway", "account", "api-keys", "integrations"},
 }
 APPS = sorted(ADMITTED)

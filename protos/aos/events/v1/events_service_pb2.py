@@ -26,7 +26,7 @@ from aos.events.v1 import event_pb2 as aos_dot_events_dot_v1_dot_event__pb2
 from aos.gate.v1 import gate_pb2 as aos_dot_gate_dot_v1_dot_gate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"aos/events/v1/events_service.proto\x12\raos.events.v1\x1a\x19\x61os/events/v1/event.proto\x1a\x16\x61os/gate/v1/gate.proto\"y\n\x11ListEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"S\n\x12ListEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.aos.events.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x13WatchEventsResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.aos.events.v1.Event\x12\x12\n\npage_token\x18\x02 \x01(\t2\xfe\x01\n\x0f\x45ventLogService\x12r\n\nListEvents\x12 .aos.events.v1.ListEventsRequest\x1a!.aos.events.v1.ListEventsResponse\"\x1f\xaa\xd4\x18\x1b\x08\x04\x12\x01\x04\x32\x08\x61pi_keys2\nonboarding\x12w\n\x0bWatchEvents\x12!.aos.events.v1.WatchEventsRequest\x1a\".aos.events.v1.WatchEventsResponse\"\x1f\xaa\xd4\x18\x1b\x08\x04\x12\x01\x04\x32\x08\x61pi_keys2\nonboarding0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"aos/events/v1/events_service.proto\x12\raos.events.v1\x1a\x19\x61os/events/v1/event.proto\x1a\x16\x61os/gate/v1/gate.proto\"y\n\x11ListEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"S\n\x12ListEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.aos.events.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x13WatchEventsResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.aos.events.v1.Event\x12\x12\n\npage_token\x18\x02 \x01(\t2\x97\x02\n\x0f\x45ventLogService\x12~\n\nListEvents\x12 .aos.events.v1.ListEventsRequest\x1a!.aos.events.v1.ListEventsResponse\"+\xaa\xd4\x18\'\x08\x04\x12\x01\x04\x32\x08\x61pi_keys2\nmonitoring2\nonboarding\x12\x83\x01\n\x0bWatchEvents\x12!.aos.events.v1.WatchEventsRequest\x1a\".aos.events.v1.WatchEventsResponse\"+\xaa\xd4\x18\'\x08\x04\x12\x01\x04\x32\x08\x61pi_keys2\nmonitoring2\nonboarding0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aos.events.v1.events_servic
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTLOGSERVICE'].methods_by_name['ListEvents']._loaded_options = None
-  _globals['_EVENTLOGSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\252\324\030\033\010\004\022\001\0042\010api_keys2\nonboarding'
+  _globals['_EVENTLOGSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\252\324\030\'\010\004\022\001\0042\010api_keys2\nmonitoring2\nonboarding'
   _globals['_EVENTLOGSERVICE'].methods_by_name['WatchEvents']._loaded_options = None
-  _globals['_EVENTLOGSERVICE'].methods_by_name['WatchEvents']._serialized_options = b'\252\324\030\033\010\004\022\001\0042\010api_keys2\nonboarding'
+  _globals['_EVENTLOGSERVICE'].methods_by_name['WatchEvents']._serialized_options = b'\252\324\030\'\010\004\022\001\0042\010api_keys2\nmonitoring2\nonboarding'
   _globals['_LISTEVENTSREQUEST']._serialized_start=104
   _globals['_LISTEVENTSREQUEST']._serialized_end=225
   _globals['_LISTEVENTSRESPONSE']._serialized_start=227
@@ -46,5 +46,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHEVENTSRESPONSE']._serialized_start=373
   _globals['_WATCHEVENTSRESPONSE']._serialized_end=451
   _globals['_EVENTLOGSERVICE']._serialized_start=454
-  _globals['_EVENTLOGSERVICE']._serialized_end=708
+  _globals['_EVENTLOGSERVICE']._serialized_end=733
 # @@protoc_insertion_point(module_scope)

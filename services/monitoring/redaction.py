@@ -1,0 +1,42 @@
+"""Redaction of stored free text (MONITORING.md 6.3): e-mails, key-like tokens and card numbers become markers,
+values under secret-sounding keys become [REDACTED], recursively through JSON values."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+SECRET = re.compile(r"aos_[A-Za-z0-9_-]{20,}|sk-[A-Za-z0-9_-]{16,}|AKIA[A-Z0-9]{16}|Bearer\s+[A-Za-z0-9._~+/=-]{16,}")
+# 13-19 digits, single spaces or dashes allowed between them; only runs passing Luhn are cards.
+CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+SECRET_KEYS = frozenset({"password", "secret", "token", "api_key", "authorization"})
+
+
+def luhn(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    return "[REDACTED_CARD]" if luhn(re.sub(r"[ -]", "", match.group())) else match.group()
+
+
+def text(value: str) -> str:
+    value = SECRET.sub("[REDACTED_SECRET]", value)
+    value = EMAIL.sub("[REDACTED_EMAIL]", value)
+    return CARD.sub(_card, value)
+
+
+def value(data: Any) -> Any:
+    """A JSON value with every string redacted and every value under a secret-sounding key replaced."""
+    if isinstance(data, str):
+        return text(data)
+    if isinstance(data, list):
+        return [value(item) for item in data]
+    if isinstance(data, dict):
+        return {k: "[REDACTED]" if k.lower() in SECRET_KEYS else value(v) for k, v in data.items()}
+    return data

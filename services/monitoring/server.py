@@ -1,0 +1,35 @@
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
+from aos.monitoring.v1 import monitoring_service_pb2, monitoring_service_pb2_grpc
+from services.common import channels, db, events, follow, server
+from services.monitoring import tenants
+from services.monitoring.models import CURSORS
+from services.monitoring.servicer import ActivityServicer, IncidentsServicer, TelemetryServicer
+from services.monitoring.settings import Settings
+
+ME = "monitoring"
+NAMES = (
+    *(monitoring_service_pb2.DESCRIPTOR.services_by_name[s].full_name for s in ("ActivityService", "TelemetryService")),
+    monitoring_service_pb2.DESCRIPTOR.services_by_name["IncidentsService"].full_name,
+    events_service_pb2.DESCRIPTOR.services_by_name["EventLogService"].full_name,
+)
+
+
+def build(settings: Settings, engine: AsyncEngine) -> server.Service:
+    """Composition root. Needs a running event loop: it starts the follower of account's events (the
+    tenants' lifecycle) and registers its shutdown."""
+    sessions = db.sessionmaker(engine)
+    me = settings.identity(ME)
+    svc = server.create("aos.monitoring", NAMES, engine, me, settings.metrics_port)
+    monitoring_service_pb2_grpc.add_ActivityServiceServicer_to_server(ActivityServicer(sessions), svc.server)
+    monitoring_service_pb2_grpc.add_TelemetryServiceServicer_to_server(TelemetryServicer(sessions), svc.server)
+    monitoring_service_pb2_grpc.add_IncidentsServiceServicer_to_server(IncidentsServicer(sessions), svc.server)
+    events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
+    account = channels.peer(settings.account_addr, me, "account") if settings.account_addr else None
+    follower = follow.Follower(tenants.SOURCE, account, ME, sessions, CURSORS, tenants.Mirror(sessions).apply)
+    follower.start()
+    svc.on_stop.append(follower.stop)
+    if account is not None:
+        svc.on_stop.append(account.close)
+    return svc
