@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,27 @@ RECONNECT = [
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+# The one retry policy of every call to a peer: a call that could not reach the peer (UNAVAILABLE: a
+# restart, a replaced replica) is tried twice more within its own deadline; nothing else is retried.
+RETRY = (
+    "grpc.service_config",
+    json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{}],
+                    "retryPolicy": {
+                        "maxAttempts": 3,
+                        "initialBackoff": "0.05s",
+                        "maxBackoff": "0.2s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    ),
+)
 CHECK_SECONDS = 1.0  # how often a peer channel looks whether its certificate files changed
 DRAIN_SECONDS = 30.0  # calls still on a replaced channel get this long before it closes
 
@@ -31,7 +53,7 @@ def peer(addr: str, me: tls.Identity, name: str, *options: tuple[str, str | int]
     """A channel to the service `name` at `addr`, presenting `me`'s certificate. The server must hold a
     certificate of our CA for `name` (its DNS SAN tls.server_name(name)), whatever address it answers on."""
     target = ("grpc.ssl_target_name_override", tls.server_name(name))
-    return Renewing(addr, me, [*RECONNECT, target, *options])
+    return Renewing(addr, me, [*RECONNECT, RETRY, target, *options])
 
 
 class Renewing(grpc.aio.Channel):

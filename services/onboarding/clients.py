@@ -6,7 +6,6 @@ grpcio 1.85 (DESIGN.md §2). The service config carries only a retry policy on U
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,22 +28,6 @@ S = TypeVar("S")  # a peer's stub
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 ME = "onboarding"
-_SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-)
 
 
 def _error(source: str, exc: grpc.aio.AioRpcError) -> errors.ServiceError:
@@ -86,7 +69,7 @@ class Peer(Generic[S]):
 
 
 def _peer(name: str, addr: str, me: tls.Identity, stub: Callable[[grpc.aio.Channel], S]) -> Peer[S]:
-    channel = channels.peer(addr, me, name, ("grpc.service_config", _SERVICE_CONFIG)) if addr else None
+    channel = channels.peer(addr, me, name) if addr else None
     return Peer(name, channel, stub(channel) if channel is not None else None)
 
 
