@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.common import validation
@@ -29,8 +29,10 @@ class Page:
         self, query: Select[Any], created_at: InstrumentedAttribute[Any], row_id: InstrumentedAttribute[Any]
     ) -> Select[Any]:
         if self.after:
-            # A row comparison, which PostgreSQL turns into an index range (an OR would only filter).
-            query = query.where(tuple_(created_at, row_id) < tuple_(*self.after))
+            # A row comparison, which PostgreSQL turns into an index range (an OR would only filter). Each value
+            # is bound with its column's type: a text-bound id would not compare with a uuid column.
+            after = (literal(self.after[0], created_at.type), literal(self.after[1], row_id.type))
+            query = query.where(tuple_(created_at, row_id) < tuple_(*after))
         return query.order_by(created_at.desc(), row_id.desc()).offset(self.offset).limit(self.size + 1)
 
     def cut(

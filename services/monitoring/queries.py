@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, asc, case, desc, false, func, literal, literal_column, not_, or_, select, tuple_
+from sqlalchemy import Select, and_, asc, case, desc, false, func, literal_column, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.common import paging, validation
@@ -42,13 +42,7 @@ class Listing:
         query = query.where(*self.where)
         if self.keyset is None:
             return query.order_by(*self.order).offset(self.page.offset).limit(self.page.size + 1)
-        time, ident = self.keyset
-        if self.page.after:
-            # common's Page.apply binds the token's id as text, which PostgreSQL will not compare with a uuid
-            # column: the row comparison binds each value with its column's type instead.
-            after = tuple_(*(literal(v, c.type) for v, c in zip(self.page.after, self.keyset, strict=True)))
-            query = query.where(tuple_(time, ident) < after)
-        return dataclasses.replace(self.page, after=None).apply(query, time, ident)
+        return self.page.apply(query, *self.keyset)
 
     def key(self, row: Any) -> tuple[datetime, str]:
         assert self.keyset is not None
