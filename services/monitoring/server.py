@@ -5,7 +5,9 @@ from aos.monitoring.v1 import monitoring_service_pb2, monitoring_service_pb2_grp
 from services.common import channels, db, events, follow, server
 from services.monitoring import tenants
 from services.monitoring.models import CURSORS
-from services.monitoring.servicer import ActivityServicer, IncidentsServicer, TelemetryServicer
+from services.monitoring.servicer.activity import ActivityServicer
+from services.monitoring.servicer.incidents import IncidentsServicer
+from services.monitoring.servicer.telemetry import TelemetryServicer
 from services.monitoring.settings import Settings
 
 ME = "monitoring"

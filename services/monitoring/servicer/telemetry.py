@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from typing import TypeVar
+
+from aos.monitoring.v1 import monitoring_service_pb2 as rpc
+from aos.monitoring.v1 import monitoring_service_pb2_grpc
+from services.common.errors import NotFound
+from services.common.interceptors import request_id
+from services.common.principal import caller
+from services.monitoring import ingest, repository, requests, responses, tenants
+from services.monitoring.servicer import Context, Sessions, header
+
+T = TypeVar("T")
+
+
+class TelemetryServicer(monitoring_service_pb2_grpc.TelemetryServiceServicer):
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def IngestUsage(self, request: rpc.IngestUsageRequest, context: Context) -> rpc.IngestUsageResponse:
+        who, integration = caller(context), header(context, "x-aos-integration-id")
+        allowed, _ = ingest.owned([requests.usage(request.record, "", integration)], integration)
+        if not allowed:  # another integration than the credential's: the unknown-id answer
+            raise NotFound("integration not found", reason="INTEGRATION_NOT_FOUND")
+        call_id = allowed[0]["call_id"]
+        async with self._sessions.begin() as session:
+            tenant_id = await tenants.require(session, who, tenants.WRITABLE)
+            stored = await ingest.store(session, who, allowed)
+            record_id = stored.accepted.get(call_id) or await repository.usage_id(session, tenant_id, call_id)
+        status = "accepted" if call_id in stored.accepted else "duplicate"
+        return responses.ingested(status, record_id, call_id, request_id.get())
+
+    async def IngestUsageBatch(
+        self, request: rpc.IngestUsageBatchRequest, context: Context
+    ) -> rpc.IngestUsageBatchResponse:
+        who, integration = caller(context), header(context, "x-aos-integration-id")
+        allowed, refused = ingest.owned(requests.batch(request, integration), integration)
+        async with self._sessions.begin() as session:
+            await tenants.require(session, who, tenants.WRITABLE)
+            stored = await ingest.store(session, who, allowed)
+        return rpc.IngestUsageBatchResponse(
+            accepted=len(stored.accepted),
+            duplicates=stored.duplicates,
+            errors=len(refused),
+            total=len(request.records),
+            error_details=[rpc.IngestError(index=i, call_id=c, reason="INTEGRATION_NOT_FOUND") for i, c in refused],
+        )
+
+    async def GetIntegrationUsage(
+        self, request: rpc.GetIntegrationUsageRequest, context: Context
+    ) -> rpc.GetIntegrationUsageResponse:
+        tenant_id, integration_id, start, end = requests.period(request)
+        async with self._sessions() as session:
+            usage = await repository.integration_usage(session, tenant_id, integration_id, start, end)
+        return rpc.GetIntegrationUsageResponse(
+            cost_cents=usage[0], tokens=usage[1], records=usage[2], requests_last_minute=usage[3]
+        )
