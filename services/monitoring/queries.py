@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from sqlalchemy import Select, and_, asc, case, desc, false, func, literal_column, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -49,6 +52,17 @@ class Listing:
         return getattr(row, self.keyset[0].key), getattr(row, self.keyset[1].key)
 
 
+def _after(token: str, ids: re.Pattern[str]) -> tuple[datetime, str] | None:
+    try:
+        after = validation.decode_token(token)
+    except InvalidArgument as exc:
+        exc.reason = "INVALID_QUERY"
+        raise
+    if after and not ids.fullmatch(after[1]):
+        raise bad("page_token", "unknown page token")
+    return after
+
+
 def page(request: Any, default: int, high: int, ids: re.Pattern[str]) -> paging.Page:
     """Legacy limit/offset, or the twin's page_size/page_token (whose id must look like `ids`); never both."""
     if request.as_of:
@@ -61,14 +75,7 @@ def page(request: Any, default: int, high: int, ids: re.Pattern[str]) -> paging.
         raise bad(field, f"must be between 1 and {high}, got {size}")
     if not 0 <= request.offset <= MAX_OFFSET:
         raise bad("offset", f"must be between 0 and {MAX_OFFSET} (deeper pages use page_token), got {request.offset}")
-    try:
-        after = validation.decode_token(request.page_token)
-    except InvalidArgument as exc:
-        exc.reason = "INVALID_QUERY"
-        raise
-    if after and not ids.fullmatch(after[1]):
-        raise bad("page_token", "unknown page token")
-    return paging.Page(size, request.offset, after, legacy)
+    return paging.Page(size, request.offset, _after(request.page_token, ids), legacy)
 
 
 def choices(field: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
@@ -178,3 +185,98 @@ def resolved_incidents(request: Any) -> Listing:
     listing = Listing(where, page(request, 20, 100, INCIDENT_ID), (Incident.resolved_at, Incident.incident_id))
     sorts = {"resolved_at": Incident.resolved_at, "created_at": Incident.created_at, "severity": _SEVERITY_RANK}
     return _sorted(request, sorts, Incident.incident_id, listing)
+
+
+def historical_incidents(request: Any) -> Listing:
+    """RESOLVED longer ago than retention_days (7..365, default 30), most recently resolved first."""
+    days = request.retention_days if request.HasField("retention_days") else 30
+    if not 7 <= days <= 365:
+        raise bad("retention_days", f"must be between 7 and 365, got {days}")
+    cutoff = Incident.resolved_at < func.now() - days * literal_column("interval '1 day'")
+    where = _incidents(request, [Incident.lifecycle_state == "RESOLVED", cutoff])
+    listing = Listing(where, page(request, 20, 100, INCIDENT_ID), (Incident.resolved_at, Incident.incident_id))
+    sorts = {"resolved_at": Incident.resolved_at, "created_at": Incident.created_at, "severity": _SEVERITY_RANK}
+    return _sorted(request, sorts, Incident.incident_id, listing)
+
+
+def window_days(request: Any) -> int:
+    days: int = request.window_days if request.HasField("window_days") else 30
+    if not 1 <= days <= 90:
+        raise bad("window_days", f"must be between 1 and 90, got {days}")
+    return days
+
+
+def facade(raw: str, topics: Mapping[str, type[Message]]) -> tuple[str, Any]:
+    """A facade's URL query → (topic, that topic's own request): `topic` exactly once, then only that topic's
+    parameters, each singular one at most once. What the topic's request then refuses (bad values, ranges)
+    its own listing names, so facade and topic route answer alike."""
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=bool(raw))
+    except ValueError:
+        raise bad("query", "is not a URL query string") from None
+    params: dict[str, list[str]] = {}
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    if "as_of" in params:
+        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+    named = params.pop("topic", [])
+    if len(named) != 1:
+        raise bad("topic", f"must be given once, as one of {', '.join(topics)}")
+    (topic,) = choices("topic", named, tuple(topics))
+    request = topics[topic]()
+    for name, values in params.items():
+        field = request.DESCRIPTOR.fields_by_name.get(name)
+        if field is None:
+            raise bad(name, f"is not a parameter of topic {topic}")
+        if field.is_repeated:
+            getattr(request, name).extend(values)
+        elif len(values) > 1:
+            raise bad(name, "must be given once")
+        else:
+            setattr(request, name, _scalar(name, field, values[0]))
+    return topic, request
+
+
+def _scalar(name: str, field: Any, value: str) -> Any:
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        if value not in ("true", "false"):
+            raise bad(name, f"must be true or false, got {value!r}")
+        return value == "true"
+    if field.type == FieldDescriptor.TYPE_INT32:
+        if not re.fullmatch(r"-?[0-9]{1,10}", value) or not -(2**31) <= int(value) < 2**31:
+            raise bad(name, f"must be an integer, got {value!r}")
+        return int(value)
+    return value
+
+
+def _founder_page(request: Any, ids: re.Pattern[str]) -> paging.Page:
+    """Keyset pages only: an offset into every tenant's rows would scan them all."""
+    size = request.page_size if request.HasField("page_size") else 50
+    if not 1 <= size <= 200:
+        raise bad("page_size", f"must be between 1 and 200, got {size}")
+    return paging.Page(size, 0, _after(request.page_token, ids))
+
+
+def _one(column: Any, request: Any, field: str, allowed: Sequence[str]) -> list[ColumnElement[bool]]:
+    return [column == choices(field, [getattr(request, field)], allowed)[0]] if request.HasField(field) else []
+
+
+def _tenant(column: Any, request: Any) -> list[ColumnElement[bool]]:
+    if not request.HasField("tenant_id"):
+        return []
+    if not 1 <= len(request.tenant_id) <= 64:
+        raise bad("tenant_id", "must be 1..64 characters")
+    return [column == request.tenant_id]
+
+
+def all_runs(request: Any) -> Listing:
+    where = _tenant(Run.tenant_id, request) + _one(Run.state, request, "state", policy.STATES)
+    where += _one(Run.risk_level, request, "risk_level", policy.RISK_LEVELS)
+    return Listing(where, _founder_page(request, RUN_ID), (Run.started_at, Run.run_id))
+
+
+def all_incidents(request: Any) -> Listing:
+    where = _tenant(Incident.tenant_id, request)
+    where += _one(Incident.lifecycle_state, request, "lifecycle_state", policy.LIFECYCLE)
+    where += _one(Incident.severity, request, "severity", policy.SEVERITIES)
+    return Listing(where, _founder_page(request, INCIDENT_ID), (Incident.created_at, Incident.incident_id))

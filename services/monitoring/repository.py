@@ -3,7 +3,7 @@ a missing id). Everything runs in the caller's transaction; nothing here commits
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func, inspect, literal_column, select, update
@@ -160,3 +160,19 @@ async def integration_usage(
         UsageRecord.created_at > func.now() - literal_column("interval '1 minute'"),
     )
     return int(cost), int(tokens), int(records), int(await session.scalar(recent) or 0)
+
+
+async def incident_metrics(
+    session: AsyncSession, tenant_id: str, since: datetime
+) -> tuple[list[tuple[str, str, int]], tuple[float | None, ...]]:
+    """The tenant's incidents created since `since`: counts by (lifecycle_state, severity), and the mean and
+    median ms from creation to acknowledgement and to resolution (NULL when none got there)."""
+    scope = [Incident.tenant_id == tenant_id, Incident.created_at >= since]
+    grouped = select(Incident.lifecycle_state, Incident.severity, func.count()).where(*scope)
+    counts = (await session.execute(grouped.group_by(Incident.lifecycle_state, Incident.severity))).all()
+    stats = []
+    for at in (Incident.acked_at, Incident.resolved_at):
+        ms = func.extract("epoch", at - Incident.created_at) * 1000
+        stats += [func.avg(ms), func.percentile_cont(0.5).within_group(ms)]
+    times = (await session.execute(select(*stats).where(*scope))).one()
+    return [(state, severity, n) for state, severity, n in counts], tuple(times)

@@ -1835,3 +1835,354 @@ class ResolveIncidentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveIncidentResponse: _TypeAlias = ResolveIncidentResponse  # noqa: Y015
+
+@_typing.final
+class ListHistoricalIncidentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CAUSE_TYPE_FIELD_NUMBER: _builtins.int
+    IS_SYNTHETIC_FIELD_NUMBER: _builtins.int
+    RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    SORT_BY_FIELD_NUMBER: _builtins.int
+    SORT_ORDER_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    is_synthetic: _builtins.bool
+    retention_days: _builtins.int
+    """7..365, default 30: only incidents resolved before now - retention_days."""
+    sort_by: _builtins.str
+    """resolved_at (default), created_at or severity; incident_id breaks ties."""
+    sort_order: _builtins.str
+    limit: _builtins.int
+    """Legacy paging: limit (default 20) and offset 0..10 000."""
+    offset: _builtins.int
+    page_size: _builtins.int
+    """Keyset paging (the /v1 twin): 1..100, default 20; page_token from the previous page."""
+    page_token: _builtins.str
+    as_of: _builtins.str
+    """Refused (UNSUPPORTED_PARAM): rows change in place, so a point-in-time read could not repeat."""
+    @_builtins.property
+    def severity(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def category(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cause_type(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        severity: _abc.Iterable[_builtins.str] | None = ...,
+        category: _abc.Iterable[_builtins.str] | None = ...,
+        cause_type: _abc.Iterable[_builtins.str] | None = ...,
+        is_synthetic: _builtins.bool | None = ...,
+        retention_days: _builtins.int | None = ...,
+        sort_by: _builtins.str | None = ...,
+        sort_order: _builtins.str | None = ...,
+        limit: _builtins.int | None = ...,
+        offset: _builtins.int | None = ...,
+        page_size: _builtins.int | None = ...,
+        page_token: _builtins.str | None = ...,
+        as_of: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_retention_days", b"_retention_days", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "retention_days", b"retention_days", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_retention_days", b"_retention_days", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "category", b"category", "cause_type", b"cause_type", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "retention_days", b"retention_days", "severity", b"severity", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
+    _WhichOneofReturnType__is_synthetic: _TypeAlias = _typing.Literal["is_synthetic"]  # noqa: Y015
+    _WhichOneofArgType__is_synthetic: _TypeAlias = _typing.Literal["_is_synthetic", b"_is_synthetic"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__page_size: _TypeAlias = _typing.Literal["page_size"]  # noqa: Y015
+    _WhichOneofArgType__page_size: _TypeAlias = _typing.Literal["_page_size", b"_page_size"]  # noqa: Y015
+    _WhichOneofReturnType__page_token: _TypeAlias = _typing.Literal["page_token"]  # noqa: Y015
+    _WhichOneofArgType__page_token: _TypeAlias = _typing.Literal["_page_token", b"_page_token"]  # noqa: Y015
+    _WhichOneofReturnType__retention_days: _TypeAlias = _typing.Literal["retention_days"]  # noqa: Y015
+    _WhichOneofArgType__retention_days: _TypeAlias = _typing.Literal["_retention_days", b"_retention_days"]  # noqa: Y015
+    _WhichOneofReturnType__sort_by: _TypeAlias = _typing.Literal["sort_by"]  # noqa: Y015
+    _WhichOneofArgType__sort_by: _TypeAlias = _typing.Literal["_sort_by", b"_sort_by"]  # noqa: Y015
+    _WhichOneofReturnType__sort_order: _TypeAlias = _typing.Literal["sort_order"]  # noqa: Y015
+    _WhichOneofArgType__sort_order: _TypeAlias = _typing.Literal["_sort_order", b"_sort_order"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_synthetic) -> _WhichOneofReturnType__is_synthetic | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_size) -> _WhichOneofReturnType__page_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_token) -> _WhichOneofReturnType__page_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retention_days) -> _WhichOneofReturnType__retention_days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_by) -> _WhichOneofReturnType__sort_by | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_order) -> _WhichOneofReturnType__sort_order | None: ...
+
+Global___ListHistoricalIncidentsRequest: _TypeAlias = ListHistoricalIncidentsRequest  # noqa: Y015
+
+@_typing.final
+class ListHistoricalIncidentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    has_more: _builtins.bool
+    next_page_token: _builtins.str
+    """The next keyset page's token ("" on the last page and for legacy limit/offset pages)."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_monitoring_pb2.Incident]: ...
+    @_builtins.property
+    def pagination(self) -> _monitoring_pb2.Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_monitoring_pb2.Incident] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: _monitoring_pb2.Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "items", b"items", "next_page_token", b"next_page_token", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHistoricalIncidentsResponse: _TypeAlias = ListHistoricalIncidentsResponse  # noqa: Y015
+
+@_typing.final
+class ListIncidentsFacadeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """The URL query string as the client sent it, e.g. "topic=active&severity=HIGH&limit=10": topic
+    (active, resolved or historical) exactly once, then only that topic's parameters (those of
+    ListActiveIncidents, ListResolvedIncidents or ListHistoricalIncidents).
+    """
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIncidentsFacadeRequest: _TypeAlias = ListIncidentsFacadeRequest  # noqa: Y015
+
+@_typing.final
+class FacadeMeta(_message.Message):
+    """The facade's request identity; as_of is always null (point-in-time reads are refused)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """X-Request-ID of the call."""
+    correlation_id: _builtins.str
+    """The caller's X-Correlation-ID, echoed ("" when none was sent)."""
+    @_builtins.property
+    def as_of(self) -> _struct_pb2.Value: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+        as_of: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "correlation_id", b"correlation_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FacadeMeta: _TypeAlias = FacadeMeta  # noqa: Y015
+
+@_typing.final
+class ListIncidentsFacadeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    INCIDENTS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    total: _builtins.int
+    has_more: _builtins.bool
+    next_page_token: _builtins.str
+    @_builtins.property
+    def incidents(self) -> _containers.RepeatedCompositeFieldContainer[_monitoring_pb2.Incident]: ...
+    @_builtins.property
+    def pagination(self) -> _monitoring_pb2.Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def meta(self) -> Global___FacadeMeta: ...
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        incidents: _abc.Iterable[_monitoring_pb2.Incident] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: _monitoring_pb2.Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        next_page_token: _builtins.str = ...,
+        meta: Global___FacadeMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "incidents", b"incidents", "meta", b"meta", "next_page_token", b"next_page_token", "pagination", b"pagination", "topic", b"topic", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIncidentsFacadeResponse: _TypeAlias = ListIncidentsFacadeResponse  # noqa: Y015
+
+@_typing.final
+class GetIncidentMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    window_days: _builtins.int
+    """1..90, default 30."""
+    def __init__(
+        self,
+        *,
+        window_days: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_window_days", b"_window_days", "window_days", b"window_days"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_window_days", b"_window_days", "window_days", b"window_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__window_days: _TypeAlias = _typing.Literal["window_days"]  # noqa: Y015
+    _WhichOneofArgType__window_days: _TypeAlias = _typing.Literal["_window_days", b"_window_days"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__window_days) -> _WhichOneofReturnType__window_days | None: ...
+
+Global___GetIncidentMetricsRequest: _TypeAlias = GetIncidentMetricsRequest  # noqa: Y015
+
+@_typing.final
+class GetIncidentMetricsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ByLifecycleStateEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class BySeverityEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    WINDOW_START_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    BY_LIFECYCLE_STATE_FIELD_NUMBER: _builtins.int
+    BY_SEVERITY_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_ACKNOWLEDGE_MS_FIELD_NUMBER: _builtins.int
+    MEDIAN_TIME_TO_ACKNOWLEDGE_MS_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_RESOLVE_MS_FIELD_NUMBER: _builtins.int
+    MEDIAN_TIME_TO_RESOLVE_MS_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    window_days: _builtins.int
+    total: _builtins.int
+    """Incidents created since window_start."""
+    @_builtins.property
+    def window_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def by_lifecycle_state(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Every lifecycle state and severity, 0 when none."""
+
+    @_builtins.property
+    def by_severity(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def mean_time_to_acknowledge_ms(self) -> _struct_pb2.Value:
+        """Milliseconds from creation, over the incidents that were acknowledged (resolved); null when none was."""
+
+    @_builtins.property
+    def median_time_to_acknowledge_ms(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def mean_time_to_resolve_ms(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def median_time_to_resolve_ms(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        window_days: _builtins.int = ...,
+        window_start: _timestamp_pb2.Timestamp | None = ...,
+        total: _builtins.int = ...,
+        by_lifecycle_state: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        by_severity: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        mean_time_to_acknowledge_ms: _struct_pb2.Value | None = ...,
+        median_time_to_acknowledge_ms: _struct_pb2.Value | None = ...,
+        mean_time_to_resolve_ms: _struct_pb2.Value | None = ...,
+        median_time_to_resolve_ms: _struct_pb2.Value | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "mean_time_to_acknowledge_ms", b"mean_time_to_acknowledge_ms", "mean_time_to_resolve_ms", b"mean_time_to_resolve_ms", "median_time_to_acknowledge_ms", b"median_time_to_acknowledge_ms", "median_time_to_resolve_ms", b"median_time_to_resolve_ms", "window_start", b"window_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_lifecycle_state", b"by_lifecycle_state", "by_severity", b"by_severity", "generated_at", b"generated_at", "mean_time_to_acknowledge_ms", b"mean_time_to_acknowledge_ms", "mean_time_to_resolve_ms", b"mean_time_to_resolve_ms", "median_time_to_acknowledge_ms", b"median_time_to_acknowledge_ms", "median_time_to_resolve_ms", b"median_time_to_resolve_ms", "total", b"total", "window_days", b"window_days", "window_start", b"window_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIncidentMetricsResponse: _TypeAlias = GetIncidentMetricsResponse  # noqa: Y015

@@ -721,6 +721,21 @@ class IncidentsServiceStub:
                 request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentRequest.SerializeToString,
                 response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentResponse.FromString,
                 _registered_method=True)
+        self.ListHistoricalIncidents = channel.unary_unary(
+                '/aos.monitoring.v1.IncidentsService/ListHistoricalIncidents',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsResponse.FromString,
+                _registered_method=True)
+        self.ListIncidentsFacade = channel.unary_unary(
+                '/aos.monitoring.v1.IncidentsService/ListIncidentsFacade',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeResponse.FromString,
+                _registered_method=True)
+        self.GetIncidentMetrics = channel.unary_unary(
+                '/aos.monitoring.v1.IncidentsService/GetIncidentMetrics',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class IncidentsServiceServicer:
@@ -771,6 +786,32 @@ class IncidentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHistoricalIncidents(self, request, context):
+        """RESOLVED incidents resolved longer ago than retention_days, most recently resolved first.
+        Errors: INVALID_ARGUMENT (INVALID_QUERY, UNSUPPORTED_PARAM).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIncidentsFacade(self, request, context):
+        """One of the three topics (active, resolved, historical) in the console's facade shape. The request
+        carries the URL's query verbatim: the gateway hands it on as `query`, so that this service, not the
+        transcoder, names an unknown or repeated parameter (MONITORING.md 0.3).
+        Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter, UNSUPPORTED_PARAM for as_of).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIncidentMetrics(self, request, context):
+        """Incidents created in the last window_days: counts by lifecycle_state and severity, and the mean and
+        median times to acknowledge and to resolve. Errors: INVALID_ARGUMENT (INVALID_QUERY).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IncidentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -803,6 +844,21 @@ def add_IncidentsServiceServicer_to_server(servicer, server):
                     servicer.ResolveIncident,
                     request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentRequest.FromString,
                     response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentResponse.SerializeToString,
+            ),
+            'ListHistoricalIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHistoricalIncidents,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsResponse.SerializeToString,
+            ),
+            'ListIncidentsFacade': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIncidentsFacade,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeResponse.SerializeToString,
+            ),
+            'GetIncidentMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIncidentMetrics,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -968,6 +1024,87 @@ class IncidentsService:
             '/aos.monitoring.v1.IncidentsService/ResolveIncident',
             aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentRequest.SerializeToString,
             aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHistoricalIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.IncidentsService/ListHistoricalIncidents',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIncidentsFacade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.IncidentsService/ListIncidentsFacade',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIncidentMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.IncidentsService/GetIncidentMetrics',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -318,6 +318,20 @@ class IncidentsServiceStub:
     """ACTIVE or ACKED → RESOLVED (final); resolving again changes nothing. Errors: NOT_FOUND,
     PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED), INVALID_ARGUMENT.
     """
+    ListHistoricalIncidents: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListHistoricalIncidentsRequest, _monitoring_service_pb2.ListHistoricalIncidentsResponse]
+    """RESOLVED incidents resolved longer ago than retention_days, most recently resolved first.
+    Errors: INVALID_ARGUMENT (INVALID_QUERY, UNSUPPORTED_PARAM).
+    """
+    ListIncidentsFacade: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListIncidentsFacadeRequest, _monitoring_service_pb2.ListIncidentsFacadeResponse]
+    """One of the three topics (active, resolved, historical) in the console's facade shape. The request
+    carries the URL's query verbatim: the gateway hands it on as `query`, so that this service, not the
+    transcoder, names an unknown or repeated parameter (MONITORING.md 0.3).
+    Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter, UNSUPPORTED_PARAM for as_of).
+    """
+    GetIncidentMetrics: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIncidentMetricsRequest, _monitoring_service_pb2.GetIncidentMetricsResponse]
+    """Incidents created in the last window_days: counts by lifecycle_state and severity, and the mean and
+    median times to acknowledge and to resolve. Errors: INVALID_ARGUMENT (INVALID_QUERY).
+    """
 
 @_typing.type_check_only
 class IncidentsServiceAsyncStub(IncidentsServiceStub):
@@ -339,6 +353,20 @@ class IncidentsServiceAsyncStub(IncidentsServiceStub):
     ResolveIncident: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ResolveIncidentRequest, _monitoring_service_pb2.ResolveIncidentResponse]  # type: ignore[assignment]
     """ACTIVE or ACKED → RESOLVED (final); resolving again changes nothing. Errors: NOT_FOUND,
     PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED), INVALID_ARGUMENT.
+    """
+    ListHistoricalIncidents: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListHistoricalIncidentsRequest, _monitoring_service_pb2.ListHistoricalIncidentsResponse]  # type: ignore[assignment]
+    """RESOLVED incidents resolved longer ago than retention_days, most recently resolved first.
+    Errors: INVALID_ARGUMENT (INVALID_QUERY, UNSUPPORTED_PARAM).
+    """
+    ListIncidentsFacade: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListIncidentsFacadeRequest, _monitoring_service_pb2.ListIncidentsFacadeResponse]  # type: ignore[assignment]
+    """One of the three topics (active, resolved, historical) in the console's facade shape. The request
+    carries the URL's query verbatim: the gateway hands it on as `query`, so that this service, not the
+    transcoder, names an unknown or repeated parameter (MONITORING.md 0.3).
+    Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter, UNSUPPORTED_PARAM for as_of).
+    """
+    GetIncidentMetrics: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIncidentMetricsRequest, _monitoring_service_pb2.GetIncidentMetricsResponse]  # type: ignore[assignment]
+    """Incidents created in the last window_days: counts by lifecycle_state and severity, and the mean and
+    median times to acknowledge and to resolve. Errors: INVALID_ARGUMENT (INVALID_QUERY).
     """
 
 class IncidentsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -394,6 +422,38 @@ class IncidentsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_monitoring_service_pb2.ResolveIncidentResponse, _abc.Awaitable[_monitoring_service_pb2.ResolveIncidentResponse]]:
         """ACTIVE or ACKED → RESOLVED (final); resolving again changes nothing. Errors: NOT_FOUND,
         PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED), INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def ListHistoricalIncidents(
+        self,
+        request: _monitoring_service_pb2.ListHistoricalIncidentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.ListHistoricalIncidentsResponse, _abc.Awaitable[_monitoring_service_pb2.ListHistoricalIncidentsResponse]]:
+        """RESOLVED incidents resolved longer ago than retention_days, most recently resolved first.
+        Errors: INVALID_ARGUMENT (INVALID_QUERY, UNSUPPORTED_PARAM).
+        """
+
+    @_abc_1.abstractmethod
+    def ListIncidentsFacade(
+        self,
+        request: _monitoring_service_pb2.ListIncidentsFacadeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.ListIncidentsFacadeResponse, _abc.Awaitable[_monitoring_service_pb2.ListIncidentsFacadeResponse]]:
+        """One of the three topics (active, resolved, historical) in the console's facade shape. The request
+        carries the URL's query verbatim: the gateway hands it on as `query`, so that this service, not the
+        transcoder, names an unknown or repeated parameter (MONITORING.md 0.3).
+        Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter, UNSUPPORTED_PARAM for as_of).
+        """
+
+    @_abc_1.abstractmethod
+    def GetIncidentMetrics(
+        self,
+        request: _monitoring_service_pb2.GetIncidentMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.GetIncidentMetricsResponse, _abc.Awaitable[_monitoring_service_pb2.GetIncidentMetricsResponse]]:
+        """Incidents created in the last window_days: counts by lifecycle_state and severity, and the mean and
+        median times to acknowledge and to resolve. Errors: INVALID_ARGUMENT (INVALID_QUERY).
         """
 
 def add_IncidentsServiceServicer_to_server(servicer: IncidentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
