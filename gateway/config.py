@@ -37,6 +37,7 @@ CALLER_HEADERS = (
 # the legacy API answered otherwise (201 on create, 422 on validation) the service sends this header, which
 # the Lua filter applies to transcoded JSON responses only (never to native gRPC).
 STATUS_HINT = Path(__file__).with_name("status_hint.lua")
+FACADE_QUERY = Path(__file__).with_name("facade_query.lua")
 BUFFER = "envoy.filters.http.buffer"
 
 
@@ -154,6 +155,11 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             "envoy.extensions.filters.http.lua.v3.Lua",
             {"default_source_code": {"inline_string": STATUS_HINT.read_text()}},
         ),
+        _filter(
+            "aos.facade_query",
+            "envoy.extensions.filters.http.lua.v3.Lua",
+            {"default_source_code": {"inline_string": _facade_query(gw)}},
+        ),
         # REST bodies are read whole before transcoding (the route is still the REST path's then): over the
         # limit, 413 before anything is decoded or sent on.
         _filter(BUFFER, "envoy.extensions.filters.http.buffer.v3.Buffer", {"max_request_bytes": gw.max_body_bytes}),
@@ -208,6 +214,13 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _facade_query(gw: Gateway) -> str:
+    """facade_query.lua for the facades of the services this gateway routes."""
+    paths = sorted({p for m in gw.methods if m.cluster in gw.upstreams for p in m.facade_paths})
+    table = ", ".join(f'["{p}"] = true' for p in paths)
+    return f"local FACADES = {{{table}}}\n{FACADE_QUERY.read_text()}"
 
 
 # The cluster serving envoy.service.auth.v3.Authorization/Check (the edge gate).

@@ -16,6 +16,8 @@ class Method:
     name: str
     rule: gate_pb2.Rule
     http: bool
+    # A facade's REST GET paths: its request is only the URL's query string, `query` (gateway/facade_query.lua).
+    facade_paths: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -29,6 +31,7 @@ class Method:
 def load_methods(descriptor_set: bytes) -> list[Method]:
     """Every RPC of the aos.* services with its gate rule; raises when an RPC has none."""
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    messages = {f".{f.package}.{m.name}": m for f in fds.file for m in f.message_type}
     methods, missing = [], []
     for file in fds.file:
         if not file.package.startswith("aos."):
@@ -41,9 +44,9 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
                     missing.append(full)
                     continue
                 http = options.HasExtension(_http_rule())
-                methods.append(
-                    Method(f"{file.package}.{service.name}", rpc.name, options.Extensions[gate_pb2.rule], http)
-                )
+                facades = _facade_paths(options, messages[rpc.input_type]) if http else ()
+                service_name = f"{file.package}.{service.name}"
+                methods.append(Method(service_name, rpc.name, options.Extensions[gate_pb2.rule], http, facades))
     if missing:
         raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
     return methods
@@ -75,6 +78,15 @@ def _caller_problems(m: Method, internal: bool, services: set[str]) -> list[str]
     if m.rule.callers and not as_service:
         problems.append(f"{m.path}: gate rule names callers but allows no service principal")
     return problems
+
+
+def _facade_paths(options: Any, request: descriptor_pb2.DescriptorProto) -> tuple[str, ...]:
+    """The GET paths of an RPC whose request is exactly one string field `query`."""
+    (only, *rest) = request.field or [None]
+    if rest or only is None or only.name != "query" or only.type != descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+        return ()
+    binding = options.Extensions[_http_rule()]
+    return tuple(b.get for b in (binding, *binding.additional_bindings) if b.get)
 
 
 def _http_rule() -> Any:
