@@ -44,7 +44,7 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
                     missing.append(full)
                     continue
                 http = options.HasExtension(_http_rule())
-                facades = _facade_paths(options, messages[rpc.input_type]) if http else ()
+                facades = _facade_paths(options, messages.get(rpc.input_type)) if http else ()
                 service_name = f"{file.package}.{service.name}"
                 methods.append(Method(service_name, rpc.name, options.Extensions[gate_pb2.rule], http, facades))
     if missing:
@@ -80,9 +80,9 @@ def _caller_problems(m: Method, internal: bool, services: set[str]) -> list[str]
     return problems
 
 
-def _facade_paths(options: Any, request: descriptor_pb2.DescriptorProto) -> tuple[str, ...]:
+def _facade_paths(options: Any, request: descriptor_pb2.DescriptorProto | None) -> tuple[str, ...]:
     """The GET paths of an RPC whose request is exactly one string field `query`."""
-    (only, *rest) = request.field or [None]
+    (only, *rest) = request.field if request is not None and request.field else [None]
     if rest or only is None or only.name != "query" or only.type != descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
         return ()
     binding = options.Extensions[_http_rule()]

@@ -76,3 +76,18 @@ def test_every_rpc_of_the_tree_has_a_valid_rule_and_internal_ones_are_refused_at
 
 def test_generated_code_and_gateway_config_are_fresh() -> None:
     assert gen.run(check=True) == 0
+
+
+def test_a_request_that_is_only_query_makes_a_facade() -> None:
+    """The gateway hands a facade the URL's query whole (gateway/facade_query.lua): exactly the GET bindings of
+    RPCs whose request is one string field `query`."""
+    methods = {m.name: m for m in rules.load_methods(config.Path(config.__file__).with_name("aos.binpb").read_bytes())}
+    assert methods["ListIncidentsFacade"].facade_paths == ("/v1/cus/incidents/list", "/cus/incidents/list")
+    assert methods["ListActiveIncidents"].facade_paths == ()
+    assert methods["GetRunTimeline"].facade_paths == ()  # one string field, but not `query`
+    gw = config.Gateway("d", {"monitoring": ("127.0.0.1", 1)}, methods=list(methods.values()))
+    lua = config._facade_query(gw)
+    assert lua.startswith('local FACADES = {["/cus/incidents/list"] = true, ["/v1/cus/incidents/list"] = true}\n')
+    assert config._facade_query(config.Gateway("d", {}, methods=list(methods.values()))).startswith(
+        "local FACADES = {}\n"
+    )

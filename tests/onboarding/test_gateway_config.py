@@ -25,6 +25,7 @@ def test_ext_authz_runs_after_the_transcoder_and_before_the_router() -> None:
         "aos.request_id",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.lua",
+        "aos.facade_query",
         "envoy.filters.http.buffer",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.ext_authz",
