@@ -1,4 +1,4 @@
--- FACADES (prepended by gateway/config.py): the REST paths of the facade RPCs, whose request is only the
+-- FACADES (prepended by the config generator): the REST paths of the facade RPCs, whose request is only the
 -- URL's query string. Their query reaches the service whole, as `query`: the transcoder would refuse an
 -- unknown or repeated parameter itself, unnamed, where the facade must name it (MONITORING.md 0.3).
 local function encode(s)

@@ -30,6 +30,9 @@ class Method:
 
 def load_methods(descriptor_set: bytes) -> list[Method]:
     """Every RPC of the aos.* services with its gate rule; raises when an RPC has none."""
+    # The http extension is registered before parsing: options parsed without it keep the binding as unknown
+    # bytes, which HasExtension still finds but whose paths read empty.
+    http_rule = _http_rule()
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
     messages = {f".{f.package}.{m.name}": m for f in fds.file for m in f.message_type}
     methods, missing = [], []
@@ -43,8 +46,8 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
                 if not options.HasExtension(gate_pb2.rule):
                     missing.append(full)
                     continue
-                http = options.HasExtension(_http_rule())
-                facades = _facade_paths(options, messages.get(rpc.input_type)) if http else ()
+                http = options.HasExtension(http_rule)
+                facades = _facade_paths(options.Extensions[http_rule], messages.get(rpc.input_type)) if http else ()
                 service_name = f"{file.package}.{service.name}"
                 methods.append(Method(service_name, rpc.name, options.Extensions[gate_pb2.rule], http, facades))
     if missing:
@@ -80,12 +83,11 @@ def _caller_problems(m: Method, internal: bool, services: set[str]) -> list[str]
     return problems
 
 
-def _facade_paths(options: Any, request: descriptor_pb2.DescriptorProto | None) -> tuple[str, ...]:
+def _facade_paths(binding: Any, request: descriptor_pb2.DescriptorProto | None) -> tuple[str, ...]:
     """The GET paths of an RPC whose request is exactly one string field `query`."""
     (only, *rest) = request.field if request is not None and request.field else [None]
     if rest or only is None or only.name != "query" or only.type != descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
         return ()
-    binding = options.Extensions[_http_rule()]
     return tuple(b.get for b in (binding, *binding.additional_bindings) if b.get)
 
 
