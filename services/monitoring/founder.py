@@ -4,7 +4,7 @@ counter of reads that went ahead without one, and the reads themselves."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -28,8 +28,9 @@ class AuditFailures(Collector):
     """aos_monitoring_founder_audit_failures_total{rpc}: operator reads served without their audit row
     (alerted on). Counted on the event loop, copied by the scrape thread: a dict update needs no lock."""
 
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
+    def __init__(self, rpcs: Iterable[str] = ()) -> None:
+        # Every RPC's series exists from the start at 0, so an alert on its increase sees the first failure.
+        self.counts: dict[str, int] = dict.fromkeys(rpcs, 0)
 
     def add(self, rpc: str) -> None:
         self.counts[rpc] = self.counts.get(rpc, 0) + 1

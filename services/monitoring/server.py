@@ -34,7 +34,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     monitoring_service_pb2_grpc.add_ActivityServiceServicer_to_server(ActivityServicer(sessions), svc.server)
     monitoring_service_pb2_grpc.add_TelemetryServiceServicer_to_server(TelemetryServicer(sessions), svc.server)
     monitoring_service_pb2_grpc.add_IncidentsServiceServicer_to_server(IncidentsServicer(sessions), svc.server)
-    failures = founder.AuditFailures()
+    failures = founder.AuditFailures(founder_service_pb2.DESCRIPTOR.services_by_name["FounderService"].methods_by_name)
     svc.metrics.registry.register(failures)
     founder_service_pb2_grpc.add_FounderServiceServicer_to_server(FounderServicer(sessions, failures), svc.server)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)

@@ -114,7 +114,8 @@ async def test_the_timeline_is_served_when_the_audit_cannot_be_written(
     run_id, incident_id = await failed_run(http, key, "EXECUTION_TIMEOUT after 30s")
     live = (await http.post("/api/v1/runs", json={"agent_id": "a", "goal": "g"}, headers=key)).json()["run_id"]
     founder = gateway.token("founder-m31", operator=True)
-    counted = value(await scrape(metrics_port), FAILURES, rpc="GetRunTimeline") or 0
+    counted = value(await scrape(metrics_port), FAILURES, rpc="GetRunTimeline")
+    assert counted is not None  # the series exists before any failure
 
     async with audit_refused(engines):
         reply = await http.get(f"/fdr/timeline/run/{run_id}", headers=founder)
