@@ -8,6 +8,7 @@ from services.monitoring.models.base import CURSORS, Base
 from services.monitoring.models.incidents import Incident
 from services.monitoring.models.runs import LlmRunRecord, MonitoringThreshold, Run
 from services.monitoring.models.tenants import TenantLifecycle
+from services.monitoring.models.traces import Trace, TraceStep
 from services.monitoring.models.usage import UsageDaily, UsageRecord
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "MonitoringThreshold",
     "Run",
     "TenantLifecycle",
+    "Trace",
+    "TraceStep",
     "UsageDaily",
     "UsageRecord",
 ]
