@@ -27,6 +27,7 @@ class LogsServicer(TracesMixin, logs_service_pb2_grpc.LogsServiceServicer):
             tenant_id = await tenants.require(session, who, tenants.READABLE)
             rows, total = await records.page(session, tenant_id, listing)
         reply = responses.page(rpc.ListLlmRunRecordsResponse, rows, total, listing, logs_responses.record)
+        reply.filters_applied.SetInParent()  # {} when none: the field is always there
         reply.filters_applied.update(applied)
         return reply
 
