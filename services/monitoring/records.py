@@ -119,7 +119,7 @@ _REPLAY = text(
         SELECT 'incident', i.incident_id, i.created_at, to_jsonb(i) - 'tenant_id'
         FROM incident i WHERE i.tenant_id = :tenant AND i.created_at BETWEEN :start AND :end
     ) w
-    ORDER BY ts, kind, id
+    ORDER BY ts, kind, id COLLATE "C"
     LIMIT :limit
     """
 ).columns(kind=String, id=String, ts=DateTime(timezone=True), record=JSONB)
