@@ -18,6 +18,16 @@ from services.monitoring.queries import Listing, bad, choices, instant, window
 TOPICS = ("llm_runs", "system_records")
 
 
+def _equal(request: Any, names: tuple[str, ...], high: int = 128) -> dict[str, Any]:
+    """The string filters the request sets, bounded and free of NUL (which no stored value holds, and which
+    PostgreSQL would refuse with a 500)."""
+    chosen = {name: getattr(request, name) for name in names if request.HasField(name)}
+    for name, value in chosen.items():
+        if isinstance(value, str) and (len(value) > high or "\x00" in value):
+            raise bad(name, f"must be at most {high} characters without NUL")
+    return chosen
+
+
 def records(request: Any) -> tuple[Listing, dict[str, Any]]:
     """ListLlmRunRecords' listing and the filters it applied (by parameter name, for `filters_applied`)."""
     page = queries.page(request, 50, 100, queries.RUN_ID)
@@ -30,10 +40,9 @@ def records(request: Any) -> tuple[Listing, dict[str, Any]]:
             raise bad("run_id", f"must be a run id (a UUID), got {request.run_id!r}") from None
         where.append(LlmRunRecord.run_id == run_id)
         applied["run_id"] = run_id
-    for name in ("provider", "model"):
-        if request.HasField(name):
-            where.append(getattr(LlmRunRecord, name) == getattr(request, name))
-            applied[name] = getattr(request, name)
+    for name, value in _equal(request, ("provider", "model")).items():
+        where.append(getattr(LlmRunRecord, name) == value)
+        applied[name] = value
     statuses = choices("execution_status", request.execution_status, policy.EXECUTION_STATUSES)
     if statuses:
         where.append(LlmRunRecord.execution_status.in_(statuses))
@@ -47,10 +56,8 @@ def records(request: Any) -> tuple[Listing, dict[str, Any]]:
 
 
 def trace_list(request: Any) -> Listing:
-    where: list[ColumnElement[bool]] = []
-    for name in ("agent_id", "status", "root_hash", "plan_hash", "seed"):
-        if request.HasField(name):
-            where.append(getattr(Trace, name) == getattr(request, name))
+    chosen = _equal(request, ("agent_id", "status", "root_hash", "plan_hash", "seed"))
+    where = [getattr(Trace, name) == value for name, value in chosen.items()]
     start, end = instant("from_date", request.from_date), instant("to_date", request.to_date)
     if start and end and start > end:
         raise bad("from_date", "must not be after to_date")

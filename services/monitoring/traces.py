@@ -30,7 +30,7 @@ MAX_BYTES = 2 * 1024 * 1024
 DEFAULT_SEED = 42
 SCHEMA_VERSION = "1.1"
 # A path segment (GET /traces/{id}) and a page token part (split on "|").
-TRACE_ID = re.compile(r"[^\s/|]{1,100}")
+TRACE_ID = re.compile(r"[^\s/|\x00]{1,100}")
 
 
 def canonical(data: Any) -> str:

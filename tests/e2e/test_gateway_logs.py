@@ -67,7 +67,9 @@ async def test_traces_are_stored_once_redacted_and_compared(
     assert refused.status_code == 400 and field_of(refused) == "overwrite", refused.text
     assert (await event_types(engines, tenant)).count("trace.stored") == 1
 
-    assert (await http.get(f"/traces/{run_id}", headers=auth)).status_code == 403  # reads need COMPLETE
+    # Reads need COMPLETE: the RPC's rule, not the legacy path table's SDK_CONNECTED for /traces (decision 4).
+    early = await http.get(f"/traces/{run_id}", headers=auth)
+    assert early.status_code == 403 and early.json()["required_state"] == "COMPLETE", early.text
     await complete(http, gateway, tenant)
     read = await http.get(f"/traces/{run_id}", headers=auth)  # M25: markers, never the values
     assert read.status_code == 200, read.text

@@ -169,6 +169,7 @@ def test_the_logs_facade_is_strict(request_: Any, field: str, reason: str) -> No
         ({"limit": 101}, "limit"),
         ({"execution_status": ["DONE"]}, "execution_status"),
         ({"run_id": "x"}, "run_id"),
+        ({"provider": "open\x00ai"}, "provider"),
         ({"created_after": "2026-01-01T00:00:00"}, "created_after"),
         ({"created_after": "2026-02-01T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"}, "created_after"),
     ],
@@ -186,7 +187,10 @@ def test_the_record_list_reports_the_filters_it_applied() -> None:
     assert applied == {"run_id": run_id, "execution_status": ["FAILED"], "is_synthetic": False}
 
 
-@pytest.mark.parametrize(("fields", "field"), [({"limit": 1001}, "limit"), ({"from_date": "2026-01-02"}, "from_date")])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"limit": 1001}, "limit"), ({"from_date": "2026-01-02"}, "from_date"), ({"agent_id": "a" * 129}, "agent_id")],
+)
 def test_the_trace_list_is_strict(fields: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
         logs_queries.trace_list(rpc.ListTracesRequest(**fields))
