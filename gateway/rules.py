@@ -16,6 +16,8 @@ class Method:
     name: str
     rule: gate_pb2.Rule
     http: bool
+    # The REST bindings as (verb, path template), e.g. ("post", "/traces/{run_id}").
+    bindings: tuple[tuple[str, str], ...] = ()
 
     @property
     def path(self) -> str:
@@ -41,9 +43,9 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
                     missing.append(full)
                     continue
                 http = options.HasExtension(_http_rule())
-                methods.append(
-                    Method(f"{file.package}.{service.name}", rpc.name, options.Extensions[gate_pb2.rule], http)
-                )
+                bindings = _bindings(options.Extensions[_http_rule()]) if http else ()
+                rule = options.Extensions[gate_pb2.rule]
+                methods.append(Method(f"{file.package}.{service.name}", rpc.name, rule, http, bindings))
     if missing:
         raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
     return methods
@@ -81,3 +83,13 @@ def _http_rule() -> Any:
     from google.api import annotations_pb2
 
     return annotations_pb2.http
+
+
+def _bindings(http: Any) -> tuple[tuple[str, str], ...]:
+    """Every (verb, path template) of a google.api.http rule, its additional bindings included."""
+    found = []
+    for one in (http, *http.additional_bindings):
+        verb = one.WhichOneof("pattern")
+        if verb and verb != "custom":
+            found.append((verb, getattr(one, verb)))
+    return tuple(found)

@@ -223,3 +223,23 @@ async def test_records_their_envelope_replay_window_and_facade(
         assert (await http.get(f"/logs/llm-runs/{run_id}/{path}", headers=b_auth)).status_code == 404
     assert (await http.get(f"/logs/llm-runs/{uuid.uuid4()}/envelope", headers=auth)).status_code == 404
     assert (await http.get("/logs/llm-runs", params={"run_id": run_id}, headers=b_auth)).json()["total"] == 0
+
+
+async def test_a_trace_upload_may_exceed_the_gateways_default_body_limit(
+    http: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    """StoreTrace's rule raises the REST body limit to 2 MiB and a little (the default stays 1 MiB elsewhere):
+    1.5 MiB is stored, just over 2 MiB of trace is the service's 400, far over is the edge's 413."""
+    _, _, key = await connected(http, gateway)
+
+    def body(size: int, trace_id: str) -> dict[str, Any]:
+        return {"trace": {"trace_id": trace_id, "metadata": {"blob": "x" * size}}}
+
+    big = await http.post("/traces", json=body(1536 * 1024, "big"), headers=key)
+    assert big.status_code == 201, big.text[:500]
+    over = await http.post("/v1/traces", json=body(2 * 1024 * 1024 + 1024, "over"), headers=key)
+    assert over.status_code == 400 and field_of(over) == "trace", over.text[:500]
+    far = await http.post("/traces", json=body(3 * 1024 * 1024, "far"), headers=key)
+    assert far.status_code == 413 and far.json()["error"] == "payload_too_large"
+    elsewhere = await http.post("/v1/runs", json={"agent_id": "a", "goal": "x" * (1536 * 1024)}, headers=key)
+    assert elsewhere.status_code == 413
