@@ -72,17 +72,18 @@ def _amount(name: str, value: float) -> float:
     return value
 
 
-def _step(i: int, step: pb.TraceStepInput) -> dict[str, Any]:
+def _step(i: int, step: pb.TraceStepInput, data: dict[str, Any]) -> dict[str, Any]:
+    """One step's columns; `data` is the step as JSON (its params and outcome_data are taken from there)."""
     at = f"trace.steps[{i}]."
     index = step.step_index if step.HasField("step_index") else i
     return {
         "step_index": validation.between(f"{at}step_index", index, 0, 2**31 - 1),
         "skill_name": _text(f"{at}skill_name", step.skill_name, 200),
-        "params": json_format.MessageToDict(step.params) if step.HasField("params") else {},
+        "params": data.get("params", {}),
         "status": _text(f"{at}status", step.status, 50),
         "outcome_category": _text(f"{at}outcome_category", step.outcome_category, 100),
         "outcome_code": _text(f"{at}outcome_code", step.outcome_code, 100),
-        "outcome_data": json_format.MessageToDict(step.outcome_data) if step.HasField("outcome_data") else None,
+        "outcome_data": data.get("outcome_data"),
         "cost_cents": _amount(f"{at}cost_cents", step.cost_cents),
         "duration_ms": _amount(f"{at}duration_ms", step.duration_ms),
         "retry_count": validation.between(f"{at}retry_count", step.retry_count, 0, 2**31 - 1),
@@ -104,12 +105,14 @@ def parse(request: pb.TraceInput, overwrite: bool) -> NewTrace:
         raise InvalidArgument("trace.run_id", "run_id or trace_id is required")
     if len(request.steps) > MAX_STEPS:
         raise InvalidArgument("trace.steps", f"must hold at most {MAX_STEPS} steps, got {len(request.steps)}")
-    encoded = json.dumps(json_format.MessageToDict(request))
+    # The trace as JSON once: its size, and the free-form values (plan, metadata, params, outcome_data) from it.
+    data = json_format.MessageToDict(request, preserving_proto_field_name=True)
+    encoded = json.dumps(data)
     if len(encoded.encode()) > MAX_BYTES:
         raise InvalidArgument("trace", f"must be at most {MAX_BYTES} bytes of JSON")
     if "\\u0000" in encoded:  # jsonb and text cannot hold NUL: the caller's error, not a 500
         raise InvalidArgument("trace", "must not contain NUL characters")
-    steps = [_step(i, s) for i, s in enumerate(request.steps)]
+    steps = [_step(i, s, d) for i, (s, d) in enumerate(zip(request.steps, data.get("steps", ()), strict=True))]
     seen: set[int] = set()
     for i, step in enumerate(steps):
         if step["step_index"] in seen:
@@ -120,8 +123,8 @@ def parse(request: pb.TraceInput, overwrite: bool) -> NewTrace:
         "run_id": run_id,
         "correlation_id": _text("trace.correlation_id", request.correlation_id, 100),
         "agent_id": _text("trace.agent_id", request.agent_id, 100),
-        "plan": json_format.MessageToDict(request.plan) if request.HasField("plan") else None,
-        "meta": json_format.MessageToDict(request.metadata) if request.HasField("metadata") else {},
+        "plan": data.get("plan"),
+        "meta": data.get("metadata", {}),
         "root_hash": _text("trace.root_hash", request.root_hash, 128),
         "plan_hash": _text("trace.plan_hash", request.plan_hash, 128),
         "seed": request.seed if request.HasField("seed") else DEFAULT_SEED,
