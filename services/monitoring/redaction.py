@@ -15,16 +15,19 @@ CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 SECRET_KEYS = frozenset({"password", "secret", "token", "api_key", "authorization"})
 
 
+# Each digit doubled, less 9 when above 9 (Luhn's second, fourth... digits from the right).
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
 def luhn(digits: str) -> bool:
-    total = 0
-    for i, char in enumerate(reversed(digits)):
-        n = int(char) * (2 if i % 2 else 1)
-        total += n - 9 if n > 9 else n
+    # Slices and a table, not a loop per digit: a 2 MiB trace of digit runs makes ~10^5 calls.
+    total = sum(map(int, digits[-1::-2])) + sum(_DOUBLED[int(c)] for c in digits[-2::-2])
     return total % 10 == 0
 
 
 def _card(match: re.Match[str]) -> str:
-    return "[REDACTED_CARD]" if luhn(re.sub(r"[ -]", "", match.group())) else match.group()
+    found = match.group()
+    return "[REDACTED_CARD]" if luhn(found.replace(" ", "").replace("-", "")) else found
 
 
 def text(value: str) -> str:
