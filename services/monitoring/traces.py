@@ -14,7 +14,7 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 from google.protobuf import json_format
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +23,7 @@ from services.common import events, validation
 from services.common.errors import InvalidArgument, NotFound
 from services.common.principal import Principal
 from services.monitoring import redaction, repository, runs
-from services.monitoring.models import Run, Trace, TraceStep
+from services.monitoring.models import LlmRunRecord, Run, Trace, TraceStep
 
 MAX_STEPS = 1000
 MAX_BYTES = 2 * 1024 * 1024
@@ -175,13 +175,22 @@ async def store(session: AsyncSession, who: Principal, new: NewTrace) -> Stored:
     if new.steps:
         rows = [s | {"tenant_id": tenant_id, "trace_id": trace.trace_id} for s in new.steps]
         await session.execute(insert(TraceStep), rows)
-    if run is not None and run.state == "COMPLETED":
-        flowing = update(Run).where(Run.tenant_id == tenant_id, Run.run_id == run.run_id, Run.state == "COMPLETED")
-        await session.execute(flowing.values(evidence_health="FLOWING").execution_options(synchronize_session=False))
+    await _evidence(session, tenant_id, trace)
     payload = {"trace_id": trace.trace_id, "run_id": trace.run_id or "", "step_count": trace.step_count}
     payload["root_hash"] = trace.root_hash
     await events.record(session, runs.OWNER, who, "trace.stored", tenant_id, payload, _project(run))
     return Stored(trace, True)
+
+
+async def _evidence(session: AsyncSession, tenant_id: str, trace: Trace) -> None:
+    """The trace is the evidence of its run and of the runs whose completion named its trace_id: those already
+    COMPLETED become FLOWING (CompleteRun looks for a trace stored before it)."""
+    named = select(LlmRunRecord.run_id).where(
+        LlmRunRecord.tenant_id == tenant_id, LlmRunRecord.trace_id == trace.trace_id
+    )
+    ours = Run.run_id.in_(named) if trace.run_id is None else or_(Run.run_id == trace.run_id, Run.run_id.in_(named))
+    flowing = update(Run).where(Run.tenant_id == tenant_id, Run.state == "COMPLETED", ours)
+    await session.execute(flowing.values(evidence_health="FLOWING").execution_options(synchronize_session=False))
 
 
 def _project(run: Run | None) -> str:

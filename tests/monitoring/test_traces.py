@@ -1,6 +1,6 @@
 """Traces and the replay window at the service (MONITORING.md 6.2, 6.4): the first write wins also between
-racing writers, a trace is a run's evidence whether it arrives before or after completion, roles, and the
-window's 500-item cut."""
+racing writers, a trace is a run's evidence whether it arrives before or after completion (also when only the
+completion names it), roles, and the window's 500-item cut."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aos.monitoring.v1 import logs_pb2 as pb
 from aos.monitoring.v1 import logs_service_pb2 as rpc
 from aos.monitoring.v1 import logs_service_pb2_grpc as grpc_api
+from aos.monitoring.v1 import monitoring_service_pb2 as rpc_activity
 from services.common import server
 from tests.conftest import Channels, human
 from tests.monitoring.conftest import event_types, finish, key, new_run
@@ -53,6 +54,14 @@ async def test_a_trace_stored_before_completion_is_the_runs_evidence(logs: Any, 
     assert (await finish(activity, tenant, named, trace_id="named-trace")).run.evidence_health == "FLOWING"
     bare = (await new_run(activity, tenant)).run_id
     assert (await finish(activity, tenant, bare)).run.evidence_health == "MISSING"
+    # Stored after completion: the run the trace names, or whose completion named the trace, becomes FLOWING.
+    late = (await new_run(activity, tenant)).run_id
+    assert (await finish(activity, tenant, late, trace_id="late-trace")).run.evidence_health == "MISSING"
+    await store(logs, key(tenant), trace_id="late-trace")
+    read = await activity.GetRun(rpc_activity.GetRunRequest(run_id=late), metadata=key(tenant), timeout=10)
+    assert read.evidence_health == "FLOWING"
+    unrelated = await activity.GetRun(rpc_activity.GetRunRequest(run_id=bare), metadata=key(tenant), timeout=10)
+    assert unrelated.evidence_health == "MISSING"
 
 
 async def test_a_viewer_cannot_store_a_trace(logs: Any, tenant: str, engines: Any) -> None:

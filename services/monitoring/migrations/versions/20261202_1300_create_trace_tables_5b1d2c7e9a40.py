@@ -70,9 +70,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'trace_id', 'step_index', name=op.f('pk_trace_step'))
     )
     op.create_index('ix_trace_step_tenant_timestamp', 'trace_step', ['tenant_id', 'timestamp'], unique=False)
+    op.create_index('ix_llm_run_record_tenant_trace', 'llm_run_record', ['tenant_id', 'trace_id'], unique=False, postgresql_where=sa.text('trace_id IS NOT NULL'))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_llm_run_record_tenant_trace', table_name='llm_run_record', postgresql_where=sa.text('trace_id IS NOT NULL'))
     op.drop_index('ix_trace_step_tenant_timestamp', table_name='trace_step')
     op.drop_table('trace_step')
     op.drop_index('uq_trace_tenant_run', table_name='trace', postgresql_where=sa.text('run_id IS NOT NULL'))
