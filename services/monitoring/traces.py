@@ -166,7 +166,11 @@ async def store(session: AsyncSession, who: Principal, new: NewTrace) -> Stored:
     between racing writers: ON CONFLICT waits for the other transaction). A trace of a COMPLETED run is its
     evidence: the run's evidence_health becomes FLOWING."""
     tenant_id = who.tenant()
-    run = await repository.get_run(session, tenant_id, new.trace["run_id"]) if new.trace["run_id"] else None
+    run = None
+    if new.trace["run_id"]:
+        # Locked like CompleteRun locks it: whichever comes second sees the other's write, so a trace racing the
+        # completion still makes the run FLOWING (here if the run completed first, in CompleteRun otherwise).
+        run = await repository.get_run(session, tenant_id, new.trace["run_id"], lock=True)
     values = new.trace | {"tenant_id": tenant_id, "stored_by": f"{who.actor_type}:{who.actor_id}"}
     stmt = insert(Trace).values(**values).on_conflict_do_nothing().returning(Trace)
     trace = (await session.execute(stmt)).scalar_one_or_none()

@@ -64,6 +64,14 @@ async def test_a_trace_stored_before_completion_is_the_runs_evidence(logs: Any, 
     assert unrelated.evidence_health == "MISSING"
 
 
+async def test_a_trace_racing_the_completion_is_still_the_runs_evidence(logs: Any, activity: Any, tenant: str) -> None:
+    for _ in range(5):
+        run_id = (await new_run(activity, tenant)).run_id
+        await asyncio.gather(store(logs, key(tenant), run_id=run_id), finish(activity, tenant, run_id))
+        read = await activity.GetRun(rpc_activity.GetRunRequest(run_id=run_id), metadata=key(tenant), timeout=10)
+        assert read.evidence_health == "FLOWING"
+
+
 async def test_a_viewer_cannot_store_a_trace(logs: Any, tenant: str, engines: Any) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await store(logs, human(tenant, role="viewer"), trace_id="t1")
