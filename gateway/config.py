@@ -6,6 +6,7 @@ refusal of internal RPCs all come from the protos, so a new RPC is routed (or re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,38 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
     # a last catch-all answers 404 itself: ext_authz skips requests that match no route, and the gate must
     # still see unknown paths (they need COMPLETE, SPEC 3.6).
     unknown = [{"match": {"prefix": "/"}, "direct_response": {"status": 404}}] if GATE_CLUSTER in gw.upstreams else []
-    return [openapi, *refused, *routed, *not_grpc, *unknown]
+    return [openapi, *refused, *routed, *not_grpc, *_larger_bodies(gw), *unknown]
+
+
+def _larger_bodies(gw: Gateway) -> list[dict[str, Any]]:
+    """The REST paths of RPCs whose rule allows a body above the default. The buffer filter reads its limit from
+    the route of the REST path (before the transcoder rewrites it and routing starts over), so each such path
+    gets a route of its own carrying the limit; it never answers itself, as the transcoder re-routes first,
+    and a path the transcoder does not know answers 404 like any unknown one."""
+    routes = []
+    for m in sorted(gw.methods, key=lambda m: m.path):
+        if m.rule.max_body_bytes <= 0 or m.cluster not in gw.upstreams:
+            continue
+        for verb, template in m.bindings:
+            regex = "".join(
+                "[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]*\})", template)
+            )
+            routes.append(
+                {
+                    "match": {
+                        "safe_regex": {"regex": regex},
+                        "headers": [{"name": ":method", "string_match": {"exact": verb.upper()}}],
+                    },
+                    "direct_response": {"status": 404},
+                    "typed_per_filter_config": {
+                        BUFFER: {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                            "buffer": {"max_request_bytes": m.rule.max_body_bytes},
+                        }
+                    },
+                }
+            )
+    return routes
 
 
 def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:

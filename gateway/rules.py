@@ -16,6 +16,8 @@ class Method:
     name: str
     rule: gate_pb2.Rule
     http: bool
+    # The REST bindings as (verb, path template), e.g. ("post", "/traces/{run_id}").
+    bindings: tuple[tuple[str, str], ...] = ()
     # A facade's REST GET paths: its request is only the URL's query string, `query` (gateway/facade_query.lua).
     facade_paths: tuple[str, ...] = ()
 
@@ -47,9 +49,10 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
                     missing.append(full)
                     continue
                 http = options.HasExtension(http_rule)
-                facades = _facade_paths(options.Extensions[http_rule], messages.get(rpc.input_type)) if http else ()
-                service_name = f"{file.package}.{service.name}"
-                methods.append(Method(service_name, rpc.name, options.Extensions[gate_pb2.rule], http, facades))
+                bindings = _bindings(options.Extensions[http_rule]) if http else ()
+                facades = _facade_paths(bindings, messages.get(rpc.input_type))
+                rule = options.Extensions[gate_pb2.rule]
+                methods.append(Method(f"{file.package}.{service.name}", rpc.name, rule, http, bindings, facades))
     if missing:
         raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
     return methods
@@ -83,15 +86,27 @@ def _caller_problems(m: Method, internal: bool, services: set[str]) -> list[str]
     return problems
 
 
-def _facade_paths(binding: Any, request: descriptor_pb2.DescriptorProto | None) -> tuple[str, ...]:
+def _facade_paths(
+    bindings: tuple[tuple[str, str], ...], request: descriptor_pb2.DescriptorProto | None
+) -> tuple[str, ...]:
     """The GET paths of an RPC whose request is exactly one string field `query`."""
     (only, *rest) = request.field if request is not None and request.field else [None]
     if rest or only is None or only.name != "query" or only.type != descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
         return ()
-    return tuple(b.get for b in (binding, *binding.additional_bindings) if b.get)
+    return tuple(path for verb, path in bindings if verb == "get")
 
 
 def _http_rule() -> Any:
     from google.api import annotations_pb2
 
     return annotations_pb2.http
+
+
+def _bindings(http: Any) -> tuple[tuple[str, str], ...]:
+    """Every (verb, path template) of a google.api.http rule, its additional bindings included."""
+    found = []
+    for one in (http, *http.additional_bindings):
+        verb = one.WhichOneof("pattern")
+        if verb and verb != "custom":
+            found.append((verb, getattr(one, verb)))
+    return tuple(found)

@@ -4,6 +4,8 @@ from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.monitoring.v1 import (
     founder_service_pb2,
     founder_service_pb2_grpc,
+    logs_service_pb2,
+    logs_service_pb2_grpc,
     monitoring_service_pb2,
     monitoring_service_pb2_grpc,
 )
@@ -13,6 +15,7 @@ from services.monitoring.models import CURSORS
 from services.monitoring.servicer.activity import ActivityServicer
 from services.monitoring.servicer.founder import FounderServicer
 from services.monitoring.servicer.incidents import IncidentsServicer
+from services.monitoring.servicer.logs import LogsServicer
 from services.monitoring.servicer.telemetry import TelemetryServicer
 from services.monitoring.settings import Settings
 
@@ -20,6 +23,7 @@ ME = "monitoring"
 NAMES = (
     *(monitoring_service_pb2.DESCRIPTOR.services_by_name[s].full_name for s in ("ActivityService", "TelemetryService")),
     monitoring_service_pb2.DESCRIPTOR.services_by_name["IncidentsService"].full_name,
+    logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
     founder_service_pb2.DESCRIPTOR.services_by_name["FounderService"].full_name,
     events_service_pb2.DESCRIPTOR.services_by_name["EventLogService"].full_name,
 )
@@ -34,6 +38,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     monitoring_service_pb2_grpc.add_ActivityServiceServicer_to_server(ActivityServicer(sessions), svc.server)
     monitoring_service_pb2_grpc.add_TelemetryServiceServicer_to_server(TelemetryServicer(sessions), svc.server)
     monitoring_service_pb2_grpc.add_IncidentsServiceServicer_to_server(IncidentsServicer(sessions), svc.server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsServicer(sessions), svc.server)
     failures = founder.AuditFailures(founder_service_pb2.DESCRIPTOR.services_by_name["FounderService"].methods_by_name)
     svc.metrics.registry.register(failures)
     founder_service_pb2_grpc.add_FounderServiceServicer_to_server(FounderServicer(sessions, failures), svc.server)

@@ -44,3 +44,20 @@ def test_a_stack_without_onboarding_renders_without_the_gate() -> None:
     names, _, routes = _filters({"account": ("127.0.0.1", 1)})
     assert "envoy.filters.http.ext_authz" not in names
     assert all(r["match"] != {"prefix": "/"} for r in routes)
+
+
+def test_an_rpc_allowing_a_larger_body_gets_its_rest_paths_routed_with_that_limit() -> None:
+    """StoreTrace's rule takes 2 MiB traces (MONITORING.md 6.2): its REST paths carry the buffer limit on routes
+    of their own, ahead of the catch-all; every other path keeps the listener's 1 MiB."""
+    _, configs, routes = _filters({"monitoring": ("127.0.0.1", 1), "onboarding": ("127.0.0.1", 2)})
+    assert configs["envoy.filters.http.buffer"]["max_request_bytes"] == 1024 * 1024
+    larger = [r for r in routes if "safe_regex" in r["match"]]
+    assert [(r["match"]["safe_regex"]["regex"], r["match"]["headers"][0]["string_match"]["exact"]) for r in larger] == [
+        ("/v1/traces", "POST"),
+        ("/traces", "POST"),
+    ]
+    limit = larger[0]["typed_per_filter_config"]["envoy.filters.http.buffer"]["buffer"]["max_request_bytes"]
+    assert limit > 2 * 1024 * 1024 and routes.index(larger[-1]) == len(routes) - 2
+    # Without the service, nothing of it is routed.
+    _, _, without = _filters({"account": ("127.0.0.1", 1), "onboarding": ("127.0.0.1", 2)})
+    assert not [r for r in without if "safe_regex" in r["match"]]

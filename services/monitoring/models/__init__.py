@@ -10,6 +10,7 @@ from services.monitoring.models.founder import FounderAccessAudit
 from services.monitoring.models.incidents import Incident
 from services.monitoring.models.runs import LlmRunRecord, MonitoringThreshold, Run
 from services.monitoring.models.tenants import TenantLifecycle
+from services.monitoring.models.traces import Trace, TraceStep
 from services.monitoring.models.usage import UsageDaily, UsageRecord
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "MonitoringThreshold",
     "Run",
     "TenantLifecycle",
+    "Trace",
+    "TraceStep",
     "UsageDaily",
     "UsageRecord",
 ]

@@ -1,7 +1,7 @@
 """founder access audit
 
 Revision ID: 0198f5eb67b6
-Revises: e267f39432e1
+Revises: 5b1d2c7e9a40
 Create Date: 2026-12-02 13:00:00.000000
 
 """
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision: str = '0198f5eb67b6'
-down_revision: Union[str, Sequence[str], None] = 'e267f39432e1'
+down_revision: Union[str, Sequence[str], None] = '5b1d2c7e9a40'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
