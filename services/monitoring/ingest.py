@@ -97,14 +97,24 @@ def _summary(stored: list[dict[str, Any]], total: int) -> dict[str, Any]:
     }
 
 
-def owned(records: list[dict[str, Any]], integration: str) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """The records the caller may write, and (index, call_id) of the others: with an integration key, a
-    record naming another integration than the key's is refused one by one."""
+def owned(
+    records: list[dict[str, Any]], integration: str, owned_ids: set[str]
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """The records the caller may write, and (index, call_id) of the others: a record naming an integration
+    the tenant does not own (integrations said so), or, with an integration key, another integration than the
+    key's, is refused one by one."""
     allowed: list[dict[str, Any]] = []
     refused: list[tuple[int, str]] = []
     for i, record in enumerate(records):
-        if integration and record["integration_id"] != integration:
+        named = record["integration_id"]
+        if named not in owned_ids or (integration and named != integration):
             refused.append((i, record["call_id"]))
         else:
             allowed.append(record)
     return allowed, refused
+
+
+def named(records: list[dict[str, Any]], integration: str) -> set[str]:
+    """The integrations whose ownership decides the records: with an integration key, a record naming another
+    is refused anyway, so only the key's is asked about."""
+    return {integration} if integration else {r["integration_id"] for r in records}

@@ -17,7 +17,7 @@ from aos.monitoring.v1 import monitoring_pb2 as pb
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from services.common.settings import async_url
 from tests.conftest import eventually, human, operator
-from tests.monitoring.conftest import event_types, finish, key, new_run, sql
+from tests.monitoring.conftest import event_types, finish, key, new_integration, new_run, sql
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,7 @@ from tests.monitoring.conftest import event_types, finish, key, new_run, sql
 async def test_records_are_write_once(
     activity: Any,
     telemetry: Any,
+    integrations: Any,
     tenant: str,
     engines: dict[str, AsyncEngine],
     db_urls: dict[str, str],
@@ -40,7 +41,8 @@ async def test_records_are_write_once(
     statement: str,
 ) -> None:
     await finish(activity, tenant, (await new_run(activity, tenant)).run_id)
-    usage = pb.UsageRecordInput(call_id="c1", integration_id="I", provider="openai", model="m")
+    integration = await new_integration(integrations, tenant)
+    usage = pb.UsageRecordInput(call_id="c1", integration_id=integration, provider="openai", model="m")
     await telemetry.IngestUsage(rpc.IngestUsageRequest(record=usage), metadata=key(tenant, scopes="*"))
     with pytest.raises(Exception, match="permission denied"):  # the service's own role
         await sql(engines, statement, t=tenant)
