@@ -8,16 +8,19 @@ every caller header the services read and answers a refusal with the legacy JSON
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import aos
 from aos.gate.v1 import gate_pb2
 from services.common.errors import NotFound, Unavailable
 from services.common.interceptors import gate_rule
@@ -47,6 +50,20 @@ def _violation(current: State, required: State, endpoint: str) -> Denied:
     )
 
 
+def load_rules() -> list[str]:
+    """Imports every service's generated API, so that the gate rules of all methods are in the descriptor pool.
+    This process imports only the APIs it calls (account, api_keys, integrations); without the others, a
+    transcoded call to monitoring found no rule and fell back to the path table (COMPLETE, no scope check)."""
+    names = sorted(
+        f"aos.{found.parent.parent.name}.v1.{found.stem}"
+        for root in aos.__path__
+        for found in Path(root).glob("*/v1/*_service_pb2.py")
+    )
+    for name in names:
+        importlib.import_module(name)
+    return names
+
+
 class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]  # xds-protos has no stubs
     def __init__(
         self,
@@ -58,6 +75,7 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         claims: identity.Claims,
     ) -> None:
         self._sessions, self._cache, self._clients = sessions, cache, clients
+        load_rules()
         self.keys, self.members, self._claims = keys, members, claims
 
     async def Check(
