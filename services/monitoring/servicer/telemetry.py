@@ -7,7 +7,7 @@ from aos.monitoring.v1 import monitoring_service_pb2_grpc
 from services.common.errors import NotFound
 from services.common.interceptors import request_id
 from services.common.principal import Principal, caller
-from services.monitoring import clients, ingest, repository, requests, responses, tenants
+from services.monitoring import clients, ingest, repository, requests, responses
 from services.monitoring.servicer import Context, Sessions, header
 
 T = TypeVar("T")
@@ -24,9 +24,8 @@ class TelemetryServicer(monitoring_service_pb2_grpc.TelemetryServiceServicer):
             raise NotFound("integration not found", reason="INTEGRATION_NOT_FOUND")
         call_id = allowed[0]["call_id"]
         async with self._sessions.begin() as session:
-            tenant_id = await tenants.require(session, who, tenants.WRITABLE)
             stored = await ingest.store(session, who, allowed)
-            record_id = stored.accepted.get(call_id) or await repository.usage_id(session, tenant_id, call_id)
+            record_id = stored.accepted.get(call_id) or await repository.usage_id(session, who.tenant(), call_id)
         status = "accepted" if call_id in stored.accepted else "duplicate"
         return responses.ingested(status, record_id, call_id, request_id.get())
 
@@ -36,7 +35,6 @@ class TelemetryServicer(monitoring_service_pb2_grpc.TelemetryServiceServicer):
         who, integration = caller(context), header(context, "x-aos-integration-id")
         allowed, refused = await self._owned(who, requests.batch(request, integration), integration)
         async with self._sessions.begin() as session:
-            await tenants.require(session, who, tenants.WRITABLE)
             stored = await ingest.store(session, who, allowed)
         return rpc.IngestUsageBatchResponse(
             accepted=len(stored.accepted),
