@@ -107,7 +107,8 @@ async def test_a_batch_counts_accepted_duplicates_and_errors(
     )
     assert [tuple(r) for r in daily] == [(i, 3), (j, 1)]
     assert await event_types(engines, tenant) == ["usage.ingested"] * 3
-    assert await sql(engines, "SELECT 1 FROM usage_record WHERE call_id IN ('c3', 'c6', 'c7')") == []
+    refused = "SELECT 1 FROM usage_record WHERE tenant_id IN (:t, :o) AND call_id IN ('c3', 'c6', 'c7')"
+    assert await sql(engines, refused, t=tenant, o=f"other-{tenant}") == []
 
 
 async def test_a_foreign_integration_is_refused_whatever_the_credential(
