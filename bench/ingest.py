@@ -156,8 +156,8 @@ async def run(running: Running, tenant: Tenant, monitoring_url: str, conc: int, 
             if label == "batch":
                 result = (result[0] * BATCH, result[1], result[2])
             # Throughput rows keep their best rate, latency rows (concurrency 1) their best p50.
-            better = result[0] > best[label][0] if label in ("raw", "batch") else result[1] < best[label][1]
-            if label not in best or better:
+            kept = best.get(label)
+            if kept is None or (result[0] > kept[0] if label in ("raw", "batch") else result[1] < kept[1]):
                 best[label] = result
             await asyncio.sleep(0.2)
     raw, batch = best["raw"], best["batch"]
