@@ -13,6 +13,9 @@ a baseline measured in the same run, under the same load.
   4. ListApiKeys, first and 100th page (page size 10) of a tenant's 1,000 keys, in a table of 1,000,000
      keys across 10,000 tenants vs a table holding only those 1,000 keys; ratio = p50 / baseline p50
      (target <= 1.5). `--scale 0.1` loads 100,000 keys across 1,000 tenants instead.
+  5. Telemetry ingest (bench/ingest.py): 100-record batches through Envoy with the integration key vs the
+     same set-based INSERT straight into PostgreSQL, records/s (targets >= 0.3 and >= 20,000 records/s);
+     one record per request vs an authenticated one-row read through the gateway, p50 (target <= 1.5).
 
     .venv/bin/python bench/run.py [--seconds 3] [--concurrency 16] [--scale 1] [--skip 1] [--load]
 
@@ -35,7 +38,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "protos")]
 
-from bench import activation, edge, keyset, verify_bench  # noqa: E402
+from bench import activation, edge, ingest, keyset, verify_bench  # noqa: E402
 from bench.common import HEADER, Running, sign_up  # noqa: E402
 from cli import stack  # noqa: E402
 
@@ -67,6 +70,8 @@ async def main(options: argparse.Namespace) -> None:
             await activation.run(running, tenant.id, urls["onboarding"], seconds, rounds)
         if 4 not in skip:
             await keyset.run(running, tables, conc, seconds, rounds)
+        if 5 not in skip:
+            await ingest.run(running, tenant, urls["monitoring"], conc, seconds, rounds)
         print(f"# load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         await running.close()

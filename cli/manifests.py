@@ -23,9 +23,11 @@ CALLS = {
     "account": ("onboarding",),
     # account: api_keys follows account's event stream (services/api_keys/server.py, `account.watch`).
     "api_keys": ("account", "onboarding"),
-    "integrations": ("onboarding",),
-    # account: monitoring follows account's tenant.* events (services/monitoring/tenants.py).
-    "monitoring": ("account",),
+    # monitoring: the limits route reads an integration's usage (GetIntegrationUsage).
+    "integrations": ("monitoring", "onboarding"),
+    # account: monitoring follows account's tenant.* events (services/monitoring/tenants.py); integrations:
+    # ingest asks which integrations a tenant owns (CheckIntegrations).
+    "monitoring": ("account", "integrations"),
 }
 GRPC_PORT = 50051
 GATEWAY_PORT = 8080

@@ -10,7 +10,7 @@ from aos.monitoring.v1 import (
     monitoring_service_pb2_grpc,
 )
 from services.common import channels, db, events, follow, server
-from services.monitoring import founder, tenants
+from services.monitoring import clients, founder, tenants
 from services.monitoring.models import CURSORS
 from services.monitoring.servicer.activity import ActivityServicer
 from services.monitoring.servicer.founder import FounderServicer
@@ -36,7 +36,10 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     me = settings.identity(ME)
     svc = server.create("aos.monitoring", NAMES, engine, me, settings.metrics_port)
     monitoring_service_pb2_grpc.add_ActivityServiceServicer_to_server(ActivityServicer(sessions), svc.server)
-    monitoring_service_pb2_grpc.add_TelemetryServiceServicer_to_server(TelemetryServicer(sessions), svc.server)
+    integrations = clients.Integrations(settings.integrations_addr, me, settings.owned_cache_seconds)
+    telemetry = TelemetryServicer(sessions, integrations)
+    monitoring_service_pb2_grpc.add_TelemetryServiceServicer_to_server(telemetry, svc.server)
+    svc.on_stop.append(integrations.close)
     monitoring_service_pb2_grpc.add_IncidentsServiceServicer_to_server(IncidentsServicer(sessions), svc.server)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsServicer(sessions), svc.server)
     failures = founder.AuditFailures(founder_service_pb2.DESCRIPTOR.services_by_name["FounderService"].methods_by_name)

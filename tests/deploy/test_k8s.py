@@ -27,8 +27,8 @@ pytestmark = pytest.mark.timeout(300)
 ADMITTED = {
     "account": {"gateway", "onboarding", "api-keys", "monitoring"},
     "api-keys": {"gateway", "onboarding"},
-    "integrations": {"gateway", "onboarding"},
-    "monitoring": {"gateway"},
+    "integrations": {"gateway", "onboarding", "monitoring"},
+    "monitoring": {"gateway", "integrations"},
     "onboarding": {"gateway", "account", "api-keys", "integrations"},
 }
 APPS = sorted(ADMITTED)

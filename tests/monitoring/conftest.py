@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aos.integrations.v1 import integrations_service_pb2 as integrations_rpc
+from aos.integrations.v1 import integrations_service_pb2_grpc
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from aos.monitoring.v1 import monitoring_service_pb2_grpc as grpc_api
 from services.common import server
-from tests.conftest import Channels
+from tests.conftest import Channels, human
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +37,19 @@ async def telemetry_as_integrations(channels: Channels, running: dict[str, serve
 @pytest.fixture(scope="session")
 async def incidents(channels: Channels, running: dict[str, server.Service]) -> Any:
     return channels.stub(grpc_api.IncidentsServiceStub, running["monitoring"])
+
+
+@pytest.fixture(scope="session")
+async def integrations(channels: Channels, running: dict[str, server.Service]) -> Any:
+    return channels.stub(integrations_service_pb2_grpc.IntegrationsServiceStub, running["integrations"])
+
+
+async def new_integration(integrations: Any, tenant: str, name: str = "main") -> str:
+    """A real integration of the tenant (ingest asks integrations whether the tenant owns it)."""
+    request = integrations_rpc.CreateIntegrationRequest(
+        name=name, provider_type="openai", credential=f"sk-{uuid.uuid4().hex}"
+    )
+    return str((await integrations.CreateIntegration(request, metadata=human(tenant), timeout=10)).data.id)
 
 
 @pytest.fixture

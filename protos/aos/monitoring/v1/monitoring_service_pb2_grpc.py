@@ -547,8 +547,9 @@ class TelemetryServiceServicer:
 
     def IngestUsage(self, request, context):
         """Stores one usage record of the SDK's reporter; a repeated call_id answers duplicate with the
-        original id. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the integration),
-        PERMISSION_DENIED (LIFECYCLE_BLOCKED).
+        original id. The integration must be the tenant's (integrations.CheckIntegrations, cached) and, with
+        the integration key, the key's. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the
+        integration), PERMISSION_DENIED (LIFECYCLE_BLOCKED), UNAVAILABLE (integrations, on a cache miss).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -556,7 +557,9 @@ class TelemetryServiceServicer:
 
     def IngestUsageBatch(self, request, context):
         """Stores 1..100 usage records in one statement; every record is validated first (one bad field
-        fails the batch, nothing written). Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED.
+        fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
+        integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
+        UNAVAILABLE (integrations, on a cache miss).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

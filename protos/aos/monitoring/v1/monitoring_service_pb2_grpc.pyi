@@ -234,12 +234,15 @@ class TelemetryServiceStub:
     def __new__(cls, channel: _aio.Channel) -> TelemetryServiceAsyncStub: ...
     IngestUsage: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.IngestUsageRequest, _monitoring_service_pb2.IngestUsageResponse]
     """Stores one usage record of the SDK's reporter; a repeated call_id answers duplicate with the
-    original id. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the integration),
-    PERMISSION_DENIED (LIFECYCLE_BLOCKED).
+    original id. The integration must be the tenant's (integrations.CheckIntegrations, cached) and, with
+    the integration key, the key's. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the
+    integration), PERMISSION_DENIED (LIFECYCLE_BLOCKED), UNAVAILABLE (integrations, on a cache miss).
     """
     IngestUsageBatch: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.IngestUsageBatchRequest, _monitoring_service_pb2.IngestUsageBatchResponse]
     """Stores 1..100 usage records in one statement; every record is validated first (one bad field
-    fails the batch, nothing written). Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED.
+    fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
+    integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
+    UNAVAILABLE (integrations, on a cache miss).
     """
     GetIntegrationUsage: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIntegrationUsageRequest, _monitoring_service_pb2.GetIntegrationUsageResponse]
     """An integration's usage in a period, for integrations' limits route. Errors: INVALID_ARGUMENT."""
@@ -251,12 +254,15 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     IngestUsage: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.IngestUsageRequest, _monitoring_service_pb2.IngestUsageResponse]  # type: ignore[assignment]
     """Stores one usage record of the SDK's reporter; a repeated call_id answers duplicate with the
-    original id. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the integration),
-    PERMISSION_DENIED (LIFECYCLE_BLOCKED).
+    original id. The integration must be the tenant's (integrations.CheckIntegrations, cached) and, with
+    the integration key, the key's. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the
+    integration), PERMISSION_DENIED (LIFECYCLE_BLOCKED), UNAVAILABLE (integrations, on a cache miss).
     """
     IngestUsageBatch: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.IngestUsageBatchRequest, _monitoring_service_pb2.IngestUsageBatchResponse]  # type: ignore[assignment]
     """Stores 1..100 usage records in one statement; every record is validated first (one bad field
-    fails the batch, nothing written). Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED.
+    fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
+    integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
+    UNAVAILABLE (integrations, on a cache miss).
     """
     GetIntegrationUsage: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIntegrationUsageRequest, _monitoring_service_pb2.GetIntegrationUsageResponse]  # type: ignore[assignment]
     """An integration's usage in a period, for integrations' limits route. Errors: INVALID_ARGUMENT."""
@@ -271,8 +277,9 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitoring_service_pb2.IngestUsageResponse, _abc.Awaitable[_monitoring_service_pb2.IngestUsageResponse]]:
         """Stores one usage record of the SDK's reporter; a repeated call_id answers duplicate with the
-        original id. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the integration),
-        PERMISSION_DENIED (LIFECYCLE_BLOCKED).
+        original id. The integration must be the tenant's (integrations.CheckIntegrations, cached) and, with
+        the integration key, the key's. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the
+        integration), PERMISSION_DENIED (LIFECYCLE_BLOCKED), UNAVAILABLE (integrations, on a cache miss).
         """
 
     @_abc_1.abstractmethod
@@ -282,7 +289,9 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitoring_service_pb2.IngestUsageBatchResponse, _abc.Awaitable[_monitoring_service_pb2.IngestUsageBatchResponse]]:
         """Stores 1..100 usage records in one statement; every record is validated first (one bad field
-        fails the batch, nothing written). Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED.
+        fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
+        integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
+        UNAVAILABLE (integrations, on a cache miss).
         """
 
     @_abc_1.abstractmethod
