@@ -49,6 +49,35 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
     return methods
 
 
+# A request message with this string field takes its REST query string whole: the gateway hands the query over
+# unparsed (raw_query.lua) and the service parses it, naming unknown or repeated parameters itself (the legacy
+# facades' INVALID_QUERY answers). Elsewhere the transcoder refuses unknown parameters with its own body.
+RAW_QUERY = "raw_query"
+
+
+def raw_query_paths(descriptor_set: bytes) -> list[str]:
+    """The GET paths (every binding) of the RPCs whose request message has a `raw_query` field."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    takes_raw = {
+        f".{file.package}.{message.name}"
+        for file in fds.file
+        for message in file.message_type
+        if any(f.name == RAW_QUERY and f.type == f.TYPE_STRING for f in message.field)
+    }
+    paths = []
+    for file in fds.file:
+        for service in file.service if file.package.startswith("aos.") else ():
+            for rpc in service.method:
+                if rpc.input_type not in takes_raw or not rpc.options.HasExtension(_http_rule()):
+                    continue
+                rule = rpc.options.Extensions[_http_rule()]
+                for binding in (rule, *rule.additional_bindings):
+                    if not binding.get or "{" in binding.get:
+                        raise ValueError(f"{rpc.name}: a raw_query RPC is bound to fixed GET paths only")
+                    paths.append(binding.get)
+    return sorted(paths)
+
+
 def check_rules(methods: list[Method]) -> list[str]:
     """Contract problems the build refuses: internal RPCs with REST bindings or no named caller, public RPCs
     nobody may call, callers that are no service of the tree."""

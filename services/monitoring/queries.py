@@ -49,10 +49,25 @@ class Listing:
         return getattr(row, self.keyset[0].key), getattr(row, self.keyset[1].key)
 
 
+def refuse_as_of(request: Any) -> None:
+    if request.HasField("as_of"):
+        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+
+
+def offsets(request: Any, default: int, high: int) -> paging.Page:
+    """Legacy limit/offset only (lists with no keyset: signals are computed, not rows)."""
+    refuse_as_of(request)
+    size = request.limit if request.HasField("limit") else default
+    if not 1 <= size <= high:
+        raise bad("limit", f"must be between 1 and {high}, got {size}")
+    if not 0 <= request.offset <= MAX_OFFSET:
+        raise bad("offset", f"must be between 0 and {MAX_OFFSET}, got {request.offset}")
+    return paging.Page(size, request.offset, None, legacy=True)
+
+
 def page(request: Any, default: int, high: int, ids: re.Pattern[str]) -> paging.Page:
     """Legacy limit/offset, or the twin's page_size/page_token (whose id must look like `ids`); never both."""
-    if request.as_of:
-        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+    refuse_as_of(request)
     legacy = request.HasField("limit") or bool(request.offset)
     if legacy and (request.page_token or request.page_size):
         raise bad("page_token", "cannot be combined with limit/offset")
@@ -119,7 +134,7 @@ def _sorted(request: Any, sorts: dict[str, Any], tie: Any, listing: Listing) -> 
     return Listing(listing.where, offsets, None, (direction(sorts[sort_by]), direction(tie)))
 
 
-def _stalled() -> ColumnElement[bool]:
+def stalled() -> ColumnElement[bool]:
     """A LIVE run silent past its tenant's stall threshold (0 disables it), in SQL: evidence is derived while
     LIVE, and filtering it needs no read of the thresholds first."""
     custom = select(MonitoringThreshold.stalled_after_ms).where(MonitoringThreshold.tenant_id == Run.tenant_id)
@@ -129,7 +144,7 @@ def _stalled() -> ColumnElement[bool]:
 
 def live(request: Any) -> Listing:
     # DEGRADED once silent past the stall threshold, FLOWING before; never MISSING while LIVE.
-    evidence = {"FLOWING": not_(_stalled()), "DEGRADED": _stalled(), "MISSING": false()}
+    evidence = {"FLOWING": not_(stalled()), "DEGRADED": stalled(), "MISSING": false()}
     health = choices("evidence_health", request.evidence_health, policy.EVIDENCE)
     where = [Run.state == "LIVE", *([Run.project_id == request.project_id] if request.project_id else [])]
     where += _in(Run.risk_level, "risk_level", request.risk_level, policy.RISK_LEVELS)
@@ -178,3 +193,25 @@ def resolved_incidents(request: Any) -> Listing:
     listing = Listing(where, page(request, 20, 100, INCIDENT_ID), (Incident.resolved_at, Incident.incident_id))
     sorts = {"resolved_at": Incident.resolved_at, "created_at": Incident.created_at, "severity": _SEVERITY_RANK}
     return _sorted(request, sorts, Incident.incident_id, listing)
+
+
+@dataclass(frozen=True)
+class Signals:
+    project_id: str | None
+    signal_types: list[str]
+    severities: list[str]
+    window_hours: int
+    page: paging.Page
+
+
+def signals(request: Any) -> Signals:
+    hours = request.window_hours if request.HasField("window_hours") else 168
+    if not 1 <= hours <= 720:
+        raise bad("window_hours", f"must be between 1 and 720, got {hours}")
+    return Signals(
+        project_id=request.project_id or None,
+        signal_types=choices("signal_type", request.signal_type, policy.SIGNAL_TYPES),
+        severities=choices("severity", request.severity, policy.SIGNAL_SEVERITIES),
+        window_hours=hours,
+        page=offsets(request, 50, 100),
+    )

@@ -3,7 +3,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.monitoring.v1 import monitoring_service_pb2, monitoring_service_pb2_grpc
 from services.common import channels, db, events, follow, server
-from services.monitoring import tenants
+from services.monitoring import clients, tenants
 from services.monitoring.models import CURSORS
 from services.monitoring.servicer.activity import ActivityServicer
 from services.monitoring.servicer.incidents import IncidentsServicer
@@ -24,11 +24,12 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     sessions = db.sessionmaker(engine)
     me = settings.identity(ME)
     svc = server.create("aos.monitoring", NAMES, engine, me, settings.metrics_port)
-    monitoring_service_pb2_grpc.add_ActivityServiceServicer_to_server(ActivityServicer(sessions), svc.server)
+    account = channels.peer(settings.account_addr, me, "account") if settings.account_addr else None
+    activity = ActivityServicer(sessions, clients.Account(account))
+    monitoring_service_pb2_grpc.add_ActivityServiceServicer_to_server(activity, svc.server)
     monitoring_service_pb2_grpc.add_TelemetryServiceServicer_to_server(TelemetryServicer(sessions), svc.server)
     monitoring_service_pb2_grpc.add_IncidentsServiceServicer_to_server(IncidentsServicer(sessions), svc.server)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
-    account = channels.peer(settings.account_addr, me, "account") if settings.account_addr else None
     follower = follow.Follower(tenants.SOURCE, account, ME, sessions, CURSORS, tenants.Mirror(sessions).apply)
     follower.start()
     svc.on_stop.append(follower.stop)

@@ -7,6 +7,7 @@ target) holds every table."""
 from services.monitoring.models.base import CURSORS, Base
 from services.monitoring.models.incidents import Incident
 from services.monitoring.models.runs import LlmRunRecord, MonitoringThreshold, Run
+from services.monitoring.models.signals import SignalFeedback
 from services.monitoring.models.tenants import TenantLifecycle
 from services.monitoring.models.usage import UsageDaily, UsageRecord
 
@@ -17,6 +18,7 @@ __all__ = [
     "LlmRunRecord",
     "MonitoringThreshold",
     "Run",
+    "SignalFeedback",
     "TenantLifecycle",
     "UsageDaily",
     "UsageRecord",
