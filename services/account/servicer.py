@@ -202,4 +202,4 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         project_id = validation.length("project_id", request.project_id, 1, 64)
         async with self._sessions() as session:
             status = await repository.project_status(session, tenant_id, project_id)
-        return rpc.CheckProjectResponse(exists=status is not None, status=status or "")
+        return rpc.CheckProjectResponse(exists=status is not None, status=(status or "").upper())

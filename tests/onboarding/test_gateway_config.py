@@ -1,5 +1,5 @@
 """The generated Envoy config puts the gate after the transcoder and before the router, fails closed,
-and leaves it out of a stack without onboarding."""
+and leaves it out of a stack without onboarding; only the raw_query RPCs get their query string whole."""
 
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ def test_ext_authz_runs_after_the_transcoder_and_before_the_router() -> None:
         "aos.request_id",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.lua",
+        "aos.raw_query",
         "envoy.filters.http.buffer",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.ext_authz",
@@ -43,3 +44,13 @@ def test_a_stack_without_onboarding_renders_without_the_gate() -> None:
     names, _, routes = _filters({"account": ("127.0.0.1", 1)})
     assert "envoy.filters.http.ext_authz" not in names
     assert all(r["match"] != {"prefix": "/"} for r in routes)
+
+
+def test_only_the_raw_query_rpcs_get_their_query_whole() -> None:
+    """The facades parse their own query (gateway/rules.py RAW_QUERY); the transcoder still refuses unknown
+    parameters everywhere else."""
+    _, configs, _ = _filters({"monitoring": ("127.0.0.1", 1), "onboarding": ("127.0.0.1", 2)})
+    lua = configs["aos.raw_query"]["default_source_code"]["inline_string"]
+    assert lua.startswith('local RAW_QUERY_PATHS = {["/cus/activity/runs"] = true, ["/v1/cus/activity/runs"] = true}')
+    transcoder = configs["envoy.filters.http.grpc_json_transcoder"]
+    assert transcoder["request_validation_options"]["reject_unknown_query_parameters"] is True

@@ -835,7 +835,7 @@ class CheckProjectResponse(_message.Message):
     exists: _builtins.bool
     """The project is the tenant's (any status)."""
     status: _builtins.str
-    """active or archived; empty when it does not exist."""
+    """ACTIVE or ARCHIVED; empty when it does not exist."""
     def __init__(
         self,
         *,
