@@ -1,6 +1,6 @@
--- The RPCs that parse their own query (gateway/rules.py RAW_QUERY) get the query string as their one
+-- The RPCs that parse their own query (their request declares raw_query) get the query string as their one
 -- parameter raw_query, percent-encoded: the transcoder decodes it into that field and finds nothing left to
--- refuse, so the service can name an unknown or repeated parameter itself. config.py prepends RAW_QUERY_PATHS.
+-- refuse, so the service can name an unknown or repeated parameter itself. RAW_QUERY_PATHS is prepended.
 local function encode(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end

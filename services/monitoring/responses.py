@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from aos.monitoring.v1 import monitoring_pb2 as pb
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
@@ -176,7 +176,7 @@ def signal(row: Any) -> pb.Signal:
         acked = {
             "feedback_state": "ACKNOWLEDGED",
             "acknowledged_by": row.actor,
-            "acknowledged_at": row.acknowledged_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "acknowledged_at": _rfc3339(row.acknowledged_at),
             "comment": row.comment,
         }
         feedback = struct_pb2.Value(struct_value=_struct(acked))
@@ -193,6 +193,13 @@ def signal(row: Any) -> pb.Signal:
     )
     item.created_at.FromDatetime(row.started_at)
     return item
+
+
+def _rfc3339(at: datetime) -> str:
+    """As the transcoder prints a Timestamp, so the list's acknowledged_at equals the acknowledgement's."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(at)
+    return stamp.ToJsonString()
 
 
 def signals(rows: Sequence[Any], total: int, page: paging.Page) -> rpc.ListSignalsResponse:

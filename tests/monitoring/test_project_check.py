@@ -10,30 +10,21 @@ import grpc
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aos.account.v1 import account_service_pb2 as account_rpc
 from services.common import channels, errors
 from services.monitoring import clients
-from tests.conftest import human, identity_of
+from tests.conftest import identity_of
 from tests.monitoring.conftest import new_run, sql
 
 
-@pytest.fixture
-async def signed_up(account: Any) -> str:
-    """A tenant account knows (the project's owner): monitoring's own tests use ids account never saw."""
-    reply = await account.CreateTenant(account_rpc.CreateTenantRequest(name="Projects"), metadata=human(), timeout=5)
-    return str(reply.tenant.tenant_id)
-
-
 async def test_a_run_names_only_its_tenants_projects(
-    activity: Any, account: Any, signed_up: str, engines: dict[str, AsyncEngine]
+    activity: Any, project: tuple[str, str], engines: dict[str, AsyncEngine]
 ) -> None:
-    tenant = signed_up
-    project = await account.CreateProject(account_rpc.CreateProjectRequest(name="p"), metadata=human(tenant), timeout=5)
-    run = await new_run(activity, tenant, project_id=project.project_id)
-    assert run.project_id == project.project_id
+    tenant, project_id = project
+    run = await new_run(activity, tenant, project_id=project_id)
+    assert run.project_id == project_id
     stranger = f"other-{tenant}"
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await new_run(activity, stranger, project_id=project.project_id)
+        await new_run(activity, stranger, project_id=project_id)
     assert refused.value.code() is grpc.StatusCode.NOT_FOUND
     assert await sql(engines, "SELECT 1 FROM run WHERE tenant_id = :t", t=stranger) == []
 
