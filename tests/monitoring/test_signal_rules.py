@@ -102,3 +102,10 @@ def test_a_facade_query_becomes_the_topics_own_request() -> None:
     assert (request.limit, request.sort_by, request.HasField("offset")) == (2, "duration_ms", False)
     plus = querystring.parse("project_id=a+b%2Bc")
     assert querystring.message(plus, rpc.ListLiveRunsRequest).project_id == "a b+c"  # form encoding
+
+
+def test_summaries_say_what_the_signal_is_about() -> None:
+    assert policy.signal_summary("token_risk", RUN, "AT_RISK", None) == "Run 1a2b3c4d is AT_RISK on token"
+    assert (
+        policy.signal_summary("execution_failure", RUN, "NORMAL", "HIGH") == "Run 1a2b3c4d failed with a HIGH incident"
+    )
