@@ -14,7 +14,7 @@ from typing import Any
 from aos.gate.v1 import gate_pb2
 from gateway import identity, replies, upstream_tls
 from gateway.identity import IdentityProvider
-from gateway.rules import Method, load_methods
+from gateway.rules import Method, load_methods, raw_query_paths
 from services.common import tls
 
 # Caller headers only the gateway may set. Stripped from every client request before any other filter
@@ -38,7 +38,7 @@ CALLER_HEADERS = (
 # the legacy API answered otherwise (201 on create, 422 on validation) the service sends this header, which
 # the Lua filter applies to transcoded JSON responses only (never to native gRPC).
 STATUS_HINT = Path(__file__).with_name("status_hint.lua")
-FACADE_QUERY = Path(__file__).with_name("facade_query.lua")
+RAW_QUERY = Path(__file__).with_name("raw_query.lua")
 BUFFER = "envoy.filters.http.buffer"
 
 
@@ -52,6 +52,8 @@ class Gateway:
     openapi_path: str = "gateway/openapi.json"
     admin_port: int = 0
     methods: list[Method] = field(default_factory=list)
+    # REST paths whose RPC parses the query string itself (rules.RAW_QUERY).
+    raw_query_paths: list[str] = field(default_factory=list)
     # REST bodies above this answer 413 (the services take gRPC messages up to 4 MiB).
     max_body_bytes: int = 1024 * 1024
     # Request headers (the URL included) above this answer 431. What reaches a service must stay under
@@ -187,11 +189,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             "envoy.extensions.filters.http.lua.v3.Lua",
             {"default_source_code": {"inline_string": STATUS_HINT.read_text()}},
         ),
-        _filter(
-            "aos.facade_query",
-            "envoy.extensions.filters.http.lua.v3.Lua",
-            {"default_source_code": {"inline_string": _facade_query(gw)}},
-        ),
+        *_raw_query(gw),
         # REST bodies are read whole before transcoding (the route is still the REST path's then): over the
         # limit, 413 before anything is decoded or sent on.
         _filter(BUFFER, "envoy.extensions.filters.http.buffer.v3.Buffer", {"max_request_bytes": gw.max_body_bytes}),
@@ -248,11 +246,13 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
     }
 
 
-def _facade_query(gw: Gateway) -> str:
-    """facade_query.lua for the facades of the services this gateway routes."""
-    paths = sorted({p for m in gw.methods if m.cluster in gw.upstreams for p in m.facade_paths})
-    table = ", ".join(f'["{p}"] = true' for p in paths)
-    return f"local FACADES = {{{table}}}\n{FACADE_QUERY.read_text()}"
+def _raw_query(gw: Gateway) -> list[dict[str, Any]]:
+    """Before the transcoder: the query of the raw_query paths becomes the one parameter the RPC declares."""
+    if not gw.raw_query_paths:
+        return []
+    table = "local RAW_QUERY_PATHS = {" + ", ".join(f'["{p}"] = true' for p in gw.raw_query_paths) + "}\n"
+    source = {"inline_string": table + RAW_QUERY.read_text()}
+    return [_filter("aos.raw_query", "envoy.extensions.filters.http.lua.v3.Lua", {"default_source_code": source})]
 
 
 # The cluster serving envoy.service.auth.v3.Authorization/Check (the edge gate).
@@ -319,4 +319,10 @@ def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]
 
 
 def from_descriptor(path: Path, **kwargs: Any) -> Gateway:
-    return Gateway(descriptor_path=str(path), methods=load_methods(path.read_bytes()), **kwargs)
+    descriptor = path.read_bytes()
+    return Gateway(
+        descriptor_path=str(path),
+        methods=load_methods(descriptor),
+        raw_query_paths=raw_query_paths(descriptor),
+        **kwargs,
+    )

@@ -18,8 +18,6 @@ class Method:
     http: bool
     # The REST bindings as (verb, path template), e.g. ("post", "/traces/{run_id}").
     bindings: tuple[tuple[str, str], ...] = ()
-    # A facade's REST GET paths: its request is only the URL's query string, `query` (gateway/facade_query.lua).
-    facade_paths: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -36,7 +34,6 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
     # bytes, which HasExtension still finds but whose paths read empty.
     http_rule = _http_rule()
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
-    messages = {f".{f.package}.{m.name}": m for f in fds.file for m in f.message_type}
     methods, missing = [], []
     for file in fds.file:
         if not file.package.startswith("aos."):
@@ -50,12 +47,41 @@ def load_methods(descriptor_set: bytes) -> list[Method]:
                     continue
                 http = options.HasExtension(http_rule)
                 bindings = _bindings(options.Extensions[http_rule]) if http else ()
-                facades = _facade_paths(bindings, messages.get(rpc.input_type))
                 rule = options.Extensions[gate_pb2.rule]
-                methods.append(Method(f"{file.package}.{service.name}", rpc.name, rule, http, bindings, facades))
+                methods.append(Method(f"{file.package}.{service.name}", rpc.name, rule, http, bindings))
     if missing:
         raise ValueError(f"RPCs without an (aos.gate.v1.rule) option: {', '.join(sorted(missing))}")
     return methods
+
+
+# A request message with this string field takes its REST query string whole: the gateway hands the query over
+# unparsed (raw_query.lua) and the service parses it, naming unknown or repeated parameters itself (the legacy
+# facades' INVALID_QUERY answers). Elsewhere the transcoder refuses unknown parameters with its own body.
+RAW_QUERY = "raw_query"
+
+
+def raw_query_paths(descriptor_set: bytes) -> list[str]:
+    """The GET paths (every binding) of the RPCs whose request message has a `raw_query` field."""
+    http_rule = _http_rule()  # registered before parsing, as in load_methods
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    takes_raw = {
+        f".{file.package}.{message.name}"
+        for file in fds.file
+        for message in file.message_type
+        if any(f.name == RAW_QUERY and f.type == f.TYPE_STRING for f in message.field)
+    }
+    paths = []
+    for file in fds.file:
+        for service in file.service if file.package.startswith("aos.") else ():
+            for rpc in service.method:
+                if rpc.input_type not in takes_raw or not rpc.options.HasExtension(http_rule):
+                    continue
+                rule = rpc.options.Extensions[http_rule]
+                for binding in (rule, *rule.additional_bindings):
+                    if not binding.get or "{" in binding.get:
+                        raise ValueError(f"{rpc.name}: a raw_query RPC is bound to fixed GET paths only")
+                    paths.append(binding.get)
+    return sorted(paths)
 
 
 def check_rules(methods: list[Method]) -> list[str]:
@@ -84,16 +110,6 @@ def _caller_problems(m: Method, internal: bool, services: set[str]) -> list[str]
     if m.rule.callers and not as_service:
         problems.append(f"{m.path}: gate rule names callers but allows no service principal")
     return problems
-
-
-def _facade_paths(
-    bindings: tuple[tuple[str, str], ...], request: descriptor_pb2.DescriptorProto | None
-) -> tuple[str, ...]:
-    """The GET paths of an RPC whose request is exactly one string field `query`."""
-    (only, *rest) = request.field if request is not None and request.field else [None]
-    if rest or only is None or only.name != "query" or only.type != descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
-        return ()
-    return tuple(path for verb, path in bindings if verb == "get")
 
 
 def _http_rule() -> Any:

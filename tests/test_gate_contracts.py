@@ -1,5 +1,9 @@
 """The build refuses RPCs without a gate rule; the gateway config is generated from the rules."""
 
+import ast
+import subprocess
+import sys
+
 import pytest
 from google.protobuf import descriptor_pb2
 
@@ -78,16 +82,16 @@ def test_generated_code_and_gateway_config_are_fresh() -> None:
     assert gen.run(check=True) == 0
 
 
-def test_a_request_that_is_only_query_makes_a_facade() -> None:
-    """The gateway hands a facade the URL's query whole (gateway/facade_query.lua): exactly the GET bindings of
-    RPCs whose request is one string field `query`."""
-    methods = {m.name: m for m in rules.load_methods(config.Path(config.__file__).with_name("aos.binpb").read_bytes())}
-    assert methods["ListIncidentsFacade"].facade_paths == ("/v1/cus/incidents/list", "/cus/incidents/list")
-    assert methods["ListActiveIncidents"].facade_paths == ()
-    assert methods["GetRunTimeline"].facade_paths == ()  # one string field, but not `query`
-    gw = config.Gateway("d", {"monitoring": ("127.0.0.1", 1)}, methods=list(methods.values()))
-    lua = config._facade_query(gw)
-    assert lua.startswith('local FACADES = {["/cus/incidents/list"] = true, ["/v1/cus/incidents/list"] = true}\n')
-    assert config._facade_query(config.Gateway("d", {}, methods=list(methods.values()))).startswith(
-        "local FACADES = {}\n"
+def test_the_facades_take_their_query_whole_even_in_a_fresh_process() -> None:
+    """The gateway hands a facade the URL's query whole (gateway/raw_query.lua): exactly the GET bindings of
+    RPCs whose request has a string `raw_query`. A fresh process (the k8s ConfigMap's renderer) must find them
+    too: parsed before google.api.http is registered, the bindings would read empty."""
+    code = (
+        "from pathlib import Path; from gateway import rules; "
+        "print(rules.raw_query_paths(Path(rules.__file__).with_name('aos.binpb').read_bytes()))"
     )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    paths = ast.literal_eval(out)
+    assert {"/cus/activity/runs", "/cus/incidents/list", "/cus/logs/list"} <= set(paths)
+    assert {f"/v1{p}" for p in ("/cus/activity/runs", "/cus/incidents/list", "/cus/logs/list")} <= set(paths)
+    assert "/incidents/active" not in paths

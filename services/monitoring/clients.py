@@ -1,5 +1,7 @@
-"""The one peer monitoring asks on a request's path: integrations, whether the caller's tenant owns the
-integrations its usage records name (MONITORING.md decision 12, STYLE section 6)."""
+"""The peers monitoring asks on a request's path: integrations, whether the caller's tenant owns the
+integrations its usage records name (MONITORING.md decision 12, STYLE section 6), and account, whether a run's
+project is the tenant's. One deadline per call (a timeout in the channel's service config fails every call
+with grpcio 1.85, DESIGN.md section 2); a peer unreachable is UNAVAILABLE naming it, never a guess."""
 
 from __future__ import annotations
 
@@ -8,11 +10,15 @@ from collections.abc import Iterable
 import grpc
 from cachetools import TTLCache
 
+from aos.account.v1 import account_service_pb2 as account_rpc
+from aos.account.v1 import account_service_pb2_grpc
 from aos.integrations.v1 import integrations_service_pb2 as integrations_rpc
 from aos.integrations.v1 import integrations_service_pb2_grpc
 from services.common import channels, errors, principal, tls
 
+ME = "monitoring"
 PEER = "integrations"
+DEADLINE_SECONDS = 2.0
 
 
 class Integrations:
@@ -53,7 +59,25 @@ class Integrations:
             await self._channel.close()
 
 
-def _unavailable(why: str) -> errors.Unavailable:
+def _unavailable(why: str, peer: str = PEER) -> errors.Unavailable:
     return errors.Unavailable(
-        f"integrations unavailable: {why}", reason="DEPENDENCY_UNAVAILABLE", metadata={"dependency": PEER}
+        f"{peer} unavailable: {why}", reason="DEPENDENCY_UNAVAILABLE", metadata={"dependency": peer}
     )
+
+
+class Account:
+    def __init__(self, channel: grpc.aio.Channel | None) -> None:
+        self._stub = account_service_pb2_grpc.AccountServiceStub(channel) if channel is not None else None
+
+    async def project_exists(self, tenant_id: str, project_id: str) -> bool:
+        """Whether the project is the tenant's (another tenant's answers False, like an unknown one)."""
+        if self._stub is None:
+            raise _unavailable("not configured", "account")
+        request = account_rpc.CheckProjectRequest(tenant_id=tenant_id, project_id=project_id)
+        try:
+            reply = await self._stub.CheckProject(
+                request, metadata=principal.service_metadata(ME, tenant_id), timeout=DEADLINE_SECONDS
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _unavailable(exc.code().name.lower(), "account") from exc
+        return reply.exists

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy.sql.elements import ColumnElement
 
+from aos.monitoring.v1 import logs_service_pb2 as rpc
 from services.common import paging
-from services.common.errors import InvalidArgument
-from services.monitoring import policy, queries, traces
+from services.monitoring import policy, queries, querystring, traces
 from services.monitoring.models import LlmRunRecord, Trace
 from services.monitoring.queries import Listing, bad, choices, instant, window
 
@@ -65,13 +65,11 @@ def trace_list(request: Any) -> Listing:
     return Listing(where, queries.page(request, 100, 1000, traces.TRACE_ID), (Trace.created_at, Trace.trace_id))
 
 
-def facade(request: Any) -> tuple[str, Listing]:
-    """The logs facade's topic and its legacy limit/offset page; topic is required."""
-    if request.as_of:
-        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
-    if not request.HasField("topic"):
-        raise bad("topic", f"is required: one of {', '.join(TOPICS)}")
-    (topic,) = choices("topic", [request.topic], TOPICS)
+def facade(raw_query: str) -> tuple[str, Listing]:
+    """The logs facade's topic (required, once) and its legacy limit/offset page; nothing else is taken."""
+    params = querystring.parse(raw_query)
+    topic = querystring.topic(params, TOPICS)
+    request = querystring.message(params, rpc.LogsTopicQuery)
     size = request.limit if request.HasField("limit") else 20
     if not 1 <= size <= 100:
         raise bad("limit", f"must be between 1 and 100, got {size}")

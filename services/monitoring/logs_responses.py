@@ -11,7 +11,6 @@ from aos.monitoring.v1 import logs_pb2 as pb
 from aos.monitoring.v1 import logs_service_pb2 as rpc
 from services.monitoring import records, traces
 from services.monitoring.models import Incident, LlmRunRecord, Trace, TraceStep
-from services.monitoring.responses import NULL
 
 T = TypeVar("T")
 _RECORD_TEXT = ("trace_id", "provider", "model", "prompt_hash", "response_hash")
@@ -53,10 +52,6 @@ def envelope(row: LlmRunRecord, incidents: list[Incident]) -> rpc.GetLlmRunEnvel
 
 def log_item(row: LlmRunRecord) -> rpc.LogItem:
     return rpc.LogItem(item_id=row.id, source_kind="llm_run", **_record_fields(row), **_at(timestamp=row.created_at))
-
-
-def facade_meta(request_id: str, correlation_id: str) -> rpc.LogsFacadeMeta:
-    return rpc.LogsFacadeMeta(request_id=request_id, correlation_id=correlation_id, as_of=NULL)
 
 
 def step(row: TraceStep) -> pb.TraceStep:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
 from sqlalchemy import Select, and_, asc, case, desc, false, func, literal_column, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -63,10 +60,25 @@ def _after(token: str, ids: re.Pattern[str]) -> tuple[datetime, str] | None:
     return after
 
 
+def refuse_as_of(request: Any) -> None:
+    if request.HasField("as_of"):
+        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+
+
+def offsets(request: Any, default: int, high: int) -> paging.Page:
+    """Legacy limit/offset only (lists with no keyset: signals are computed, not rows)."""
+    refuse_as_of(request)
+    size = request.limit if request.HasField("limit") else default
+    if not 1 <= size <= high:
+        raise bad("limit", f"must be between 1 and {high}, got {size}")
+    if not 0 <= request.offset <= MAX_OFFSET:
+        raise bad("offset", f"must be between 0 and {MAX_OFFSET}, got {request.offset}")
+    return paging.Page(size, request.offset, None, legacy=True)
+
+
 def page(request: Any, default: int, high: int, ids: re.Pattern[str]) -> paging.Page:
     """Legacy limit/offset, or the twin's page_size/page_token (whose id must look like `ids`); never both."""
-    if request.as_of:
-        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+    refuse_as_of(request)
     legacy = request.HasField("limit") or bool(request.offset)
     if legacy and (request.page_token or request.page_size):
         raise bad("page_token", "cannot be combined with limit/offset")
@@ -126,7 +138,7 @@ def _sorted(request: Any, sorts: dict[str, Any], tie: Any, listing: Listing) -> 
     return Listing(listing.where, offsets, None, (direction(sorts[sort_by]), direction(tie)))
 
 
-def _stalled() -> ColumnElement[bool]:
+def stalled() -> ColumnElement[bool]:
     """A LIVE run silent past its tenant's stall threshold (0 disables it), in SQL: evidence is derived while
     LIVE, and filtering it needs no read of the thresholds first."""
     custom = select(MonitoringThreshold.stalled_after_ms).where(MonitoringThreshold.tenant_id == Run.tenant_id)
@@ -136,7 +148,7 @@ def _stalled() -> ColumnElement[bool]:
 
 def live(request: Any) -> Listing:
     # DEGRADED once silent past the stall threshold, FLOWING before; never MISSING while LIVE.
-    evidence = {"FLOWING": not_(_stalled()), "DEGRADED": _stalled(), "MISSING": false()}
+    evidence = {"FLOWING": not_(stalled()), "DEGRADED": stalled(), "MISSING": false()}
     health = choices("evidence_health", request.evidence_health, policy.EVIDENCE)
     where = [Run.state == "LIVE", *([Run.project_id == request.project_id] if request.project_id else [])]
     where += _in(Run.risk_level, "risk_level", request.risk_level, policy.RISK_LEVELS)
@@ -206,49 +218,6 @@ def window_days(request: Any) -> int:
     return days
 
 
-def facade(raw: str, topics: Mapping[str, type[Message]]) -> tuple[str, Any]:
-    """A facade's URL query → (topic, that topic's own request): `topic` exactly once, then only that topic's
-    parameters, each singular one at most once. What the topic's request then refuses (bad values, ranges)
-    its own listing names, so facade and topic route answer alike."""
-    try:
-        pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=bool(raw))
-    except ValueError:
-        raise bad("query", "is not a URL query string") from None
-    params: dict[str, list[str]] = {}
-    for name, value in pairs:
-        params.setdefault(name, []).append(value)
-    if "as_of" in params:
-        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
-    named = params.pop("topic", [])
-    if len(named) != 1:
-        raise bad("topic", f"must be given once, as one of {', '.join(topics)}")
-    (topic,) = choices("topic", named, tuple(topics))
-    request = topics[topic]()
-    for name, values in params.items():
-        field = request.DESCRIPTOR.fields_by_name.get(name)
-        if field is None:
-            raise bad(name, f"is not a parameter of topic {topic}")
-        if field.is_repeated:
-            getattr(request, name).extend(values)
-        elif len(values) > 1:
-            raise bad(name, "must be given once")
-        else:
-            setattr(request, name, _scalar(name, field, values[0]))
-    return topic, request
-
-
-def _scalar(name: str, field: Any, value: str) -> Any:
-    if field.type == FieldDescriptor.TYPE_BOOL:
-        if value not in ("true", "false"):
-            raise bad(name, f"must be true or false, got {value!r}")
-        return value == "true"
-    if field.type == FieldDescriptor.TYPE_INT32:
-        if not re.fullmatch(r"-?[0-9]{1,10}", value) or not -(2**31) <= int(value) < 2**31:
-            raise bad(name, f"must be an integer, got {value!r}")
-        return int(value)
-    return value
-
-
 def _founder_page(request: Any, ids: re.Pattern[str]) -> paging.Page:
     """Keyset pages only: an offset into every tenant's rows would scan them all."""
     size = request.page_size if request.HasField("page_size") else 50
@@ -280,3 +249,25 @@ def all_incidents(request: Any) -> Listing:
     where += _one(Incident.lifecycle_state, request, "lifecycle_state", policy.LIFECYCLE)
     where += _one(Incident.severity, request, "severity", policy.SEVERITIES)
     return Listing(where, _founder_page(request, INCIDENT_ID), (Incident.created_at, Incident.incident_id))
+
+
+@dataclass(frozen=True)
+class Signals:
+    project_id: str | None
+    signal_types: list[str]
+    severities: list[str]
+    window_hours: int
+    page: paging.Page
+
+
+def signals(request: Any) -> Signals:
+    hours = request.window_hours if request.HasField("window_hours") else 168
+    if not 1 <= hours <= 720:
+        raise bad("window_hours", f"must be between 1 and 720, got {hours}")
+    return Signals(
+        project_id=request.project_id or None,
+        signal_types=choices("signal_type", request.signal_type, policy.SIGNAL_TYPES),
+        severities=choices("severity", request.severity, policy.SIGNAL_SEVERITIES),
+        window_hours=hours,
+        page=offsets(request, 50, 100),
+    )

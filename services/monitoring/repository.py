@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, inspect, literal_column, select, update
+from sqlalchemy import and_, case, func, inspect, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import NotFound
-from services.monitoring import policy
+from services.monitoring import policy, queries
 from services.monitoring.models import (
     Incident,
     LlmRunRecord,
@@ -125,6 +125,31 @@ async def status_counts(session: AsyncSession, tenant_id: str, project_id: str) 
     scope = [Run.tenant_id == tenant_id, *([Run.project_id == project_id] if project_id else [])]
     query = select(Run.status, func.count()).where(*scope).group_by(Run.status)
     return [(status, count) for status, count in (await session.execute(query)).all()]
+
+
+async def run_counts(session: AsyncSession, tenant_id: str, project_id: str) -> list[tuple[str, str, str, str, int]]:
+    """LIVE runs and runs completed in the last 24 h, counted by (group, risk_level, evidence_health, risk_type);
+    a LIVE run's evidence is derived as the live list derives it."""
+    live = Run.state == "LIVE"
+    day_ago = func.now() - literal_column("interval '24 hours'")
+    scope = [Run.tenant_id == tenant_id, or_(live, and_(Run.state == "COMPLETED", Run.completed_at >= day_ago))]
+    scope += [Run.project_id == project_id] if project_id else []
+    evidence = case((and_(live, queries.stalled()), "DEGRADED"), (live, "FLOWING"), else_=Run.evidence_health)
+    runs = (
+        select(
+            case((live, "live"), else_="completed_24h").label("grp"),
+            Run.risk_level,
+            evidence.label("evidence_health"),
+            Run.risk_type,
+        )
+        .where(*scope)
+        .subquery()
+    )
+    c = runs.c
+    query = select(c.grp, c.risk_level, c.evidence_health, c.risk_type, func.count()).group_by(
+        c.grp, c.risk_level, c.evidence_health, c.risk_type
+    )
+    return [(g, r, e, t, n) for g, r, e, t, n in (await session.execute(query)).all()]
 
 
 async def get_incident(session: AsyncSession, tenant_id: str, incident_id: str, *, lock: bool = False) -> Incident:

@@ -195,3 +195,31 @@ def period(request: rpc.GetIntegrationUsageRequest) -> tuple[str, str, date, dat
     if start > end:
         raise InvalidArgument("period_start", "must not be after period_end")
     return tenant_id, integration_id, start, end
+
+
+class SignalTarget(NamedTuple):
+    """The signal a feedback request names, validated before any database access."""
+
+    fingerprint: str
+    run_id: str
+    signal_type: str
+    risk_type: str | None
+
+
+def signal_target(request: rpc.AcknowledgeSignalRequest | rpc.SuppressSignalRequest, tenant_id: str) -> SignalTarget:
+    """The body names the signal; the path's fingerprint must be that signal's in the caller's tenant, so
+    another tenant's (or a made-up) fingerprint is simply not found."""
+    signal_type = validation.one_of("signal_type", request.signal_type, policy.SIGNAL_TYPES)
+    risk_type = validation.one_of("risk_type", request.risk_type, ("", *policy.RISK_TYPES)) or None
+    risky = {v: k for k, v in policy.RISK_SIGNALS.items()}
+    if risk_type and signal_type in risky and risky[signal_type] != risk_type:
+        raise InvalidArgument("risk_type", f"must match signal_type {signal_type} ({risky[signal_type]})")
+    run = run_id(request.run_id)
+    if request.signal_fingerprint != policy.fingerprint(tenant_id, run, signal_type):
+        raise NotFound("signal not found", reason="SIGNAL_NOT_FOUND")
+    return SignalTarget(request.signal_fingerprint, run, signal_type, risk_type)
+
+
+def note(field: str, value: str) -> str | None:
+    """A comment or reason: at most 500 characters, stored redacted."""
+    return redaction.text(validation.length(field, value, 0, 500)) or None

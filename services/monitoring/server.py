@@ -35,7 +35,9 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     sessions = db.sessionmaker(engine)
     me = settings.identity(ME)
     svc = server.create("aos.monitoring", NAMES, engine, me, settings.metrics_port)
-    monitoring_service_pb2_grpc.add_ActivityServiceServicer_to_server(ActivityServicer(sessions), svc.server)
+    account = channels.peer(settings.account_addr, me, "account") if settings.account_addr else None
+    activity = ActivityServicer(sessions, clients.Account(account))
+    monitoring_service_pb2_grpc.add_ActivityServiceServicer_to_server(activity, svc.server)
     integrations = clients.Integrations(settings.integrations_addr, me, settings.owned_cache_seconds)
     telemetry = TelemetryServicer(sessions, integrations)
     monitoring_service_pb2_grpc.add_TelemetryServiceServicer_to_server(telemetry, svc.server)
@@ -46,7 +48,6 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
     svc.metrics.registry.register(failures)
     founder_service_pb2_grpc.add_FounderServiceServicer_to_server(FounderServicer(sessions, failures), svc.server)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
-    account = channels.peer(settings.account_addr, me, "account") if settings.account_addr else None
     follower = follow.Follower(tenants.SOURCE, account, ME, sessions, CURSORS, tenants.Mirror(sessions).apply)
     follower.start()
     svc.on_stop.append(follower.stop)

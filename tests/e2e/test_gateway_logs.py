@@ -209,12 +209,11 @@ async def test_records_their_envelope_replay_window_and_facade(
         ("topic=foo", "INVALID_QUERY"),
         ("topic=llm_runs&limit=0", "INVALID_QUERY"),
         ("topic=llm_runs&as_of=2026-01-01T00:00:00Z", "UNSUPPORTED_PARAM"),
+        ("topic=llm_runs&topic=llm_runs", "INVALID_QUERY"),
+        ("topic=llm_runs&foo=1", "INVALID_QUERY"),
     ]:
         refused = await http.get(f"/cus/logs/list?{query}", headers=auth)
         assert refused.status_code == 400 and reason_of(refused) == reason, (query, refused.text)
-    for query in ("topic=llm_runs&topic=llm_runs", "topic=llm_runs&foo=1"):
-        refused = await http.get(f"/cus/logs/list?{query}", headers=auth)  # the transcoder refuses these
-        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request", (query, refused.text)
 
     # M34: another tenant's run id is an unknown one on every record route.
     b_tenant, b_auth, _ = await connected(http, gateway)

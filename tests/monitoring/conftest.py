@@ -57,6 +57,19 @@ def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture
+async def project(account: Any) -> tuple[str, str]:
+    """A tenant account knows and one of its projects: CreateRun checks a run's project with account."""
+    from aos.account.v1 import account_service_pb2 as account_rpc
+
+    owner = human()
+    reply = await account.CreateTenant(account_rpc.CreateTenantRequest(name="Projects"), metadata=owner, timeout=5)
+    tenant_id = str(reply.tenant.tenant_id)
+    request = account_rpc.CreateProjectRequest(name="p")
+    made = await account.CreateProject(request, metadata=human(tenant_id, user=owner[1][1]), timeout=5)
+    return tenant_id, str(made.project_id)
+
+
 def key(tenant: str, scopes: str = "run:*,read:*", key_id: str = "key-1", prefix: str = "aos_0123abcd") -> Any:
     """Caller metadata of an API key as the gate injects it."""
     return (

@@ -149,15 +149,18 @@ def test_compare_lists_each_difference() -> None:
 @pytest.mark.parametrize(
     ("request_", "field", "reason"),
     [
-        (rpc.ListLogsFacadeRequest(), "topic", "INVALID_QUERY"),
-        (rpc.ListLogsFacadeRequest(topic="foo"), "topic", "INVALID_QUERY"),
-        (rpc.ListLogsFacadeRequest(topic="llm_runs", limit=0), "limit", "INVALID_QUERY"),
-        (rpc.ListLogsFacadeRequest(topic="llm_runs", limit=101), "limit", "INVALID_QUERY"),
-        (rpc.ListLogsFacadeRequest(topic="llm_runs", offset=-1), "offset", "INVALID_QUERY"),
-        (rpc.ListLogsFacadeRequest(topic="llm_runs", as_of="2026-01-01T00:00:00Z"), "as_of", "UNSUPPORTED_PARAM"),
+        ("", "topic", "INVALID_QUERY"),
+        ("topic=foo", "topic", "INVALID_QUERY"),
+        ("topic=llm_runs&topic=llm_runs", "topic", "INVALID_QUERY"),
+        ("topic=llm_runs&foo=1", "foo", "INVALID_QUERY"),
+        ("topic=llm_runs&limit=0", "limit", "INVALID_QUERY"),
+        ("topic=llm_runs&limit=101", "limit", "INVALID_QUERY"),
+        ("topic=llm_runs&limit=1&limit=2", "limit", "INVALID_QUERY"),
+        ("topic=llm_runs&offset=-1", "offset", "INVALID_QUERY"),
+        ("topic=llm_runs&as_of=2026-01-01T00:00:00Z", "as_of", "UNSUPPORTED_PARAM"),
     ],
 )
-def test_the_logs_facade_is_strict(request_: Any, field: str, reason: str) -> None:
+def test_the_logs_facade_is_strict(request_: str, field: str, reason: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
         logs_queries.facade(request_)
     assert (refused.value.violations[0][0], refused.value.reason) == (field, reason)

@@ -10,13 +10,20 @@ import pytest
 from aos.monitoring.v1 import founder_service_pb2 as fdr
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from services.common.errors import InvalidArgument
-from services.monitoring import queries
+from services.monitoring import queries, querystring
 
 TOPICS = {
     "active": rpc.ListActiveIncidentsRequest,
     "resolved": rpc.ListResolvedIncidentsRequest,
     "historical": rpc.ListHistoricalIncidentsRequest,
 }
+
+
+def facade(raw: str, topics: dict[str, Any]) -> tuple[str, Any]:
+    """What ListIncidentsFacade does with the query the gateway hands over whole."""
+    params = querystring.parse(raw)
+    topic = querystring.topic(params, tuple(topics))
+    return topic, querystring.message(params, topics[topic])
 
 
 def refusal(call: Any, *args: Any) -> tuple[str, str]:
@@ -26,13 +33,13 @@ def refusal(call: Any, *args: Any) -> tuple[str, str]:
 
 
 def test_the_facade_builds_the_topics_own_request() -> None:
-    topic, request = queries.facade(
+    topic, request = facade(
         "topic=historical&severity=HIGH&severity=LOW&is_synthetic=false&retention_days=60&sort_by=created_at+x", TOPICS
     )
     assert topic == "historical" and isinstance(request, rpc.ListHistoricalIncidentsRequest)
     assert list(request.severity) == ["HIGH", "LOW"] and request.HasField("is_synthetic") and not request.is_synthetic
     assert request.retention_days == 60 and request.sort_by == "created_at x"  # '+' is a space, as in forms
-    topic, request = queries.facade("topic=active&limit=-1&created_after=2026-01-01T00%3A00%3A00%2B02%3A00", TOPICS)
+    topic, request = facade("topic=active&limit=-1&created_after=2026-01-01T00%3A00%3A00%2B02%3A00", TOPICS)
     assert request.limit == -1 and request.created_after == "2026-01-01T00:00:00+02:00"
     assert refusal(queries.active_incidents, request) == ("limit", "INVALID_QUERY")  # the topic's own rules
 
@@ -45,7 +52,7 @@ def test_the_facade_builds_the_topics_own_request() -> None:
         ("topic=", "topic", "INVALID_QUERY"),
         ("topic=Active", "topic", "INVALID_QUERY"),
         ("topic=active&topic=active", "topic", "INVALID_QUERY"),
-        ("topic=active&bogus", "query", "INVALID_QUERY"),
+        ("topic=active&bogus", "bogus", "INVALID_QUERY"),
         ("topic=active&page_size=1&page_size=1", "page_size", "INVALID_QUERY"),
         ("topic=active&resolved_after=2026-01-01T00:00:00Z", "resolved_after", "INVALID_QUERY"),
         ("topic=resolved&retention_days=7", "retention_days", "INVALID_QUERY"),
@@ -56,7 +63,7 @@ def test_the_facade_builds_the_topics_own_request() -> None:
     ],
 )
 def test_the_facade_names_what_it_refuses(query: str, field: str, reason: str) -> None:
-    assert refusal(queries.facade, query, TOPICS) == (field, reason)
+    assert refusal(facade, query, TOPICS) == (field, reason)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from services.monitoring.models.base import CURSORS, Base
 from services.monitoring.models.founder import FounderAccessAudit
 from services.monitoring.models.incidents import Incident
 from services.monitoring.models.runs import LlmRunRecord, MonitoringThreshold, Run
+from services.monitoring.models.signals import SignalFeedback
 from services.monitoring.models.tenants import TenantLifecycle
 from services.monitoring.models.traces import Trace, TraceStep
 from services.monitoring.models.usage import UsageDaily, UsageRecord
@@ -21,6 +22,7 @@ __all__ = [
     "LlmRunRecord",
     "MonitoringThreshold",
     "Run",
+    "SignalFeedback",
     "TenantLifecycle",
     "Trace",
     "TraceStep",

@@ -10,7 +10,7 @@ from aos.monitoring.v1 import monitoring_service_pb2_grpc
 from services.common import validation
 from services.common.interceptors import request_id
 from services.common.principal import WRITERS, caller
-from services.monitoring import incidents, queries, repository, requests, responses, tenants
+from services.monitoring import incidents, queries, querystring, repository, requests, responses, tenants
 from services.monitoring.models import Incident
 from services.monitoring.servicer import Context, Sessions, header
 
@@ -94,11 +94,11 @@ class IncidentsServicer(monitoring_service_pb2_grpc.IncidentsServiceServicer):
     async def ListIncidentsFacade(
         self, request: rpc.ListIncidentsFacadeRequest, context: Context
     ) -> rpc.ListIncidentsFacadeResponse:
-        topic, query = queries.facade(request.query, {name: kind for name, (kind, _) in TOPICS.items()})
-        listing = TOPICS[topic][1](query)
-        meta = rpc.FacadeMeta(
-            request_id=request_id.get(), correlation_id=header(context, "x-correlation-id"), as_of=responses.NULL
-        )
+        params = querystring.parse(request.raw_query)
+        topic = querystring.topic(params, tuple(TOPICS))
+        kind, listing_of = TOPICS[topic]
+        listing = listing_of(querystring.message(params, kind))
+        meta = responses.facade_meta(request_id.get(), header(context, "x-correlation-id"))
 
         def reply(items: list[pb.Incident], **page: Any) -> rpc.ListIncidentsFacadeResponse:
             return rpc.ListIncidentsFacadeResponse(topic=topic, incidents=items, meta=meta, **page)

@@ -67,7 +67,7 @@ class LogsServicer(TracesMixin, logs_service_pb2_grpc.LogsServiceServicer):
 
     async def ListLogsFacade(self, request: rpc.ListLogsFacadeRequest, context: Context) -> rpc.ListLogsFacadeResponse:
         who = caller(context)
-        topic, listing = logs_queries.facade(request)
+        topic, listing = logs_queries.facade(request.raw_query)
         async with self._sessions() as session:
             tenant_id = await tenants.require(session, who, tenants.READABLE)
             # system_records has no source yet: an empty topic, not an error.
@@ -85,6 +85,6 @@ class LogsServicer(TracesMixin, logs_service_pb2_grpc.LogsServiceServicer):
             total=total,
             has_more=more,
             pagination=pagination,
-            meta=logs_responses.facade_meta(request_id.get(), header(context, "x-correlation-id")),
+            meta=responses.facade_meta(request_id.get(), header(context, "x-correlation-id")),
         )
         return logs_responses.generated(reply)

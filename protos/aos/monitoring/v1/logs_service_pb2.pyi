@@ -391,47 +391,56 @@ Global___GetReplayWindowResponse: _TypeAlias = GetReplayWindowResponse  # noqa: 
 class ListLogsFacadeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOPIC_FIELD_NUMBER: _builtins.int
-    LIMIT_FIELD_NUMBER: _builtins.int
-    OFFSET_FIELD_NUMBER: _builtins.int
-    AS_OF_FIELD_NUMBER: _builtins.int
-    topic: _builtins.str
-    """llm_runs or system_records; required."""
-    limit: _builtins.int
-    """1..100, default 20."""
-    offset: _builtins.int
-    as_of: _builtins.str
-    """Refused (UNSUPPORTED_PARAM)."""
+    RAW_QUERY_FIELD_NUMBER: _builtins.int
+    raw_query: _builtins.str
+    """The URL's whole query string, verbatim: the gateway hands it over unparsed (gateway/raw_query.lua), so
+    the service names an unknown or repeated parameter itself (MONITORING.md 0.3). topic (llm_runs or
+    system_records) exactly once, then LogsTopicQuery's parameters; as_of is refused (UNSUPPORTED_PARAM).
+    """
     def __init__(
         self,
         *,
-        topic: _builtins.str | None = ...,
+        raw_query: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["raw_query", b"raw_query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLogsFacadeRequest: _TypeAlias = ListLogsFacadeRequest  # noqa: Y015
+
+@_typing.final
+class LogsTopicQuery(_message.Message):
+    """The parameters a logs facade topic takes besides topic."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """1..100, default 20."""
+    offset: _builtins.int
+    def __init__(
+        self,
+        *,
         limit: _builtins.int | None = ...,
         offset: _builtins.int | None = ...,
-        as_of: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_limit", b"_limit", "_offset", b"_offset", "_topic", b"_topic", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "topic", b"topic"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_offset", b"_offset", "limit", b"limit", "offset", b"offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_limit", b"_limit", "_offset", b"_offset", "_topic", b"_topic", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_offset", b"_offset", "limit", b"limit", "offset", b"offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
-    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
     _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
     _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
-    _WhichOneofReturnType__topic: _TypeAlias = _typing.Literal["topic"]  # noqa: Y015
-    _WhichOneofArgType__topic: _TypeAlias = _typing.Literal["_topic", b"_topic"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__topic) -> _WhichOneofReturnType__topic | None: ...
 
-Global___ListLogsFacadeRequest: _TypeAlias = ListLogsFacadeRequest  # noqa: Y015
+Global___LogsTopicQuery: _TypeAlias = LogsTopicQuery  # noqa: Y015
 
 @_typing.final
 class LogItem(_message.Message):
@@ -507,36 +516,6 @@ class LogItem(_message.Message):
 Global___LogItem: _TypeAlias = LogItem  # noqa: Y015
 
 @_typing.final
-class LogsFacadeMeta(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    CORRELATION_ID_FIELD_NUMBER: _builtins.int
-    AS_OF_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """The request's X-Request-ID."""
-    correlation_id: _builtins.str
-    """The echoed X-Correlation-ID."""
-    @_builtins.property
-    def as_of(self) -> _struct_pb2.Value:
-        """Always null: point-in-time reads are not supported."""
-
-    def __init__(
-        self,
-        *,
-        request_id: _builtins.str = ...,
-        correlation_id: _builtins.str = ...,
-        as_of: _struct_pb2.Value | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "correlation_id", b"correlation_id", "request_id", b"request_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___LogsFacadeMeta: _TypeAlias = LogsFacadeMeta  # noqa: Y015
-
-@_typing.final
 class ListLogsFacadeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -557,7 +536,7 @@ class ListLogsFacadeResponse(_message.Message):
     @_builtins.property
     def generated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def meta(self) -> Global___LogsFacadeMeta: ...
+    def meta(self) -> _monitoring_pb2.FacadeMeta: ...
     def __init__(
         self,
         *,
@@ -567,7 +546,7 @@ class ListLogsFacadeResponse(_message.Message):
         has_more: _builtins.bool = ...,
         pagination: _monitoring_pb2.Pagination | None = ...,
         generated_at: _timestamp_pb2.Timestamp | None = ...,
-        meta: Global___LogsFacadeMeta | None = ...,
+        meta: _monitoring_pb2.FacadeMeta | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

@@ -1973,54 +1973,25 @@ Global___ListHistoricalIncidentsResponse: _TypeAlias = ListHistoricalIncidentsRe
 class ListIncidentsFacadeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    QUERY_FIELD_NUMBER: _builtins.int
-    query: _builtins.str
+    RAW_QUERY_FIELD_NUMBER: _builtins.int
+    raw_query: _builtins.str
     """The URL query string as the client sent it, e.g. "topic=active&severity=HIGH&limit=10": topic
     (active, resolved or historical) exactly once, then only that topic's parameters (those of
-    ListActiveIncidents, ListResolvedIncidents or ListHistoricalIncidents).
+    ListActiveIncidents, ListResolvedIncidents or ListHistoricalIncidents). The gateway hands it over
+    unparsed (gateway/raw_query.lua), so the service names an unknown or repeated parameter itself.
     """
     def __init__(
         self,
         *,
-        query: _builtins.str = ...,
+        raw_query: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["raw_query", b"raw_query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListIncidentsFacadeRequest: _TypeAlias = ListIncidentsFacadeRequest  # noqa: Y015
-
-@_typing.final
-class FacadeMeta(_message.Message):
-    """The facade's request identity; as_of is always null (point-in-time reads are refused)."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    CORRELATION_ID_FIELD_NUMBER: _builtins.int
-    AS_OF_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    """X-Request-ID of the call."""
-    correlation_id: _builtins.str
-    """The caller's X-Correlation-ID, echoed ("" when none was sent)."""
-    @_builtins.property
-    def as_of(self) -> _struct_pb2.Value: ...
-    def __init__(
-        self,
-        *,
-        request_id: _builtins.str = ...,
-        correlation_id: _builtins.str = ...,
-        as_of: _struct_pb2.Value | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "correlation_id", b"correlation_id", "request_id", b"request_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FacadeMeta: _TypeAlias = FacadeMeta  # noqa: Y015
 
 @_typing.final
 class ListIncidentsFacadeResponse(_message.Message):
@@ -2045,7 +2016,7 @@ class ListIncidentsFacadeResponse(_message.Message):
     @_builtins.property
     def generated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def meta(self) -> Global___FacadeMeta: ...
+    def meta(self) -> _monitoring_pb2.FacadeMeta: ...
     def __init__(
         self,
         *,
@@ -2056,7 +2027,7 @@ class ListIncidentsFacadeResponse(_message.Message):
         pagination: _monitoring_pb2.Pagination | None = ...,
         generated_at: _timestamp_pb2.Timestamp | None = ...,
         next_page_token: _builtins.str = ...,
-        meta: Global___FacadeMeta | None = ...,
+        meta: _monitoring_pb2.FacadeMeta | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -2186,3 +2157,358 @@ class GetIncidentMetricsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetIncidentMetricsResponse: _TypeAlias = GetIncidentMetricsResponse  # noqa: Y015
+
+@_typing.final
+class ListSignalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    WINDOW_HOURS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    window_hours: _builtins.int
+    """Runs started within this many hours: 1..720, default 168."""
+    limit: _builtins.int
+    """1..100, default 50; offset 0..10 000."""
+    offset: _builtins.int
+    as_of: _builtins.str
+    """Refused (UNSUPPORTED_PARAM): rows change in place, so a point-in-time read could not repeat."""
+    @_builtins.property
+    def signal_type(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """cost_risk, token_risk, time_risk, execution_failure, rate_risk, policy_breach, evidence_degraded."""
+
+    @_builtins.property
+    def severity(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """HIGH, MEDIUM, LOW."""
+
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str | None = ...,
+        signal_type: _abc.Iterable[_builtins.str] | None = ...,
+        severity: _abc.Iterable[_builtins.str] | None = ...,
+        window_hours: _builtins.int | None = ...,
+        limit: _builtins.int | None = ...,
+        offset: _builtins.int | None = ...,
+        as_of: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_limit", b"_limit", "_offset", b"_offset", "_project_id", b"_project_id", "_window_hours", b"_window_hours", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "project_id", b"project_id", "window_hours", b"window_hours"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_limit", b"_limit", "_offset", b"_offset", "_project_id", b"_project_id", "_window_hours", b"_window_hours", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "project_id", b"project_id", "severity", b"severity", "signal_type", b"signal_type", "window_hours", b"window_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    _WhichOneofReturnType__window_hours: _TypeAlias = _typing.Literal["window_hours"]  # noqa: Y015
+    _WhichOneofArgType__window_hours: _TypeAlias = _typing.Literal["_window_hours", b"_window_hours"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__window_hours) -> _WhichOneofReturnType__window_hours | None: ...
+
+Global___ListSignalsRequest: _TypeAlias = ListSignalsRequest  # noqa: Y015
+
+@_typing.final
+class ListSignalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_monitoring_pb2.Signal]: ...
+    @_builtins.property
+    def pagination(self) -> _monitoring_pb2.Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_monitoring_pb2.Signal] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: _monitoring_pb2.Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "items", b"items", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignalsResponse: _TypeAlias = ListSignalsResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeSignalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    RISK_TYPE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    signal_fingerprint: _builtins.str
+    """Must equal the fingerprint of (the caller's tenant, run_id, signal_type)."""
+    run_id: _builtins.str
+    signal_type: _builtins.str
+    risk_type: _builtins.str
+    """Optional: COST, TOKENS or TIME; when sent it must be the signal's (the run's) risk type."""
+    comment: _builtins.str
+    """At most 500 characters, stored redacted."""
+    def __init__(
+        self,
+        *,
+        signal_fingerprint: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        signal_type: _builtins.str = ...,
+        risk_type: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "risk_type", b"risk_type", "run_id", b"run_id", "signal_fingerprint", b"signal_fingerprint", "signal_type", b"signal_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeSignalRequest: _TypeAlias = AcknowledgeSignalRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeSignalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    SIGNAL_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    FEEDBACK_STATE_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    signal_fingerprint: _builtins.str
+    signal_id: _builtins.str
+    run_id: _builtins.str
+    signal_type: _builtins.str
+    feedback_state: _builtins.str
+    """ACKNOWLEDGED."""
+    acknowledged_by: _builtins.str
+    comment: _builtins.str
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp:
+        """The first acknowledgement's time (a repeat keeps it)."""
+
+    def __init__(
+        self,
+        *,
+        signal_fingerprint: _builtins.str = ...,
+        signal_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        signal_type: _builtins.str = ...,
+        feedback_state: _builtins.str = ...,
+        acknowledged_by: _builtins.str = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "comment", b"comment", "feedback_state", b"feedback_state", "run_id", b"run_id", "signal_fingerprint", b"signal_fingerprint", "signal_id", b"signal_id", "signal_type", b"signal_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeSignalResponse: _TypeAlias = AcknowledgeSignalResponse  # noqa: Y015
+
+@_typing.final
+class SuppressSignalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    RISK_TYPE_FIELD_NUMBER: _builtins.int
+    DURATION_MINUTES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    signal_fingerprint: _builtins.str
+    run_id: _builtins.str
+    signal_type: _builtins.str
+    risk_type: _builtins.str
+    duration_minutes: _builtins.int
+    """15..1440 (INVALID_DURATION otherwise)."""
+    reason: _builtins.str
+    """At most 500 characters, stored redacted."""
+    def __init__(
+        self,
+        *,
+        signal_fingerprint: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        signal_type: _builtins.str = ...,
+        risk_type: _builtins.str = ...,
+        duration_minutes: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_minutes", b"duration_minutes", "reason", b"reason", "risk_type", b"risk_type", "run_id", b"run_id", "signal_fingerprint", b"signal_fingerprint", "signal_type", b"signal_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuppressSignalRequest: _TypeAlias = SuppressSignalRequest  # noqa: Y015
+
+@_typing.final
+class SuppressSignalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_UNTIL_FIELD_NUMBER: _builtins.int
+    signal_fingerprint: _builtins.str
+    @_builtins.property
+    def suppressed_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        signal_fingerprint: _builtins.str = ...,
+        suppressed_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["suppressed_until", b"suppressed_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signal_fingerprint", b"signal_fingerprint", "suppressed_until", b"suppressed_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuppressSignalResponse: _TypeAlias = SuppressSignalResponse  # noqa: Y015
+
+@_typing.final
+class GetActivityMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    """Optional: only this project's runs."""
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_project_id", b"_project_id", "project_id", b"project_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_project_id", b"_project_id", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
+
+Global___GetActivityMetricsRequest: _TypeAlias = GetActivityMetricsRequest  # noqa: Y015
+
+@_typing.final
+class GetActivityMetricsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIVE_FIELD_NUMBER: _builtins.int
+    COMPLETED_24H_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def live(self) -> _monitoring_pb2.RunCounts:
+        """Runs LIVE now."""
+
+    @_builtins.property
+    def completed_24h(self) -> _monitoring_pb2.RunCounts:
+        """Runs completed in the last 24 hours."""
+
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        live: _monitoring_pb2.RunCounts | None = ...,
+        completed_24h: _monitoring_pb2.RunCounts | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_24h", b"completed_24h", "generated_at", b"generated_at", "live", b"live"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_24h", b"completed_24h", "generated_at", b"generated_at", "live", b"live"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetActivityMetricsResponse: _TypeAlias = GetActivityMetricsResponse  # noqa: Y015
+
+@_typing.final
+class ListRunsFacadeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RAW_QUERY_FIELD_NUMBER: _builtins.int
+    raw_query: _builtins.str
+    """The URL's whole query string, verbatim: the gateway hands it over unparsed (gateway/raw_query.lua), so
+    the service can name an unknown or repeated parameter itself (MONITORING.md 0.3) instead of the
+    transcoder refusing it with its own body. gRPC callers send the same form ("topic=live&limit=10").
+    """
+    def __init__(
+        self,
+        *,
+        raw_query: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["raw_query", b"raw_query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsFacadeRequest: _TypeAlias = ListRunsFacadeRequest  # noqa: Y015
+
+@_typing.final
+class ListRunsFacadeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    """live or completed."""
+    total: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[_monitoring_pb2.RunSummary]: ...
+    @_builtins.property
+    def pagination(self) -> _monitoring_pb2.Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def meta(self) -> _monitoring_pb2.FacadeMeta: ...
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        runs: _abc.Iterable[_monitoring_pb2.RunSummary] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: _monitoring_pb2.Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        meta: _monitoring_pb2.FacadeMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "meta", b"meta", "pagination", b"pagination", "runs", b"runs", "topic", b"topic", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsFacadeResponse: _TypeAlias = ListRunsFacadeResponse  # noqa: Y015

@@ -73,6 +73,30 @@ class ActivityServiceStub:
     """Sets the thresholds present in the request (owner or admin humans). Errors: INVALID_ARGUMENT,
     PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
     """
+    ListSignals: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListSignalsRequest, _monitoring_service_pb2.ListSignalsResponse]
+    """Signals derived from the tenant's runs started within window_hours, acknowledged ones ranked lower,
+    live suppressions left out; filters apply before paging and total. Errors: INVALID_ARGUMENT
+    (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM for as_of).
+    """
+    AcknowledgeSignal: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.AcknowledgeSignalRequest, _monitoring_service_pb2.AcknowledgeSignalResponse]
+    """Acknowledges a signal once; a repeat answers the original acknowledgement and changes nothing.
+    Errors: NOT_FOUND (the fingerprint is not the body's signal of the caller's tenant, or the run is
+    unknown), FAILED_PRECONDITION (409 SIGNAL_NOT_VISIBLE: the run yields no such signal any more),
+    INVALID_ARGUMENT, PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+    """
+    SuppressSignal: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.SuppressSignalRequest, _monitoring_service_pb2.SuppressSignalResponse]
+    """Hides a signal from the tenant's lists for duration_minutes. Errors: as AcknowledgeSignal, and
+    INVALID_ARGUMENT (INVALID_DURATION: duration_minutes outside 15..1440).
+    """
+    GetActivityMetrics: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetActivityMetricsRequest, _monitoring_service_pb2.GetActivityMetricsResponse]
+    """LIVE runs, and runs completed in the last 24 hours, counted by risk level, evidence health and risk
+    type. Errors: INVALID_ARGUMENT.
+    """
+    ListRunsFacade: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListRunsFacadeRequest, _monitoring_service_pb2.ListRunsFacadeResponse]
+    """The legacy runs facade: topic live or completed (required, once), then that topic's filters and
+    limit/offset only. Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM
+    for as_of).
+    """
 
 @_typing.type_check_only
 class ActivityServiceAsyncStub(ActivityServiceStub):
@@ -118,6 +142,30 @@ class ActivityServiceAsyncStub(ActivityServiceStub):
     UpdateThresholds: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.UpdateThresholdsRequest, _monitoring_service_pb2.UpdateThresholdsResponse]  # type: ignore[assignment]
     """Sets the thresholds present in the request (owner or admin humans). Errors: INVALID_ARGUMENT,
     PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+    """
+    ListSignals: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListSignalsRequest, _monitoring_service_pb2.ListSignalsResponse]  # type: ignore[assignment]
+    """Signals derived from the tenant's runs started within window_hours, acknowledged ones ranked lower,
+    live suppressions left out; filters apply before paging and total. Errors: INVALID_ARGUMENT
+    (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM for as_of).
+    """
+    AcknowledgeSignal: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.AcknowledgeSignalRequest, _monitoring_service_pb2.AcknowledgeSignalResponse]  # type: ignore[assignment]
+    """Acknowledges a signal once; a repeat answers the original acknowledgement and changes nothing.
+    Errors: NOT_FOUND (the fingerprint is not the body's signal of the caller's tenant, or the run is
+    unknown), FAILED_PRECONDITION (409 SIGNAL_NOT_VISIBLE: the run yields no such signal any more),
+    INVALID_ARGUMENT, PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+    """
+    SuppressSignal: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.SuppressSignalRequest, _monitoring_service_pb2.SuppressSignalResponse]  # type: ignore[assignment]
+    """Hides a signal from the tenant's lists for duration_minutes. Errors: as AcknowledgeSignal, and
+    INVALID_ARGUMENT (INVALID_DURATION: duration_minutes outside 15..1440).
+    """
+    GetActivityMetrics: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetActivityMetricsRequest, _monitoring_service_pb2.GetActivityMetricsResponse]  # type: ignore[assignment]
+    """LIVE runs, and runs completed in the last 24 hours, counted by risk level, evidence health and risk
+    type. Errors: INVALID_ARGUMENT.
+    """
+    ListRunsFacade: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListRunsFacadeRequest, _monitoring_service_pb2.ListRunsFacadeResponse]  # type: ignore[assignment]
+    """The legacy runs facade: topic live or completed (required, once), then that topic's filters and
+    limit/offset only. Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM
+    for as_of).
     """
 
 class ActivityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -221,6 +269,60 @@ class ActivityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_monitoring_service_pb2.UpdateThresholdsResponse, _abc.Awaitable[_monitoring_service_pb2.UpdateThresholdsResponse]]:
         """Sets the thresholds present in the request (owner or admin humans). Errors: INVALID_ARGUMENT,
         PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+        """
+
+    @_abc_1.abstractmethod
+    def ListSignals(
+        self,
+        request: _monitoring_service_pb2.ListSignalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.ListSignalsResponse, _abc.Awaitable[_monitoring_service_pb2.ListSignalsResponse]]:
+        """Signals derived from the tenant's runs started within window_hours, acknowledged ones ranked lower,
+        live suppressions left out; filters apply before paging and total. Errors: INVALID_ARGUMENT
+        (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM for as_of).
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeSignal(
+        self,
+        request: _monitoring_service_pb2.AcknowledgeSignalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.AcknowledgeSignalResponse, _abc.Awaitable[_monitoring_service_pb2.AcknowledgeSignalResponse]]:
+        """Acknowledges a signal once; a repeat answers the original acknowledgement and changes nothing.
+        Errors: NOT_FOUND (the fingerprint is not the body's signal of the caller's tenant, or the run is
+        unknown), FAILED_PRECONDITION (409 SIGNAL_NOT_VISIBLE: the run yields no such signal any more),
+        INVALID_ARGUMENT, PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+        """
+
+    @_abc_1.abstractmethod
+    def SuppressSignal(
+        self,
+        request: _monitoring_service_pb2.SuppressSignalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.SuppressSignalResponse, _abc.Awaitable[_monitoring_service_pb2.SuppressSignalResponse]]:
+        """Hides a signal from the tenant's lists for duration_minutes. Errors: as AcknowledgeSignal, and
+        INVALID_ARGUMENT (INVALID_DURATION: duration_minutes outside 15..1440).
+        """
+
+    @_abc_1.abstractmethod
+    def GetActivityMetrics(
+        self,
+        request: _monitoring_service_pb2.GetActivityMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.GetActivityMetricsResponse, _abc.Awaitable[_monitoring_service_pb2.GetActivityMetricsResponse]]:
+        """LIVE runs, and runs completed in the last 24 hours, counted by risk level, evidence health and risk
+        type. Errors: INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRunsFacade(
+        self,
+        request: _monitoring_service_pb2.ListRunsFacadeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.ListRunsFacadeResponse, _abc.Awaitable[_monitoring_service_pb2.ListRunsFacadeResponse]]:
+        """The legacy runs facade: topic live or completed (required, once), then that topic's filters and
+        limit/offset only. Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM
+        for as_of).
         """
 
 def add_ActivityServiceServicer_to_server(servicer: ActivityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
