@@ -13,8 +13,9 @@ import pytest
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from tests.conftest import Channels, Gateway, service
 
-# Fuzzing every operation takes a while on a loaded 2-core machine; it stays bounded by --max-examples.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+# Fuzzing every operation (about 140 with monitoring's) takes 2.5-4.5 min on a 2-core machine: 10 examples per
+# operation after the coverage phase keeps it bounded (25 took 4.5 min when idle).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 
@@ -52,7 +53,7 @@ async def test_fuzzing_finds_no_server_error_and_no_schema_violation(
         "--checks",
         CHECKS,
         "--max-examples",
-        "25",
+        "10",
         "--phases",
         "coverage,fuzzing",
         "--generation-deterministic",
@@ -62,7 +63,7 @@ async def test_fuzzing_finds_no_server_error_and_no_schema_violation(
         "1",
     ]
     # In a thread: the services under test run on this event loop and must keep answering.
-    result = await asyncio.to_thread(subprocess.run, command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = await asyncio.to_thread(subprocess.run, command, cwd=tmp_path, capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stdout[-6000:]
     assert "passed" in result.stdout
     assert await snapshot(http, account_channel, bystander, bystander_auth) == before
