@@ -23,9 +23,11 @@ CALLS = {
     "account": ("onboarding",),
     # account: api_keys follows account's event stream (services/api_keys/server.py, `account.watch`).
     "api_keys": ("account", "onboarding"),
-    "integrations": ("onboarding",),
-    # account: monitoring follows account's tenant.* events (services/monitoring/tenants.py).
-    "monitoring": ("account",),
+    # monitoring: the limits route adds the integration's usage from monitoring's GetIntegrationUsage.
+    "integrations": ("onboarding", "monitoring"),
+    # account: monitoring follows account's tenant.* events (services/monitoring/tenants.py); integrations:
+    # ingest checks that the records' integrations are the tenant's (CheckIntegrations, MONITORING.md 0.12).
+    "monitoring": ("account", "integrations"),
 }
 GRPC_PORT = 50051
 GATEWAY_PORT = 8080
