@@ -162,7 +162,8 @@ def monitor(
         **{total: sum(u[field] for u in USAGE) for total, field in TOTALS.items()},
     }
     done = _call(base, "POST", f"/v1/runs/{run_id}:complete", key, failed)
-    say(f"{'12. the run fails: EXECUTION_TIMEOUT':<40} → {done['run']['status']}, incident {done['incident_ids']}")
+    opened = ", ".join(done["incident_ids"])
+    say(f"{'12. the run fails: EXECUTION_TIMEOUT':<40} → {done['run']['status']}, incident {opened}")
     active = _call(base, "GET", "/incidents/active", auth)
     shown = [i for i in active["items"] if i["llm_run_id"] == run_id]
     if not shown:
