@@ -8,6 +8,7 @@ import pytest
 from gateway import config, identity
 from gateway.identity import IdentityProvider
 from services.common.principal import Kind, Principal
+from services.onboarding import edge
 from services.onboarding import identity as gate_identity
 from services.onboarding.edge import Denied
 from services.onboarding.gate import Gate
@@ -159,3 +160,10 @@ def test_a_remote_jwks_is_cached_refreshed_and_fetched_through_its_own_cluster()
 def test_the_gateway_strips_every_caller_header_the_gate_sets() -> None:
     everything = Principal(Kind.HUMAN, "u", "t", "u@x.test", True, "owner", ("a:b",), "org")
     assert set(Gate._caller_headers(everything, {"x-request-id": "r1234567"})) <= set(config.CALLER_HEADERS)
+
+
+def test_header_names_grpc_metadata_cannot_carry_are_named_for_removal() -> None:
+    """HTTP's token characters beyond gRPC's [0-9a-z_.-] would make a service refuse the call; Envoy's
+    pseudo-headers are not the client's and stay."""
+    names = [":path", ":authority", "x-aos-key", "user-agent", "x_y.z-1", "a*b", "o'c", "t~d", "q#"]
+    assert edge.unfit(names) == ["a*b", "o'c", "t~d", "q#"]
