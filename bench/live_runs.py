@@ -1,4 +1,4 @@
-"""Scenario 5: the live-runs first page (ListLiveRuns, limit 50) of a tenant with 1,000 LIVE runs, in a run
+"""Scenario 6: the live-runs first page (ListLiveRuns, limit 50) of a tenant with 1,000 LIVE runs, in a run
 table of 1,000,000 runs across 10,000 tenants vs a table holding only those 1,000 runs (MONITORING.md
 section 11, target <= 1.5x). Measured three ways, each against its own baseline in the same run:
 
@@ -71,7 +71,7 @@ async def load(tables: Tables, tenant: str, big: str, small: str) -> None:
     started = time.monotonic()
     await asyncio.gather(fill(big, tenant, tables.total, tables.tenants), fill(small, tenant, RUNS, 1))
     print(
-        f"# scenario 5: {tables.total:,} runs across {tables.tenants:,} tenants"
+        f"# scenario 6: {tables.total:,} runs across {tables.tenants:,} tenants"
         f" loaded in {time.monotonic() - started:.0f} s"
     )
 
@@ -143,9 +143,9 @@ async def run(
                 keep(tools, f"h2load {side}", await asyncio.to_thread(h2load, gateway, tenant.key, body, conc, seconds))
                 keep(tools, f"wrk {side}", await asyncio.to_thread(wrk, gateway, tenant.key, conc, seconds))
     for label, small, large in [
-        ("5 ListLiveRuns p1, direct (py)", best["small"], best["big"]),
-        ("5 ListLiveRuns p1, h2load+Envoy", tools["h2load small"], tools["h2load big"]),
-        ("5 GET /activity/live, wrk+Envoy", tools["wrk small"], tools["wrk big"]),
+        ("6 ListLiveRuns p1, direct (py)", best["small"], best["big"]),
+        ("6 ListLiveRuns p1, h2load+Envoy", tools["h2load small"], tools["h2load big"]),
+        ("6 GET /activity/live, wrk+Envoy", tools["wrk small"], tools["wrk big"]),
     ]:
         row(f"{label}, 1,000 runs", conc, small, None)
         row(f"{label}, {tables.size}", conc, large, large[1] / small[1], "<= 1.5")

@@ -23,10 +23,10 @@ CALLS = {
     "account": ("onboarding",),
     # account: api_keys follows account's event stream (services/api_keys/server.py, `account.watch`).
     "api_keys": ("account", "onboarding"),
-    # monitoring: the limits route adds the integration's usage from monitoring's GetIntegrationUsage.
-    "integrations": ("onboarding", "monitoring"),
+    # monitoring: the limits route reads an integration's usage (GetIntegrationUsage).
+    "integrations": ("monitoring", "onboarding"),
     # account: monitoring follows account's tenant.* events (services/monitoring/tenants.py); integrations:
-    # ingest checks that the records' integrations are the tenant's (CheckIntegrations, MONITORING.md 0.12).
+    # ingest asks which integrations a tenant owns (CheckIntegrations).
     "monitoring": ("account", "integrations"),
 }
 GRPC_PORT = 50051

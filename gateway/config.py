@@ -6,6 +6,7 @@ refusal of internal RPCs all come from the protos, so a new RPC is routed (or re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from aos.gate.v1 import gate_pb2
 from gateway import identity, replies, upstream_tls
 from gateway.identity import IdentityProvider
-from gateway.rules import Method, load_methods
+from gateway.rules import Method, load_methods, raw_query_paths
 from services.common import tls
 
 # Caller headers only the gateway may set. Stripped from every client request before any other filter
@@ -37,6 +38,7 @@ CALLER_HEADERS = (
 # the legacy API answered otherwise (201 on create, 422 on validation) the service sends this header, which
 # the Lua filter applies to transcoded JSON responses only (never to native gRPC).
 STATUS_HINT = Path(__file__).with_name("status_hint.lua")
+RAW_QUERY = Path(__file__).with_name("raw_query.lua")
 BUFFER = "envoy.filters.http.buffer"
 
 
@@ -50,6 +52,8 @@ class Gateway:
     openapi_path: str = "gateway/openapi.json"
     admin_port: int = 0
     methods: list[Method] = field(default_factory=list)
+    # REST paths whose RPC parses the query string itself (rules.RAW_QUERY).
+    raw_query_paths: list[str] = field(default_factory=list)
     # REST bodies above this answer 413 (the services take gRPC messages up to 4 MiB).
     max_body_bytes: int = 1024 * 1024
     # Request headers (the URL included) above this answer 431. What reaches a service must stay under
@@ -129,7 +133,38 @@ def _routes(gw: Gateway) -> list[dict[str, Any]]:
     # a last catch-all answers 404 itself: ext_authz skips requests that match no route, and the gate must
     # still see unknown paths (they need COMPLETE, SPEC 3.6).
     unknown = [{"match": {"prefix": "/"}, "direct_response": {"status": 404}}] if GATE_CLUSTER in gw.upstreams else []
-    return [openapi, *refused, *routed, *not_grpc, *unknown]
+    return [openapi, *refused, *routed, *not_grpc, *_larger_bodies(gw), *unknown]
+
+
+def _larger_bodies(gw: Gateway) -> list[dict[str, Any]]:
+    """The REST paths of RPCs whose rule allows a body above the default. The buffer filter reads its limit from
+    the route of the REST path (before the transcoder rewrites it and routing starts over), so each such path
+    gets a route of its own carrying the limit; it never answers itself, as the transcoder re-routes first,
+    and a path the transcoder does not know answers 404 like any unknown one."""
+    routes = []
+    for m in sorted(gw.methods, key=lambda m: m.path):
+        if m.rule.max_body_bytes <= 0 or m.cluster not in gw.upstreams:
+            continue
+        for verb, template in m.bindings:
+            regex = "".join(
+                "[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]*\})", template)
+            )
+            routes.append(
+                {
+                    "match": {
+                        "safe_regex": {"regex": regex},
+                        "headers": [{"name": ":method", "string_match": {"exact": verb.upper()}}],
+                    },
+                    "direct_response": {"status": 404},
+                    "typed_per_filter_config": {
+                        BUFFER: {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                            "buffer": {"max_request_bytes": m.rule.max_body_bytes},
+                        }
+                    },
+                }
+            )
+    return routes
 
 
 def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
@@ -154,6 +189,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             "envoy.extensions.filters.http.lua.v3.Lua",
             {"default_source_code": {"inline_string": STATUS_HINT.read_text()}},
         ),
+        *_raw_query(gw),
         # REST bodies are read whole before transcoding (the route is still the REST path's then): over the
         # limit, 413 before anything is decoded or sent on.
         _filter(BUFFER, "envoy.extensions.filters.http.buffer.v3.Buffer", {"max_request_bytes": gw.max_body_bytes}),
@@ -208,6 +244,15 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _raw_query(gw: Gateway) -> list[dict[str, Any]]:
+    """Before the transcoder: the query of the raw_query paths becomes the one parameter the RPC declares."""
+    if not gw.raw_query_paths:
+        return []
+    table = "local RAW_QUERY_PATHS = {" + ", ".join(f'["{p}"] = true' for p in gw.raw_query_paths) + "}\n"
+    source = {"inline_string": table + RAW_QUERY.read_text()}
+    return [_filter("aos.raw_query", "envoy.extensions.filters.http.lua.v3.Lua", {"default_source_code": source})]
 
 
 # The cluster serving envoy.service.auth.v3.Authorization/Check (the edge gate).
@@ -274,4 +319,10 @@ def _filter(name: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]
 
 
 def from_descriptor(path: Path, **kwargs: Any) -> Gateway:
-    return Gateway(descriptor_path=str(path), methods=load_methods(path.read_bytes()), **kwargs)
+    descriptor = path.read_bytes()
+    return Gateway(
+        descriptor_path=str(path),
+        methods=load_methods(descriptor),
+        raw_query_paths=raw_query_paths(descriptor),
+        **kwargs,
+    )

@@ -13,6 +13,7 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
 from aos.gate.v1 import gate_pb2
+from gateway.rules import RAW_QUERY
 
 F = descriptor_pb2.FieldDescriptorProto
 _SCALARS: dict[int, dict[str, Any]] = {
@@ -129,6 +130,10 @@ def _operation(
             "required": True,
             "content": {"application/json": {"schema": index.schema(method.input_type, frozenset(params))}},
         }
+    elif any(f.name == RAW_QUERY for f in request.field):
+        # The service parses the whole query itself (rules.RAW_QUERY): free-form parameters, as the RPC says.
+        free = {"type": "object", "additionalProperties": {"type": "string"}}
+        op["parameters"] += [{"name": "query", "in": "query", "style": "form", "explode": True, "schema": free}]
     else:
         op["parameters"] += [
             {"name": f.name, "in": "query", "required": False, "schema": index.field(f)}

@@ -1,5 +1,9 @@
 """The build refuses RPCs without a gate rule; the gateway config is generated from the rules."""
 
+import ast
+import subprocess
+import sys
+
 import pytest
 from google.protobuf import descriptor_pb2
 
@@ -76,3 +80,18 @@ def test_every_rpc_of_the_tree_has_a_valid_rule_and_internal_ones_are_refused_at
 
 def test_generated_code_and_gateway_config_are_fresh() -> None:
     assert gen.run(check=True) == 0
+
+
+def test_the_facades_take_their_query_whole_even_in_a_fresh_process() -> None:
+    """The gateway hands a facade the URL's query whole (gateway/raw_query.lua): exactly the GET bindings of
+    RPCs whose request has a string `raw_query`. A fresh process (the k8s ConfigMap's renderer) must find them
+    too: parsed before google.api.http is registered, the bindings would read empty."""
+    code = (
+        "from pathlib import Path; from gateway import rules; "
+        "print(rules.raw_query_paths(Path(rules.__file__).with_name('aos.binpb').read_bytes()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    paths = ast.literal_eval(out)
+    assert {"/cus/activity/runs", "/cus/incidents/list", "/cus/logs/list"} <= set(paths)
+    assert {f"/v1{p}" for p in ("/cus/activity/runs", "/cus/incidents/list", "/cus/logs/list")} <= set(paths)
+    assert "/incidents/active" not in paths

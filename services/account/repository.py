@@ -137,6 +137,12 @@ async def get_project(session: AsyncSession, tenant_id: str, project_id: str) ->
     return project
 
 
+async def project_status(session: AsyncSession, tenant_id: str, project_id: str) -> str | None:
+    """The project's status when it is the tenant's (another tenant's is as unknown as a missing one)."""
+    query = select(Project.status).where(Project.id == project_id, Project.tenant_id == tenant_id)
+    return await session.scalar(query)
+
+
 async def list_projects(
     session: AsyncSession, tenant_id: str, status: str | None, page: paging.Page
 ) -> tuple[list[Project], int]:

@@ -196,3 +196,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         async with self._sessions() as session:
             project, attested = await repository.evidence(session, tenant_id)
         return rpc.GetActivationEvidenceResponse(has_active_project=project, has_attestation=attested)
+
+    async def CheckProject(self, request: rpc.CheckProjectRequest, context: Context) -> rpc.CheckProjectResponse:
+        tenant_id = validation.length("tenant_id", request.tenant_id, 1, 64)
+        project_id = validation.length("project_id", request.project_id, 1, 64)
+        async with self._sessions() as session:
+            status = await repository.project_status(session, tenant_id, project_id)
+        return rpc.CheckProjectResponse(exists=status is not None, status=(status or "").upper())

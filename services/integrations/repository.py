@@ -152,3 +152,11 @@ async def rewrap_next(session: AsyncSession, keyring: Keyring) -> bool:
     row.kek_id, row.wrapped_key = keyring.wrap(row.tenant_id, plain)
     row.rotated_at = func.now()
     return True
+
+
+async def owned(session: AsyncSession, tenant_id: str, ids: list[str]) -> set[str]:
+    """Those of `ids` that name the tenant's integrations that are not deleted."""
+    query = select(Integration.id).where(
+        Integration.tenant_id == tenant_id, Integration.id.in_(ids), Integration.deleted_at.is_(None)
+    )
+    return set((await session.scalars(query)).all())

@@ -11,6 +11,7 @@ from google.protobuf import json_format
 
 from aos.integrations.v1 import integration_pb2 as pb
 from aos.integrations.v1 import integrations_service_pb2 as rpc
+from aos.monitoring.v1.monitoring_service_pb2 import GetIntegrationUsageResponse as Usage
 from services.common import validation
 from services.common.errors import InvalidArgument
 from services.common.interceptors import request_id
@@ -113,10 +114,9 @@ def health(r: Integration) -> rpc.HealthResult:
     )  # fmt: skip
 
 
-def limits(r: Integration) -> rpc.LimitsResult:
-    start, end = policy.billing_period(datetime.now(UTC))
-    # Usage telemetry (cus_llm_usage) is not collected by this service yet: usage reads as zero.
-    budget_used = tokens_used = requests = 0
+def limits(r: Integration, usage: Usage, start: datetime, end: datetime) -> rpc.LimitsResult:
+    """The limits beside this billing period's usage as monitoring counted it."""
+    budget_used, tokens_used, requests = usage.cost_cents, usage.tokens, usage.requests_last_minute
     return rpc.LimitsResult(
         integration_id=r.id,
         budget_limit_cents=r.budget_limit_cents,
@@ -127,6 +127,7 @@ def limits(r: Integration) -> rpc.LimitsResult:
         token_percent=policy.percent(tokens_used, r.token_limit_month),
         rate_limit_rpm=r.rate_limit_rpm,
         requests_this_minute=requests,
+        current_rpm=requests,
         rate_percent=policy.percent(requests, r.rate_limit_rpm),
         **_ts(period_start=start, period_end=end),
     )

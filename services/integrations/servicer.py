@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import grpc
@@ -15,7 +16,7 @@ from services.common import notify, paging, validation
 from services.common.errors import InvalidArgument
 from services.common.principal import MANAGERS, READERS, Principal, caller
 from services.common.server import created
-from services.integrations import crypto, outbound, probes, repository, resources, responses
+from services.integrations import clients, crypto, outbound, policy, probes, repository, resources, responses
 from services.integrations.models import Integration
 from services.integrations.resources import CONNECTORS, DATASOURCES, INTEGRATIONS, Kind
 from services.integrations.settings import Settings
@@ -93,8 +94,10 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         settings: Settings,
         guard: outbound.Guard,
         onboarding: notify.Peer,
+        monitoring: clients.Monitoring,
     ) -> None:
         self._sessions, self._settings, self._guard, self._onboarding = sessions, settings, guard, onboarding
+        self._monitoring = monitoring
         self._keyring = crypto.Keyring(settings.keks, settings.active_kek)
         self._env_allowed = settings.env_credential_allowlist
 
@@ -171,7 +174,9 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         self, request: rpc.GetIntegrationLimitsRequest, context: Context
     ) -> rpc.GetIntegrationLimitsResponse:
         row = await self._get(context, INTEGRATIONS, request.integration_id)
-        return responses.envelope(rpc.GetIntegrationLimitsResponse, responses.limits(row))
+        start, end = policy.billing_period(datetime.now(UTC))
+        usage = await self._monitoring.usage(row.tenant_id, row.id, start, end)
+        return responses.envelope(rpc.GetIntegrationLimitsResponse, responses.limits(row, usage, start, end))
 
     async def GetActivationEvidence(
         self, request: rpc.GetActivationEvidenceRequest, context: Context
@@ -180,6 +185,17 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         async with self._sessions() as session:
             validated = await repository.evidence(session, tenant_id)
         return rpc.GetActivationEvidenceResponse(has_validated_connector=validated)
+
+    async def CheckIntegrations(
+        self, request: rpc.CheckIntegrationsRequest, context: Context
+    ) -> rpc.CheckIntegrationsResponse:
+        tenant_id = validation.length("tenant_id", request.tenant_id, 1, 100)
+        ids = list(dict.fromkeys(request.integration_ids))
+        if not 1 <= len(ids) <= 100:
+            raise InvalidArgument("integration_ids", "must name 1 to 100 integrations")
+        async with self._sessions() as session:
+            owned = await repository.owned(session, tenant_id, ids)
+        return rpc.CheckIntegrationsResponse(owned_integration_ids=[i for i in ids if i in owned])
 
     async def _create(self, context: Context, kind: Kind, row: Any, secret: str) -> Any:
         who = _manager(context)

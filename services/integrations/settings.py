@@ -29,6 +29,8 @@ class Settings(ServiceSettings):
     probe_timeout_seconds: float = 2.0
     # Told right after a change that may alter activation evidence (best effort; see common.notify).
     onboarding_addr: str = ""
+    # Usage for the limits route (GetIntegrationUsage); without it the route answers UNAVAILABLE.
+    monitoring_addr: str = ""
 
     @property
     def dev(self) -> bool:

@@ -1,6 +1,10 @@
-"""Usage records written set-based (MONITORING.md section 7): one INSERT ... SELECT FROM unnest(...) ON
-CONFLICT DO NOTHING for the whole batch, prepared on the driver connection (asyncpg caches it), then one
-usage_daily upsert and, last, the event, so the rows' locks are held for as short a time as possible."""
+"""Usage records written set-based (MONITORING.md section 7): one INSERT ... SELECT FROM
+jsonb_to_recordset(...) ON CONFLICT DO NOTHING for the whole batch, prepared on the driver connection
+(asyncpg caches it), then one usage_daily upsert and, last, the event, so the rows' locks are held for as
+short a time as possible.
+
+The batch travels as one JSON array rather than an array parameter per column: encoding fourteen arrays of
+100 values was the largest share of ingest's CPU after validation, and PostgreSQL reads the JSON in C."""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import events
 from services.common.principal import Principal
+from services.monitoring import tenants
 
 OWNER = "monitoring"
-# Column → its array type in the statement; the record dicts of requests.usage carry these keys.
+# Column → its type in the record set; the record dicts of requests.usage carry these keys.
 COLUMNS = {
     "call_id": "text",
     "integration_id": "text",
@@ -29,13 +34,13 @@ COLUMNS = {
     "policy_result": "text",
     "error_code": "text",
     "error_message": "text",
-    "metadata": "text",
+    "metadata": "jsonb",
 }
-_ARRAYS = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(COLUMNS.values(), start=3))
-_SELECTED = ", ".join("r.metadata::jsonb" if c == "metadata" else f"r.{c}" for c in COLUMNS)
+_RECORD = ", ".join(f"{column} {kind}" for column, kind in COLUMNS.items())
 INSERT = (
     f"INSERT INTO usage_record (id, tenant_id, key_id, {', '.join(COLUMNS)}) "
-    f"SELECT gen_random_uuid(), $1, $2, {_SELECTED} FROM unnest({_ARRAYS}) AS r({', '.join(COLUMNS)}) "
+    f"SELECT gen_random_uuid(), $1, $2, {', '.join(f'r.{c}' for c in COLUMNS)} "
+    f"FROM jsonb_to_recordset($3::jsonb) AS r({_RECORD}) "
     "ON CONFLICT (tenant_id, call_id) DO NOTHING RETURNING id::text, call_id"
 )
 ROLL_UP = (
@@ -48,6 +53,12 @@ ROLL_UP = (
     "tokens_out = usage_daily.tokens_out + EXCLUDED.tokens_out, "
     "cost_cents = usage_daily.cost_cents + EXCLUDED.cost_cents, updated_at = now()"
 )
+STATUS = "SELECT status FROM tenant_lifecycle WHERE tenant_id = $1"
+
+
+def rows(records: list[dict[str, Any]]) -> str:
+    """The records as the one JSON parameter of INSERT (keys are COLUMNS)."""
+    return json.dumps(records, separators=(",", ":"))
 
 
 class Stored(NamedTuple):
@@ -62,15 +73,19 @@ async def _driver(session: AsyncSession) -> Any:
 
 
 async def store(session: AsyncSession, who: Principal, records: list[dict[str, Any]]) -> Stored:
-    """Stores the records whose call_id the tenant has not used; a call_id repeated within the batch counts
-    once, its repeats as duplicates."""
+    """Stores the records whose call_id the tenant has not used, once the tenant's lifecycle allows writes
+    (read on the driver too: the ORM's statement cost more than the batch's insert); a call_id repeated
+    within the batch counts once, its repeats as duplicates."""
     tenant_id = who.tenant()
+    driver = await _driver(session)
+    tenants.allow(await driver.fetchval(STATUS, tenant_id), tenants.WRITABLE)
+    if not records:
+        return Stored({}, 0)
     first = {r["call_id"]: r for r in reversed(records)}  # a call_id repeated in the batch: its first record
     # In call_id order, so concurrent batches sharing call_ids wait on each other instead of deadlocking.
     unique = [first[call_id] for call_id in sorted(first)]
-    columns = [[json.dumps(r[c]) if c == "metadata" else r[c] for r in unique] for c in COLUMNS]
-    driver = await _driver(session)
-    accepted = {call_id: id_ for id_, call_id in await driver.fetch(INSERT, tenant_id, who.actor_id, *columns)}
+    found = await driver.fetch(INSERT, tenant_id, who.actor_id, rows(unique))
+    accepted = {call_id: id_ for id_, call_id in found}
     stored = [r for r in unique if r["call_id"] in accepted]
     if stored:
         await _roll_up(driver, tenant_id, stored)
@@ -97,14 +112,24 @@ def _summary(stored: list[dict[str, Any]], total: int) -> dict[str, Any]:
     }
 
 
-def owned(records: list[dict[str, Any]], integration: str) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """The records the caller may write, and (index, call_id) of the others: with an integration key, a
-    record naming another integration than the key's is refused one by one."""
+def owned(
+    records: list[dict[str, Any]], integration: str, owned_ids: set[str]
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """The records the caller may write, and (index, call_id) of the others: a record naming an integration
+    the tenant does not own (integrations said so), or, with an integration key, another integration than the
+    key's, is refused one by one."""
     allowed: list[dict[str, Any]] = []
     refused: list[tuple[int, str]] = []
     for i, record in enumerate(records):
-        if integration and record["integration_id"] != integration:
+        named = record["integration_id"]
+        if named not in owned_ids or (integration and named != integration):
             refused.append((i, record["call_id"]))
         else:
             allowed.append(record)
     return allowed, refused
+
+
+def named(records: list[dict[str, Any]], integration: str) -> set[str]:
+    """The integrations whose ownership decides the records: with an integration key, a record naming another
+    is refused anyway, so only the key's is asked about."""
+    return {integration} if integration else {r["integration_id"] for r in records}

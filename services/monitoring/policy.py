@@ -4,6 +4,7 @@ evidence derived from the tenant's thresholds (3.3), and the incident a failed o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import secrets
 from typing import Any, NamedTuple
 
@@ -214,3 +215,58 @@ def conflict(message: str, reason: str, **metadata: str) -> FailedPrecondition:
     error = FailedPrecondition(message, reason=reason, metadata=metadata)
     error.http_status = 409
     return error
+
+
+# Signals (MONITORING.md section 5). A run's risk dimension names its risk signal; the other types are valid
+# filters that nothing produces yet.
+RISK_SIGNALS = {"COST": "cost_risk", "TOKENS": "token_risk", "TIME": "time_risk"}
+EXECUTION_FAILURE = "execution_failure"
+SIGNAL_TYPES = (*RISK_SIGNALS.values(), EXECUTION_FAILURE, "rate_risk", "policy_breach", "evidence_degraded")
+SIGNAL_SEVERITIES = ("HIGH", "MEDIUM", "LOW")
+# risk_level → the risk signal's severity (NORMAL yields none).
+RISK_SEVERITY = {"VIOLATED": "HIGH", "AT_RISK": "MEDIUM", "NEAR_THRESHOLD": "LOW"}
+# The run's incident severity → the execution_failure signal's.
+FAILURE_SEVERITY = {"CRITICAL": "HIGH", "HIGH": "HIGH", "MEDIUM": "MEDIUM", "LOW": "LOW"}
+SEVERITY_WEIGHT = {"HIGH": 3, "MEDIUM": 2, "LOW": 1}
+# An acknowledged signal sinks below unacknowledged ones of the same severity, not below lower severities.
+ACKNOWLEDGED_FACTOR = 0.6
+FEEDBACK_STATES = ("ACKNOWLEDGED", "SUPPRESSED")
+SUPPRESS_MINUTES = (15, 1440)
+
+
+def fingerprint(tenant_id: str, run_id: str, signal_type: str) -> str:
+    """Distinct per tenant, run and type (the legacy one collided across runs)."""
+    return hashlib.sha256(f"v1|{tenant_id}|{run_id}|{signal_type}".encode()).hexdigest()[:32]
+
+
+def signal_id(fingerprint_: str) -> str:
+    return f"sig-{fingerprint_[:16]}"
+
+
+def signals_of(risk_level: str, risk_type: str, incident_severity: str | None) -> dict[str, str]:
+    """The signals a run yields: signal_type → severity."""
+    found = {}
+    if risk_level in RISK_SEVERITY:
+        found[RISK_SIGNALS[risk_type]] = RISK_SEVERITY[risk_level]
+    if incident_severity:
+        found[EXECUTION_FAILURE] = FAILURE_SEVERITY[incident_severity]
+    return found
+
+
+def signal_rank(severity: str, acknowledged: bool) -> float:
+    return SEVERITY_WEIGHT[severity] * (ACKNOWLEDGED_FACTOR if acknowledged else 1.0)
+
+
+def signal_summary(signal_type: str, run_id: str, risk_level: str, incident_severity: str | None) -> str:
+    if signal_type == EXECUTION_FAILURE:
+        return f"Run {run_id[:8]} failed with a {incident_severity} incident"
+    return f"Run {run_id[:8]} is {risk_level} on {signal_type.removesuffix('_risk')}"
+
+
+def suppress_minutes(value: int) -> int:
+    low, high = SUPPRESS_MINUTES
+    if not low <= value <= high:
+        raise InvalidArgument(
+            "duration_minutes", f"must be {low}..{high} minutes, got {value}", reason="INVALID_DURATION"
+        )
+    return value

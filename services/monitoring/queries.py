@@ -49,10 +49,36 @@ class Listing:
         return getattr(row, self.keyset[0].key), getattr(row, self.keyset[1].key)
 
 
+def _after(token: str, ids: re.Pattern[str]) -> tuple[datetime, str] | None:
+    try:
+        after = validation.decode_token(token)
+    except InvalidArgument as exc:
+        exc.reason = "INVALID_QUERY"
+        raise
+    if after and not ids.fullmatch(after[1]):
+        raise bad("page_token", "unknown page token")
+    return after
+
+
+def refuse_as_of(request: Any) -> None:
+    if request.HasField("as_of"):
+        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+
+
+def offsets(request: Any, default: int, high: int) -> paging.Page:
+    """Legacy limit/offset only (lists with no keyset: signals are computed, not rows)."""
+    refuse_as_of(request)
+    size = request.limit if request.HasField("limit") else default
+    if not 1 <= size <= high:
+        raise bad("limit", f"must be between 1 and {high}, got {size}")
+    if not 0 <= request.offset <= MAX_OFFSET:
+        raise bad("offset", f"must be between 0 and {MAX_OFFSET}, got {request.offset}")
+    return paging.Page(size, request.offset, None, legacy=True)
+
+
 def page(request: Any, default: int, high: int, ids: re.Pattern[str]) -> paging.Page:
     """Legacy limit/offset, or the twin's page_size/page_token (whose id must look like `ids`); never both."""
-    if request.as_of:
-        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+    refuse_as_of(request)
     legacy = request.HasField("limit") or bool(request.offset)
     if legacy and (request.page_token or request.page_size):
         raise bad("page_token", "cannot be combined with limit/offset")
@@ -61,14 +87,7 @@ def page(request: Any, default: int, high: int, ids: re.Pattern[str]) -> paging.
         raise bad(field, f"must be between 1 and {high}, got {size}")
     if not 0 <= request.offset <= MAX_OFFSET:
         raise bad("offset", f"must be between 0 and {MAX_OFFSET} (deeper pages use page_token), got {request.offset}")
-    try:
-        after = validation.decode_token(request.page_token)
-    except InvalidArgument as exc:
-        exc.reason = "INVALID_QUERY"
-        raise
-    if after and not ids.fullmatch(after[1]):
-        raise bad("page_token", "unknown page token")
-    return paging.Page(size, request.offset, after, legacy)
+    return paging.Page(size, request.offset, _after(request.page_token, ids), legacy)
 
 
 def choices(field: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
@@ -119,7 +138,7 @@ def _sorted(request: Any, sorts: dict[str, Any], tie: Any, listing: Listing) -> 
     return Listing(listing.where, offsets, None, (direction(sorts[sort_by]), direction(tie)))
 
 
-def _stalled() -> ColumnElement[bool]:
+def stalled() -> ColumnElement[bool]:
     """A LIVE run silent past its tenant's stall threshold (0 disables it), in SQL: evidence is derived while
     LIVE, and filtering it needs no read of the thresholds first."""
     custom = select(MonitoringThreshold.stalled_after_ms).where(MonitoringThreshold.tenant_id == Run.tenant_id)
@@ -129,7 +148,7 @@ def _stalled() -> ColumnElement[bool]:
 
 def live(request: Any) -> Listing:
     # DEGRADED once silent past the stall threshold, FLOWING before; never MISSING while LIVE.
-    evidence = {"FLOWING": not_(_stalled()), "DEGRADED": _stalled(), "MISSING": false()}
+    evidence = {"FLOWING": not_(stalled()), "DEGRADED": stalled(), "MISSING": false()}
     health = choices("evidence_health", request.evidence_health, policy.EVIDENCE)
     where = [Run.state == "LIVE", *([Run.project_id == request.project_id] if request.project_id else [])]
     where += _in(Run.risk_level, "risk_level", request.risk_level, policy.RISK_LEVELS)
@@ -178,3 +197,77 @@ def resolved_incidents(request: Any) -> Listing:
     listing = Listing(where, page(request, 20, 100, INCIDENT_ID), (Incident.resolved_at, Incident.incident_id))
     sorts = {"resolved_at": Incident.resolved_at, "created_at": Incident.created_at, "severity": _SEVERITY_RANK}
     return _sorted(request, sorts, Incident.incident_id, listing)
+
+
+def historical_incidents(request: Any) -> Listing:
+    """RESOLVED longer ago than retention_days (7..365, default 30), most recently resolved first."""
+    days = request.retention_days if request.HasField("retention_days") else 30
+    if not 7 <= days <= 365:
+        raise bad("retention_days", f"must be between 7 and 365, got {days}")
+    cutoff = Incident.resolved_at < func.now() - days * literal_column("interval '1 day'")
+    where = _incidents(request, [Incident.lifecycle_state == "RESOLVED", cutoff])
+    listing = Listing(where, page(request, 20, 100, INCIDENT_ID), (Incident.resolved_at, Incident.incident_id))
+    sorts = {"resolved_at": Incident.resolved_at, "created_at": Incident.created_at, "severity": _SEVERITY_RANK}
+    return _sorted(request, sorts, Incident.incident_id, listing)
+
+
+def window_days(request: Any) -> int:
+    days: int = request.window_days if request.HasField("window_days") else 30
+    if not 1 <= days <= 90:
+        raise bad("window_days", f"must be between 1 and 90, got {days}")
+    return days
+
+
+def _founder_page(request: Any, ids: re.Pattern[str]) -> paging.Page:
+    """Keyset pages only: an offset into every tenant's rows would scan them all."""
+    size = request.page_size if request.HasField("page_size") else 50
+    if not 1 <= size <= 200:
+        raise bad("page_size", f"must be between 1 and 200, got {size}")
+    return paging.Page(size, 0, _after(request.page_token, ids))
+
+
+def _one(column: Any, request: Any, field: str, allowed: Sequence[str]) -> list[ColumnElement[bool]]:
+    return [column == choices(field, [getattr(request, field)], allowed)[0]] if request.HasField(field) else []
+
+
+def _tenant(column: Any, request: Any) -> list[ColumnElement[bool]]:
+    if not request.HasField("tenant_id"):
+        return []
+    if not 1 <= len(request.tenant_id) <= 64:
+        raise bad("tenant_id", "must be 1..64 characters")
+    return [column == request.tenant_id]
+
+
+def all_runs(request: Any) -> Listing:
+    where = _tenant(Run.tenant_id, request) + _one(Run.state, request, "state", policy.STATES)
+    where += _one(Run.risk_level, request, "risk_level", policy.RISK_LEVELS)
+    return Listing(where, _founder_page(request, RUN_ID), (Run.started_at, Run.run_id))
+
+
+def all_incidents(request: Any) -> Listing:
+    where = _tenant(Incident.tenant_id, request)
+    where += _one(Incident.lifecycle_state, request, "lifecycle_state", policy.LIFECYCLE)
+    where += _one(Incident.severity, request, "severity", policy.SEVERITIES)
+    return Listing(where, _founder_page(request, INCIDENT_ID), (Incident.created_at, Incident.incident_id))
+
+
+@dataclass(frozen=True)
+class Signals:
+    project_id: str | None
+    signal_types: list[str]
+    severities: list[str]
+    window_hours: int
+    page: paging.Page
+
+
+def signals(request: Any) -> Signals:
+    hours = request.window_hours if request.HasField("window_hours") else 168
+    if not 1 <= hours <= 720:
+        raise bad("window_hours", f"must be between 1 and 720, got {hours}")
+    return Signals(
+        project_id=request.project_id or None,
+        signal_types=choices("signal_type", request.signal_type, policy.SIGNAL_TYPES),
+        severities=choices("severity", request.severity, policy.SIGNAL_SEVERITIES),
+        window_hours=hours,
+        page=offsets(request, 50, 100),
+    )

@@ -3,15 +3,15 @@ a missing id). Everything runs in the caller's transaction; nothing here commits
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, inspect, literal_column, select, update
+from sqlalchemy import and_, case, func, inspect, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import NotFound
-from services.monitoring import policy
+from services.monitoring import policy, queries
 from services.monitoring.models import (
     Incident,
     LlmRunRecord,
@@ -127,6 +127,31 @@ async def status_counts(session: AsyncSession, tenant_id: str, project_id: str) 
     return [(status, count) for status, count in (await session.execute(query)).all()]
 
 
+async def run_counts(session: AsyncSession, tenant_id: str, project_id: str) -> list[tuple[str, str, str, str, int]]:
+    """LIVE runs and runs completed in the last 24 h, counted by (group, risk_level, evidence_health, risk_type);
+    a LIVE run's evidence is derived as the live list derives it."""
+    live = Run.state == "LIVE"
+    day_ago = func.now() - literal_column("interval '24 hours'")
+    scope = [Run.tenant_id == tenant_id, or_(live, and_(Run.state == "COMPLETED", Run.completed_at >= day_ago))]
+    scope += [Run.project_id == project_id] if project_id else []
+    evidence = case((and_(live, queries.stalled()), "DEGRADED"), (live, "FLOWING"), else_=Run.evidence_health)
+    runs = (
+        select(
+            case((live, "live"), else_="completed_24h").label("grp"),
+            Run.risk_level,
+            evidence.label("evidence_health"),
+            Run.risk_type,
+        )
+        .where(*scope)
+        .subquery()
+    )
+    c = runs.c
+    query = select(c.grp, c.risk_level, c.evidence_health, c.risk_type, func.count()).group_by(
+        c.grp, c.risk_level, c.evidence_health, c.risk_type
+    )
+    return [(g, r, e, t, n) for g, r, e, t, n in (await session.execute(query)).all()]
+
+
 async def get_incident(session: AsyncSession, tenant_id: str, incident_id: str, *, lock: bool = False) -> Incident:
     return await _one(session, Incident, tenant_id, incident_id, lock)
 
@@ -160,3 +185,19 @@ async def integration_usage(
         UsageRecord.created_at > func.now() - literal_column("interval '1 minute'"),
     )
     return int(cost), int(tokens), int(records), int(await session.scalar(recent) or 0)
+
+
+async def incident_metrics(
+    session: AsyncSession, tenant_id: str, since: datetime
+) -> tuple[list[tuple[str, str, int]], tuple[float | None, ...]]:
+    """The tenant's incidents created since `since`: counts by (lifecycle_state, severity), and the mean and
+    median ms from creation to acknowledgement and to resolution (NULL when none got there)."""
+    scope = [Incident.tenant_id == tenant_id, Incident.created_at >= since]
+    grouped = select(Incident.lifecycle_state, Incident.severity, func.count()).where(*scope)
+    counts = (await session.execute(grouped.group_by(Incident.lifecycle_state, Incident.severity))).all()
+    stats = []
+    for at in (Incident.acked_at, Incident.resolved_at):
+        ms = func.extract("epoch", at - Incident.created_at) * 1000
+        stats += [func.avg(ms), func.percentile_cont(0.5).within_group(ms)]
+    times = (await session.execute(select(*stats).where(*scope))).one()
+    return [(state, severity, n) for state, severity, n in counts], tuple(times)

@@ -7,12 +7,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from aos.monitoring.v1 import founder_service_pb2 as fdr
 from aos.monitoring.v1 import monitoring_pb2 as pb
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
+from services.common import paging
 from services.monitoring import policy
-from services.monitoring.models import Incident, Run
+from services.monitoring.models import Incident, LlmRunRecord, Run, SignalFeedback
 from services.monitoring.queries import Listing
 
 NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
@@ -83,17 +85,44 @@ def page(
     keyset pages) and the next keyset page's token."""
     current = listing.page
     items, token, more = current.cut(rows, listing.key)
-    following = current.offset + len(items) if more and current.after is None else None
-    pagination = pb.Pagination(
-        limit=current.size,
-        offset=current.offset,
-        next_offset=NULL if following is None else struct_pb2.Value(number_value=following),
-    )
+    pagination = _pagination(current, len(items), more and current.after is None)
     reply = response(
         items=[item(r) for r in items], total=total, has_more=more, pagination=pagination, next_page_token=token
     )
     reply.generated_at.FromDatetime(datetime.now(UTC))  # type: ignore[attr-defined]
     return reply
+
+
+def _pagination(page: paging.Page, count: int, more: bool) -> pb.Pagination:
+    """The legacy paging block: next_offset null on the last page (and on keyset pages)."""
+    following = struct_pb2.Value(number_value=page.offset + count) if more else NULL
+    return pb.Pagination(limit=page.size, offset=page.offset, next_offset=following)
+
+
+def runs_facade(
+    topic: str,
+    rows: Sequence[Run],
+    total: int,
+    listing: Listing,
+    item: Callable[[Run], pb.RunSummary],
+    meta: pb.FacadeMeta,
+) -> rpc.ListRunsFacadeResponse:
+    """The legacy /cus/activity/runs answer: the topic's page under `runs`, with the facade's meta block."""
+    runs, _, more = listing.page.cut(rows, listing.key)
+    reply = rpc.ListRunsFacadeResponse(
+        topic=topic,
+        runs=[item(r) for r in runs],
+        total=total,
+        has_more=more,
+        pagination=_pagination(listing.page, len(runs), more),
+        meta=meta,
+    )
+    reply.generated_at.FromDatetime(datetime.now(UTC))
+    return reply
+
+
+def facade_meta(request_id: str, correlation_id: str) -> pb.FacadeMeta:
+    return pb.FacadeMeta(request_id=request_id, correlation_id=correlation_id, as_of=NULL)
 
 
 def incident(row: Incident) -> pb.Incident:
@@ -139,3 +168,162 @@ def ingested(status: str, record_id: str, call_id: str, request_id: str) -> rpc.
     meta.timestamp.FromDatetime(datetime.now(UTC))
     result = rpc.IngestResult(status=status, id=record_id, call_id=call_id)
     return rpc.IngestUsageResponse(status=status, id=record_id, call_id=call_id, success=True, data=result, meta=meta)
+
+
+def keyset_page(response: Callable[..., T], rows: Sequence[Any], listing: Listing, item: Callable[[Any], Any]) -> T:
+    """A founder list answer: items, has_more and the next page's token; no total (it would count every
+    tenant's rows)."""
+    items, token, more = listing.page.cut(rows, listing.key)
+    reply = response(items=[item(r) for r in items], has_more=more, next_page_token=token)
+    reply.generated_at.FromDatetime(datetime.now(UTC))  # type: ignore[attr-defined]
+    return reply
+
+
+def _plain(row: Any, columns: Sequence[str]) -> dict[str, Any]:
+    """Columns as JSON values (times in RFC 3339) for a timeline record."""
+    values = {c: getattr(row, c) for c in columns}
+    return {c: v.isoformat() if isinstance(v, datetime) else v for c, v in values.items()}
+
+
+_STARTED = (
+    *("run_id", "tenant_id", "project_id", "agent_id", "goal", "plan", "actor_type", "actor_id"),
+    *("origin_system_id", "source", "parent_run_id", "idempotency_key", "expected_latency_ms"),
+    *("is_synthetic", "started_at"),
+)
+_ENDED = ("status", "error_code", "error_message", "risk_level", "risk_type", "completed_at", "duration_ms")
+_RECORDED = (
+    *("id", "trace_id", "provider", "model", "prompt_hash", "response_hash", "input_tokens"),
+    *("output_tokens", "cost_cents", "execution_status", "source", "created_at"),
+)
+
+
+def _entry(entry_type: str, when: datetime | None, record: dict[str, Any]) -> fdr.TimelineEntry:
+    entry = fdr.TimelineEntry(entry_type=entry_type, record=_struct(record))
+    if when is not None:
+        entry.timestamp.FromDatetime(when)
+    return entry
+
+
+def timeline(run: Run, incidents: Sequence[Incident], record: LlmRunRecord | None) -> fdr.GetRunTimelineResponse:
+    """PRE_RUN, then each incident, then OUTCOME: the record and how the run ended, or pending while LIVE."""
+    entries = [_entry("PRE_RUN", run.started_at, _plain(run, _STARTED))]
+    entries += [
+        _entry("INCIDENT", i.created_at, json_format.MessageToDict(incident(i), preserving_proto_field_name=True))
+        for i in incidents
+    ]
+    if run.state == "LIVE":
+        entries.append(_entry("OUTCOME", None, {"status": "pending", "last_seen_at": run.last_seen_at.isoformat()}))
+    else:
+        outcome = _plain(run, _ENDED) | {"record": _plain(record, _RECORDED) if record else None}
+        entries.append(_entry("OUTCOME", run.completed_at, outcome))
+    return fdr.GetRunTimelineResponse(
+        run_id=run.run_id, tenant_id=run.tenant_id, entries=entries, entry_count=len(entries)
+    )
+
+
+def _number(value: float | None) -> struct_pb2.Value:
+    return NULL if value is None else struct_pb2.Value(number_value=round(float(value), 3))
+
+
+def incident_metrics(
+    days: int, since: datetime, counts: Sequence[tuple[str, str, int]], times: Sequence[float | None]
+) -> rpc.GetIncidentMetricsResponse:
+    """Counts by lifecycle_state and by severity (every value present, 0 when none) and the four times."""
+    states, severities = dict.fromkeys(policy.LIFECYCLE, 0), dict.fromkeys(policy.SEVERITIES, 0)
+    for state, severity, n in counts:
+        states[state] += n
+        severities[severity] += n
+    mean_ack, median_ack, mean_resolve, median_resolve = (_number(t) for t in times)
+    reply = rpc.GetIncidentMetricsResponse(
+        window_days=days,
+        total=sum(states.values()),
+        by_lifecycle_state=states,
+        by_severity=severities,
+        mean_time_to_acknowledge_ms=mean_ack,
+        median_time_to_acknowledge_ms=median_ack,
+        mean_time_to_resolve_ms=mean_resolve,
+        median_time_to_resolve_ms=median_resolve,
+    )
+    reply.window_start.FromDatetime(since)
+    reply.generated_at.FromDatetime(datetime.now(UTC))
+    return reply
+
+
+def signal(row: Any) -> pb.Signal:
+    """A row of signals.page: the derived signal, and its acknowledgement (or null)."""
+    feedback = NULL
+    if row.acknowledged_at is not None:
+        acked = {
+            "feedback_state": "ACKNOWLEDGED",
+            "acknowledged_by": row.actor,
+            "acknowledged_at": _rfc3339(row.acknowledged_at),
+            "comment": row.comment,
+        }
+        feedback = struct_pb2.Value(struct_value=_struct(acked))
+    item = pb.Signal(
+        signal_id=policy.signal_id(row.fingerprint),
+        signal_fingerprint=row.fingerprint,
+        run_id=str(row.run_id),
+        project_id=row.project_id or "",
+        signal_type=row.signal_type,
+        severity=row.severity,
+        summary=policy.signal_summary(row.signal_type, str(row.run_id), row.risk_level, row.incident_severity),
+        policy_context=_struct(row.policy_context),
+        feedback=feedback,
+    )
+    item.created_at.FromDatetime(row.started_at)
+    return item
+
+
+def _rfc3339(at: datetime) -> str:
+    """As the transcoder prints a Timestamp, so the list's acknowledged_at equals the acknowledgement's."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(at)
+    return stamp.ToJsonString()
+
+
+def signals(rows: Sequence[Any], total: int, page: paging.Page) -> rpc.ListSignalsResponse:
+    more = page.offset + len(rows) < total
+    reply = rpc.ListSignalsResponse(
+        items=[signal(r) for r in rows], total=total, has_more=more, pagination=_pagination(page, len(rows), more)
+    )
+    reply.generated_at.FromDatetime(datetime.now(UTC))
+    return reply
+
+
+def acknowledged(row: SignalFeedback) -> rpc.AcknowledgeSignalResponse:
+    reply = rpc.AcknowledgeSignalResponse(
+        signal_fingerprint=row.signal_fingerprint,
+        signal_id=policy.signal_id(row.signal_fingerprint),
+        run_id=row.run_id,
+        signal_type=row.signal_type,
+        feedback_state=row.feedback_state,
+        acknowledged_by=row.actor,
+        comment=row.comment or "",
+    )
+    reply.acknowledged_at.FromDatetime(row.created_at)
+    return reply
+
+
+def suppressed(row: SignalFeedback) -> rpc.SuppressSignalResponse:
+    assert row.expires_at is not None
+    reply = rpc.SuppressSignalResponse(signal_fingerprint=row.signal_fingerprint)
+    reply.suppressed_until.FromDatetime(row.expires_at)
+    return reply
+
+
+def activity_metrics(counts: Sequence[tuple[str, str, str, str, int]]) -> rpc.GetActivityMetricsResponse:
+    """(group, risk_level, evidence_health, risk_type, count) rows → both groups, every known value present."""
+    groups: dict[str, pb.RunCounts] = {}
+    for group in ("live", "completed_24h"):
+        mine = [c for c in counts if c[0] == group]
+        by = [
+            {value: sum(c[4] for c in mine if c[i] == value) for value in values}
+            for i, values in ((1, policy.RISK_LEVELS), (2, policy.EVIDENCE), (3, policy.RISK_TYPES))
+        ]
+        groups[group] = pb.RunCounts(
+            total=sum(c[4] for c in mine), by_risk_level=by[0], by_evidence_health=by[1], by_risk_type=by[2]
+        )
+    reply = rpc.GetActivityMetricsResponse(live=groups["live"], completed_24h=groups["completed_24h"])
+    reply.generated_at.FromDatetime(datetime.now(UTC))
+    return reply

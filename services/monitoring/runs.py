@@ -7,13 +7,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import events
 from services.common.errors import AlreadyExists
 from services.common.principal import Kind, Principal
 from services.monitoring import incidents, policy, repository
-from services.monitoring.models import LlmRunRecord, Run
+from services.monitoring.models import LlmRunRecord, Run, Trace
 from services.monitoring.requests import Completion, Totals
 
 OWNER = "monitoring"
@@ -107,6 +108,7 @@ async def complete(
     usage = policy.Usage(final.cost_cents, final.input_tokens + final.output_tokens, duration)
     latency = policy.latency_bucket(t, run.expected_latency_ms, duration, None)
     hashes = (done.prompt_hash is not None) + (done.response_hash is not None)
+    traced = await _traced(session, tenant_id, run.run_id, done.trace_id)
     run = await repository.update_run(
         session,
         run,
@@ -118,8 +120,7 @@ async def complete(
         error_message=done.error_message or None,
         provider_type=policy.provider_type(done.provider or ""),
         latency_bucket=latency,
-        # No trace is stored yet when a run completes in this version: hashes are its evidence.
-        evidence_health=policy.evidence_health(False, latency, hashes, traced=False),
+        evidence_health=policy.evidence_health(False, latency, hashes, traced=traced),
         incident_count=1 if code else 0,
         incident_severity=policy.CODES[code][0] if code else None,
         **final._asdict(),
@@ -136,6 +137,12 @@ async def complete(
     }
     await events.record(session, OWNER, who, "run.completed", tenant_id, payload, project(run))
     return Completed(run, record.id, opened)
+
+
+async def _traced(session: AsyncSession, tenant_id: str, run_id: str, trace_id: str | None) -> bool:
+    """Whether a trace of the run was stored before it completed (one stored later sets FLOWING itself)."""
+    named = Trace.run_id == run_id if trace_id is None else or_(Trace.run_id == run_id, Trace.trace_id == trace_id)
+    return await session.scalar(select(exists().where(Trace.tenant_id == tenant_id, named))) or False
 
 
 def _record(run: Run, done: Completion, code: str | None, who: Principal) -> LlmRunRecord:

@@ -40,11 +40,16 @@ async def require(session: AsyncSession, who: Principal, allowed: tuple[str, ...
     tenant_id = who.tenant()
     if who.kind is Kind.OPERATOR:
         return tenant_id
-    state = await repository.tenant_status(session, tenant_id) or "active"
+    allow(await repository.tenant_status(session, tenant_id), allowed)
+    return tenant_id
+
+
+def allow(status: str | None, allowed: tuple[str, ...]) -> None:
+    """LIFECYCLE_BLOCKED unless the mirrored status (None: never heard of, so active) is among `allowed`."""
+    state = status or "active"
     if state not in allowed:
         raise PermissionDenied(
             f"the tenant is {state}",
             reason="LIFECYCLE_BLOCKED",
             metadata={"state": state.upper(), "allowed_states": ",".join(s.upper() for s in allowed)},
         )
-    return tenant_id

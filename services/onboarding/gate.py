@@ -8,27 +8,34 @@ every caller header the services read and answers a refusal with the legacy JSON
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import aos
 from aos.gate.v1 import gate_pb2
 from services.common.errors import NotFound, Unavailable
 from services.common.interceptors import gate_rule
 from services.common.principal import KINDS, Kind, Principal
 from services.onboarding import identity, policy, states
 from services.onboarding.clients import Clients
-from services.onboarding.edge import Denied, allow, deny, invalid_token, unfit
+from services.onboarding.edge import INVALID_KEY, Denied, allow, deny, invalid_token, unfit
 from services.onboarding.keyguard import PREFIX_CHARS, KeyGuard
 from services.onboarding.policy import State
 
 log = logging.getLogger("aos.gate")
+# Envoy hands the gate header names in lower case.
+INTEGRATION_KEY = "x-cus-integration-key"
+# The credentials themselves never travel past the gate.
+CREDENTIAL_HEADERS = ("x-aos-key", INTEGRATION_KEY)
 
 
 def _violation(current: State, required: State, endpoint: str) -> Denied:
@@ -43,6 +50,20 @@ def _violation(current: State, required: State, endpoint: str) -> Denied:
     )
 
 
+def load_rules() -> list[str]:
+    """Imports every service's generated API, so that the gate rules of all methods are in the descriptor pool.
+    This process imports only the APIs it calls (account, api_keys, integrations); without the others, a
+    transcoded call to monitoring found no rule and fell back to the path table (COMPLETE, no scope check)."""
+    names = sorted(
+        f"aos.{found.parent.parent.name}.v1.{found.stem}"
+        for root in aos.__path__
+        for found in Path(root).glob("*/v1/*_service_pb2.py")
+    )
+    for name in names:
+        importlib.import_module(name)
+    return names
+
+
 class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]  # xds-protos has no stubs
     def __init__(
         self,
@@ -54,6 +75,7 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         claims: identity.Claims,
     ) -> None:
         self._sessions, self._cache, self._clients = sessions, cache, clients
+        load_rules()
         self.keys, self.members, self._claims = keys, members, claims
 
     async def Check(
@@ -83,7 +105,8 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             return allow({}, [])
         if rule is not None and rule.audience == gate_pb2.AUDIENCE_INTERNAL:
             raise Denied(404, {"error": "not_found", "message": "not found"})
-        caller = await self._authenticate(headers, request)
+        integration_key = _integration_key(headers)
+        caller = await self._authenticate(headers, request, integration_key)
         required = policy.from_gate(rule.min_state) if rule is not None else policy.required_state(endpoint)
         if rule is not None:
             self._authorize(rule, caller)
@@ -97,20 +120,34 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             raise Denied(403, {"error": "forbidden", "message": f"API key lacks scope {rule.scope}"})
         if rule is not None and rule.tenantless and caller.kind is Kind.HUMAN and not caller.tenant_id:
             self.members.forget(caller.actor_id)  # signing up: "not a member" is about to be wrong
-        return allow(self._caller_headers(caller, headers), ["x-aos-key"])
+        return allow(self._caller_headers(caller, headers, integration_key), [*CREDENTIAL_HEADERS])
 
-    async def _authenticate(self, headers: Mapping[str, str], request: external_auth_pb2.CheckRequest) -> Principal:
+    async def _authenticate(
+        self,
+        headers: Mapping[str, str],
+        request: external_auth_pb2.CheckRequest,
+        integration_key: IntegrationKey | None,
+    ) -> Principal:
         # jwt_authn has verified any `Authorization: Bearer` token and left its payload in the metadata.
         claims = identity.payload(request)
         bearer = claims is not None or headers.get("authorization", "").lower().startswith("bearer ")
         key = headers.get("x-aos-key", "").strip()
-        if bearer and key:
-            raise Denied(400, {"error": "mixed_auth", "message": "Send either Authorization or X-AOS-Key, not both"})
+        if sum((bearer, bool(key), INTEGRATION_KEY in headers)) > 1:
+            message = "Send one of Authorization, X-AOS-Key and X-CUS-Integration-Key"
+            raise Denied(400, {"error": "mixed_auth", "message": message})
+        if INTEGRATION_KEY in headers:
+            if integration_key is None:  # malformed: answered exactly like a wrong key
+                raise INVALID_KEY
+            key = integration_key.secret
         if not bearer and not key:
             raise Denied(401, {"error": "missing_auth", "message": "Authentication required"})
         if key:
             client = request.attributes.source.address.socket_address.address
             verdict = await self.keys.check(key, client)
+            # A valid key of another tenant than the header names is no credential for that tenant: the same
+            # answer as a wrong key, so the header cannot be used to learn which tenant a key belongs to.
+            if integration_key is not None and verdict.tenant_id != integration_key.tenant_id:
+                raise INVALID_KEY
             return Principal(Kind.API_KEY, verdict.key_id, tenant_id=verdict.tenant_id, scopes=tuple(verdict.scopes))
         if claims is None:
             raise invalid_token("token lacks a principal")
@@ -165,11 +202,16 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         return move.to_state
 
     @staticmethod
-    def _caller_headers(caller: Principal, headers: Mapping[str, str]) -> dict[str, str]:
+    def _caller_headers(
+        caller: Principal, headers: Mapping[str, str], integration_key: IntegrationKey | None
+    ) -> dict[str, str]:
         """Everything the services learn of the caller; Envoy stripped whatever the client sent under these
         names, and empty ones are left out."""
-        # An API key's display prefix (monitoring attributes a run that names no actor to "sdk:" + it).
+        # An API key's display prefix (monitoring attributes a run that names no actor to "sdk:" + it), whichever
+        # header carried the key.
         key = headers.get("x-aos-key", "").strip() if caller.kind is Kind.API_KEY else ""
+        if integration_key is not None:
+            key = integration_key.secret
         return {
             "x-aos-actor-type": caller.kind.value,
             "x-aos-actor-id": caller.actor_id,
@@ -181,4 +223,22 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             "x-aos-email": caller.email,
             "x-aos-email-verified": str(caller.email_verified).lower() if caller.kind is not Kind.API_KEY else "",
             "x-aos-key-prefix": key[:PREFIX_CHARS],
+            # Only after the key verified as the named tenant's; whether the integration is that tenant's is
+            # for the service to ask integrations (an unknown one answers 404 there).
+            "x-aos-integration-id": integration_key.integration_id if integration_key is not None else "",
         }
+
+
+class IntegrationKey(NamedTuple):
+    tenant_id: str
+    integration_id: str
+    secret: str
+
+
+def _integration_key(headers: Mapping[str, str]) -> IntegrationKey | None:
+    """The newer SDK's credential, `{tenant_id}:{integration_id}:{secret}` (MONITORING.md decision 5); None when
+    the header is absent or malformed (three non-empty parts; the secret may itself hold colons)."""
+    parts = headers.get(INTEGRATION_KEY, "").strip().split(":", 2)
+    if len(parts) != 3 or not all(p.strip() for p in parts):
+        return None
+    return IntegrationKey(*(p.strip() for p in parts))

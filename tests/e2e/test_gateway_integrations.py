@@ -169,7 +169,8 @@ def test_every_customer_rpc_is_open_from_identity_verified() -> None:
         if rule.audience == gate_pb2.AUDIENCE_CUSTOMER:
             assert rule.min_state == gate_pb2.ONBOARDING_STATE_IDENTITY_VERIFIED, method.name
         else:
-            assert method.name == "GetActivationEvidence" and rule.audience == gate_pb2.AUDIENCE_INTERNAL
+            assert method.name in ("GetActivationEvidence", "CheckIntegrations"), method.name
+            assert rule.audience == gate_pb2.AUDIENCE_INTERNAL
 
 
 async def as_member(http: httpx.AsyncClient, gateway: Gateway, tenant: str, owner: dict[str, str], role: str) -> Any:

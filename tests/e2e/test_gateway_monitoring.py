@@ -182,7 +182,10 @@ async def test_the_reporters_telemetry(http: httpx.AsyncClient, gateway: Gateway
         "tokens_out": 5,
         "cost_cents": 2,
     }
-    usage["integration_id"] = "I"
+    created = await http.post(
+        "/integrations", json={"name": "llm", "provider_type": "openai", "credential": "sk-x"}, headers=auth
+    )
+    usage["integration_id"] = created.json()["data"]["id"]  # a real one: ingest asks integrations
     first = await http.post("/api/v1/telemetry/llm-usage", json=usage, headers=writer)  # M1
     assert first.status_code == 200, first.text
     assert (first.json()["status"], first.json()["success"], first.json()["data"]["status"]) == (

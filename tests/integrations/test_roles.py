@@ -49,7 +49,7 @@ READS: dict[str, Callable[[Ids], Any]] = {
     "GetDatasource": lambda i: rpc.GetDatasourceRequest(source_id=i["datasource"]),
     "ListDatasources": lambda i: rpc.ListDatasourcesRequest(),
 }
-INTERNAL = {"GetActivationEvidence"}
+INTERNAL = {"GetActivationEvidence", "CheckIntegrations"}
 
 
 def value(text_: str) -> struct_pb2.Value:

@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aos.integrations.v1 import integrations_service_pb2 as integrations_rpc
+from aos.integrations.v1 import integrations_service_pb2_grpc
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from aos.monitoring.v1 import monitoring_service_pb2_grpc as grpc_api
 from services.common import server
-from tests.conftest import Channels
+from tests.conftest import Channels, human
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +39,35 @@ async def incidents(channels: Channels, running: dict[str, server.Service]) -> A
     return channels.stub(grpc_api.IncidentsServiceStub, running["monitoring"])
 
 
+@pytest.fixture(scope="session")
+async def integrations(channels: Channels, running: dict[str, server.Service]) -> Any:
+    return channels.stub(integrations_service_pb2_grpc.IntegrationsServiceStub, running["integrations"])
+
+
+async def new_integration(integrations: Any, tenant: str, name: str = "main") -> str:
+    """A real integration of the tenant (ingest asks integrations whether the tenant owns it)."""
+    request = integrations_rpc.CreateIntegrationRequest(
+        name=name, provider_type="openai", credential=f"sk-{uuid.uuid4().hex}"
+    )
+    return str((await integrations.CreateIntegration(request, metadata=human(tenant), timeout=10)).data.id)
+
+
 @pytest.fixture
 def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def project(account: Any) -> tuple[str, str]:
+    """A tenant account knows and one of its projects: CreateRun checks a run's project with account."""
+    from aos.account.v1 import account_service_pb2 as account_rpc
+
+    owner = human()
+    reply = await account.CreateTenant(account_rpc.CreateTenantRequest(name="Projects"), metadata=owner, timeout=5)
+    tenant_id = str(reply.tenant.tenant_id)
+    request = account_rpc.CreateProjectRequest(name="p")
+    made = await account.CreateProject(request, metadata=human(tenant_id, user=owner[1][1]), timeout=5)
+    return tenant_id, str(made.project_id)
 
 
 def key(tenant: str, scopes: str = "run:*,read:*", key_id: str = "key-1", prefix: str = "aos_0123abcd") -> Any:

@@ -17,9 +17,10 @@ SHA = "ab" * 32
 
 
 async def test_a_timeout_opens_a_high_incident_in_the_completions_transaction(
-    activity: Any, incidents: Any, tenant: str, engines: dict[str, AsyncEngine]
+    activity: Any, incidents: Any, project: tuple[str, str], engines: dict[str, AsyncEngine]
 ) -> None:
-    run = await new_run(activity, tenant, project_id="p1")  # M12
+    tenant, project_id = project
+    run = await new_run(activity, tenant, project_id=project_id)  # M12
     done = await finish(activity, tenant, run.run_id, "failed", error_message="EXECUTION_TIMEOUT after 30s")
     assert done.run.state == "COMPLETED" and done.run.status == "failed" and done.run.incident_count == 1
     assert done.run.incident_severity == "HIGH" and done.run.evidence_health == "MISSING"
@@ -40,7 +41,8 @@ async def test_a_timeout_opens_a_high_incident_in_the_completions_transaction(
     rows = await sql(
         engines, "SELECT project_id, sequence_no, payload FROM event WHERE tenant_id = :t ORDER BY 2", t=tenant
     )
-    assert [(r.project_id, r.sequence_no) for r in rows] == [("p1", 1), ("p1", 2), ("p1", 3)]  # M35: gapless per stream
+    # M35: gapless per stream
+    assert [(r.project_id, r.sequence_no) for r in rows] == [(project_id, 1), (project_id, 2), (project_id, 3)]
     assert rows[2].payload["incident_ids"] == [incident_id] and rows[2].payload["record_id"] == done.record_id
 
 

@@ -17,7 +17,7 @@ from aos.monitoring.v1 import monitoring_pb2 as pb
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from services.common.settings import async_url
 from tests.conftest import eventually, human, operator
-from tests.monitoring.conftest import event_types, finish, key, new_run, sql
+from tests.monitoring.conftest import event_types, finish, key, new_integration, new_run, sql
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,7 @@ from tests.monitoring.conftest import event_types, finish, key, new_run, sql
 async def test_records_are_write_once(
     activity: Any,
     telemetry: Any,
+    integrations: Any,
     tenant: str,
     engines: dict[str, AsyncEngine],
     db_urls: dict[str, str],
@@ -40,7 +41,8 @@ async def test_records_are_write_once(
     statement: str,
 ) -> None:
     await finish(activity, tenant, (await new_run(activity, tenant)).run_id)
-    usage = pb.UsageRecordInput(call_id="c1", integration_id="I", provider="openai", model="m")
+    integration = await new_integration(integrations, tenant)
+    usage = pb.UsageRecordInput(call_id="c1", integration_id=integration, provider="openai", model="m")
     await telemetry.IngestUsage(rpc.IngestUsageRequest(record=usage), metadata=key(tenant, scopes="*"))
     with pytest.raises(Exception, match="permission denied"):  # the service's own role
         await sql(engines, statement, t=tenant)
@@ -68,13 +70,15 @@ async def status_in_monitoring(engines: dict[str, AsyncEngine], tenant: str) -> 
 
 
 async def test_a_suspended_tenant_reads_but_does_not_write(
-    account: Any, activity: Any, incidents: Any, engines: dict[str, AsyncEngine]
+    account: Any, activity: Any, incidents: Any, telemetry: Any, integrations: Any, engines: dict[str, AsyncEngine]
 ) -> None:
     owner = f"owner-{uuid.uuid4().hex[:8]}"
     made = await account.CreateTenant(account_rpc.CreateTenantRequest(name="Paused"), metadata=human(user=owner))
     tenant = made.tenant.tenant_id
     run = await new_run(activity, tenant)
     failed = await finish(activity, tenant, (await new_run(activity, tenant)).run_id, "failed")
+    integration = await new_integration(integrations, tenant)
+    usage = pb.UsageRecordInput(call_id="c1", integration_id=integration, provider="openai", model="m")
     await account.SuspendTenant(
         account_rpc.SuspendTenantRequest(tenant_id=tenant, reason="unpaid"), metadata=operator()
     )
@@ -84,7 +88,8 @@ async def test_a_suspended_tenant_reads_but_does_not_write(
     assert (await incidents.ListActiveIncidents(rpc.ListActiveIncidentsRequest(), metadata=owner_md)).total == 1
     assert (await activity.GetRun(rpc.GetRunRequest(run_id=run.run_id), metadata=key(tenant))).run_id == run.run_id
     ack = rpc.AcknowledgeIncidentRequest(incident_id=failed.incident_ids[0])
-    for call in (incidents.AcknowledgeIncident(ack, metadata=owner_md), new_run(activity, tenant)):
+    ingest = telemetry.IngestUsage(rpc.IngestUsageRequest(record=usage), metadata=key(tenant, scopes="*"))
+    for call in (incidents.AcknowledgeIncident(ack, metadata=owner_md), new_run(activity, tenant), ingest):
         with pytest.raises(grpc.aio.AioRpcError) as blocked:
             await call
         assert blocked.value.code() is grpc.StatusCode.PERMISSION_DENIED

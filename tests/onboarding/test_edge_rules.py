@@ -1,17 +1,21 @@
 """The edge's pure rules: what a verified token may still be refused for, who is an operator, how claims are
 named; the failed-key budgets; the identity provider's settings and the Envoy config rendered from them."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from aos.gate.v1 import gate_pb2
 from gateway import config, identity
 from gateway.identity import IdentityProvider
 from services.common.principal import Kind, Principal
 from services.onboarding import edge
 from services.onboarding import identity as gate_identity
 from services.onboarding.edge import Denied
-from services.onboarding.gate import Gate
+from services.onboarding.gate import CREDENTIAL_HEADERS, Gate, IntegrationKey, _integration_key
 from services.onboarding.keyguard import Buckets, client_bucket
 
 NOW = 1_800_000_000
@@ -159,7 +163,56 @@ def test_a_remote_jwks_is_cached_refreshed_and_fetched_through_its_own_cluster()
 
 def test_the_gateway_strips_every_caller_header_the_gate_sets() -> None:
     everything = Principal(Kind.HUMAN, "u", "t", "u@x.test", True, "owner", ("a:b",), "org")
-    assert set(Gate._caller_headers(everything, {"x-request-id": "r1234567"})) <= set(config.CALLER_HEADERS)
+    key = IntegrationKey("t", "i", "aos_0123456789abcdef")
+    assert set(Gate._caller_headers(everything, {"x-request-id": "r1234567"}, key)) <= set(config.CALLER_HEADERS)
+
+
+@pytest.mark.parametrize(
+    ("header", "parsed"),
+    [
+        ("t1:i1:aos_secret", ("t1", "i1", "aos_secret")),
+        (" t1:i1:aos:with:colons ", ("t1", "i1", "aos:with:colons")),  # the secret keeps its colons
+        ("t1:i1", None),
+        ("t1::aos_secret", None),
+        (":i1:aos_secret", None),
+        ("t1:i1: ", None),
+        ("", None),
+    ],
+)
+def test_the_integration_key_has_three_non_empty_parts(header: str, parsed: tuple[str, str, str] | None) -> None:
+    """MONITORING.md decision 5; a malformed header is refused like a wrong key (tested through the gateway)."""
+    assert _integration_key({"x-cus-integration-key": header}) == parsed
+    assert _integration_key({}) is None
+
+
+def test_an_integration_key_caller_gets_its_integration_and_key_prefix() -> None:
+    """x-aos-key-prefix for every key, whichever header carried it; x-aos-integration-id only for the
+    integration key (the credential headers themselves never pass the gate)."""
+    key = Principal(Kind.API_KEY, "key-1", "t1", scopes=("telemetry:write",))
+    secret = "aos_0123456789abcdef"
+    by_integration = Gate._caller_headers(key, {}, IntegrationKey("t1", "i1", secret))
+    assert (by_integration["x-aos-key-prefix"], by_integration["x-aos-integration-id"]) == (secret[:12], "i1")
+    by_key = Gate._caller_headers(key, {"x-aos-key": secret}, None)
+    assert (by_key["x-aos-key-prefix"], by_key["x-aos-integration-id"]) == (secret[:12], "")
+    assert set(CREDENTIAL_HEADERS) == {"x-aos-key", "x-cus-integration-key"}
+
+
+def test_the_gate_knows_the_rules_of_services_its_process_never_calls() -> None:
+    """Onboarding's own process imports only the APIs it calls; the gate must still find monitoring's rules
+    (SDK_CONNECTED and telemetry:write for ingest), not fall back to the path table's COMPLETE."""
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "from services.onboarding import gate\n"
+        "from services.common.interceptors import gate_rule\n"
+        "m = '/aos.monitoring.v1.TelemetryService/IngestUsage'\n"
+        "assert gate_rule(m) is None\n"
+        "gate.load_rules()\n"
+        "print(gate_rule(m).scope, gate_rule(m).min_state)\n"
+    )
+    env = os.environ | {"PYTHONPATH": f"{root}{os.pathsep}{root / 'protos'}"}
+    ran = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["telemetry:write", str(gate_pb2.ONBOARDING_STATE_SDK_CONNECTED)]
 
 
 def test_header_names_grpc_metadata_cannot_carry_are_named_for_removal() -> None:

@@ -106,6 +106,8 @@ class LlmRunRecord(Base):
         one_of("source", ("SDK", "API")),
         *(non_negative(c) for c in ("input_tokens", "output_tokens", "cost_cents")),
         Index("ix_llm_run_record_tenant_created", "tenant_id", "created_at", "id"),
+        # A trace stored after its run completed finds the runs whose completion named it (traces.store).
+        Index("ix_llm_run_record_tenant_trace", "tenant_id", "trace_id", postgresql_where=text("trace_id IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(UUID(as_uuid=False), primary_key=True)

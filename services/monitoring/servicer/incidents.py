@@ -1,17 +1,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
+from aos.monitoring.v1 import monitoring_pb2 as pb
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from aos.monitoring.v1 import monitoring_service_pb2_grpc
 from services.common import validation
+from services.common.interceptors import request_id
 from services.common.principal import WRITERS, caller
-from services.monitoring import incidents, queries, repository, requests, responses, tenants
+from services.monitoring import incidents, queries, querystring, repository, requests, responses, tenants
 from services.monitoring.models import Incident
-from services.monitoring.servicer import Context, Sessions
+from services.monitoring.servicer import Context, Sessions, header
 
 T = TypeVar("T")
+# The facade's topics: each is its own RPC's request and listing.
+TOPICS = {
+    "active": (rpc.ListActiveIncidentsRequest, queries.active_incidents),
+    "resolved": (rpc.ListResolvedIncidentsRequest, queries.resolved_incidents),
+    "historical": (rpc.ListHistoricalIncidentsRequest, queries.historical_incidents),
+}
 
 
 class IncidentsServicer(monitoring_service_pb2_grpc.IncidentsServiceServicer):
@@ -76,3 +85,32 @@ class IncidentsServicer(monitoring_service_pb2_grpc.IncidentsServiceServicer):
             await tenants.require(session, who, tenants.WRITABLE)
             incident = await incidents.resolve(session, who, incident_id, method, notes)
         return rpc.ResolveIncidentResponse(incident=responses.incident(incident))
+
+    async def ListHistoricalIncidents(
+        self, request: rpc.ListHistoricalIncidentsRequest, context: Context
+    ) -> rpc.ListHistoricalIncidentsResponse:
+        return await self._list(context, queries.historical_incidents(request), rpc.ListHistoricalIncidentsResponse)
+
+    async def ListIncidentsFacade(
+        self, request: rpc.ListIncidentsFacadeRequest, context: Context
+    ) -> rpc.ListIncidentsFacadeResponse:
+        params = querystring.parse(request.raw_query)
+        topic = querystring.topic(params, tuple(TOPICS))
+        kind, listing_of = TOPICS[topic]
+        listing = listing_of(querystring.message(params, kind))
+        meta = responses.facade_meta(request_id.get(), header(context, "x-correlation-id"))
+
+        def reply(items: list[pb.Incident], **page: Any) -> rpc.ListIncidentsFacadeResponse:
+            return rpc.ListIncidentsFacadeResponse(topic=topic, incidents=items, meta=meta, **page)
+
+        return await self._list(context, listing, reply)
+
+    async def GetIncidentMetrics(
+        self, request: rpc.GetIncidentMetricsRequest, context: Context
+    ) -> rpc.GetIncidentMetricsResponse:
+        who, days = caller(context), queries.window_days(request)
+        since = datetime.now(UTC) - timedelta(days=days)
+        async with self._sessions() as session:
+            tenant_id = await tenants.require(session, who, tenants.READABLE)
+            counts, times = await repository.incident_metrics(session, tenant_id, since)
+        return responses.incident_metrics(days, since, counts, times)

@@ -1,32 +1,31 @@
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from aos.monitoring.v1 import monitoring_service_pb2_grpc
 from services.common.errors import NotFound
 from services.common.interceptors import request_id
-from services.common.principal import caller
-from services.monitoring import ingest, repository, requests, responses, tenants
+from services.common.principal import Principal, caller
+from services.monitoring import clients, ingest, repository, requests, responses
 from services.monitoring.servicer import Context, Sessions, header
 
 T = TypeVar("T")
 
 
 class TelemetryServicer(monitoring_service_pb2_grpc.TelemetryServiceServicer):
-    def __init__(self, sessions: Sessions) -> None:
-        self._sessions = sessions
+    def __init__(self, sessions: Sessions, integrations: clients.Integrations) -> None:
+        self._sessions, self._integrations = sessions, integrations
 
     async def IngestUsage(self, request: rpc.IngestUsageRequest, context: Context) -> rpc.IngestUsageResponse:
         who, integration = caller(context), header(context, "x-aos-integration-id")
-        allowed, _ = ingest.owned([requests.usage(request.record, "", integration)], integration)
-        if not allowed:  # another integration than the credential's: the unknown-id answer
+        allowed, _ = await self._owned(who, [requests.usage(request.record, "", integration)], integration)
+        if not allowed:  # not the tenant's integration, or not the credential's: the unknown-id answer
             raise NotFound("integration not found", reason="INTEGRATION_NOT_FOUND")
         call_id = allowed[0]["call_id"]
         async with self._sessions.begin() as session:
-            tenant_id = await tenants.require(session, who, tenants.WRITABLE)
             stored = await ingest.store(session, who, allowed)
-            record_id = stored.accepted.get(call_id) or await repository.usage_id(session, tenant_id, call_id)
+            record_id = stored.accepted.get(call_id) or await repository.usage_id(session, who.tenant(), call_id)
         status = "accepted" if call_id in stored.accepted else "duplicate"
         return responses.ingested(status, record_id, call_id, request_id.get())
 
@@ -34,9 +33,8 @@ class TelemetryServicer(monitoring_service_pb2_grpc.TelemetryServiceServicer):
         self, request: rpc.IngestUsageBatchRequest, context: Context
     ) -> rpc.IngestUsageBatchResponse:
         who, integration = caller(context), header(context, "x-aos-integration-id")
-        allowed, refused = ingest.owned(requests.batch(request, integration), integration)
+        allowed, refused = await self._owned(who, requests.batch(request, integration), integration)
         async with self._sessions.begin() as session:
-            await tenants.require(session, who, tenants.WRITABLE)
             stored = await ingest.store(session, who, allowed)
         return rpc.IngestUsageBatchResponse(
             accepted=len(stored.accepted),
@@ -45,6 +43,14 @@ class TelemetryServicer(monitoring_service_pb2_grpc.TelemetryServiceServicer):
             total=len(request.records),
             error_details=[rpc.IngestError(index=i, call_id=c, reason="INTEGRATION_NOT_FOUND") for i, c in refused],
         )
+
+    async def _owned(
+        self, who: Principal, records: list[dict[str, Any]], integration: str
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+        """Validated records split by ownership, asked of integrations (cached) before the transaction opens:
+        no connection is held while it answers."""
+        owned_ids = await self._integrations.owned(who.tenant(), ingest.named(records, integration))
+        return ingest.owned(records, integration, owned_ids)
 
     async def GetIntegrationUsage(
         self, request: rpc.GetIntegrationUsageRequest, context: Context

@@ -116,6 +116,11 @@ class AccountServiceStub:
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetActivationEvidenceRequest.SerializeToString,
                 response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetActivationEvidenceResponse.FromString,
                 _registered_method=True)
+        self.CheckProject = channel.unary_unary(
+                '/aos.account.v1.AccountService/CheckProject',
+                request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.CheckProjectRequest.SerializeToString,
+                response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.CheckProjectResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -245,6 +250,14 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckProject(self, request, context):
+        """Whether a project exists in a tenant, for monitoring's CreateRun (a run names its project). Another
+        tenant's project answers exists false, like an unknown one. Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -327,6 +340,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.GetActivationEvidence,
                     request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetActivationEvidenceRequest.FromString,
                     response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetActivationEvidenceResponse.SerializeToString,
+            ),
+            'CheckProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckProject,
+                    request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.CheckProjectRequest.FromString,
+                    response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.CheckProjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -763,6 +781,33 @@ class AccountService:
             '/aos.account.v1.AccountService/GetActivationEvidence',
             aos_dot_account_dot_v1_dot_account__service__pb2.GetActivationEvidenceRequest.SerializeToString,
             aos_dot_account_dot_v1_dot_account__service__pb2.GetActivationEvidenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.account.v1.AccountService/CheckProject',
+            aos_dot_account_dot_v1_dot_account__service__pb2.CheckProjectRequest.SerializeToString,
+            aos_dot_account_dot_v1_dot_account__service__pb2.CheckProjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

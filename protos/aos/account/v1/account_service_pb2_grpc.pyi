@@ -85,6 +85,10 @@ class AccountServiceStub:
     """
     GetActivationEvidence: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetActivationEvidenceRequest, _account_service_pb2.GetActivationEvidenceResponse]
     """Activation evidence held by account, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+    CheckProject: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CheckProjectRequest, _account_service_pb2.CheckProjectResponse]
+    """Whether a project exists in a tenant, for monitoring's CreateRun (a run names its project). Another
+    tenant's project answers exists false, like an unknown one. Errors: INVALID_ARGUMENT.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -143,6 +147,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """
     GetActivationEvidence: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetActivationEvidenceRequest, _account_service_pb2.GetActivationEvidenceResponse]  # type: ignore[assignment]
     """Activation evidence held by account, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+    CheckProject: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CheckProjectRequest, _account_service_pb2.CheckProjectResponse]  # type: ignore[assignment]
+    """Whether a project exists in a tenant, for monitoring's CreateRun (a run names its project). Another
+    tenant's project answers exists false, like an unknown one. Errors: INVALID_ARGUMENT.
+    """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     """Tenants, members, projects and SDK attestations. The caller's tenant always comes from the
@@ -294,5 +302,15 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.GetActivationEvidenceResponse, _abc.Awaitable[_account_service_pb2.GetActivationEvidenceResponse]]:
         """Activation evidence held by account, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+
+    @_abc_1.abstractmethod
+    def CheckProject(
+        self,
+        request: _account_service_pb2.CheckProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.CheckProjectResponse, _abc.Awaitable[_account_service_pb2.CheckProjectResponse]]:
+        """Whether a project exists in a tenant, for monitoring's CreateRun (a run names its project). Another
+        tenant's project answers exists false, like an unknown one. Errors: INVALID_ARGUMENT.
+        """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61os/gate/v1/gate.proto\x12\x0b\x61os.gate.v1\x1a google/protobuf/descriptor.proto\"\xc4\x01\n\x04Rule\x12\'\n\x08\x61udience\x18\x01 \x01(\x0e\x32\x15.aos.gate.v1.Audience\x12.\n\nprincipals\x18\x02 \x03(\x0e\x32\x1a.aos.gate.v1.PrincipalKind\x12\r\n\x05scope\x18\x03 \x01(\t\x12/\n\tmin_state\x18\x04 \x01(\x0e\x32\x1c.aos.gate.v1.OnboardingState\x12\x12\n\ntenantless\x18\x05 \x01(\x08\x12\x0f\n\x07\x63\x61llers\x18\x06 \x03(\t*z\n\x08\x41udience\x12\x18\n\x14\x41UDIENCE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41UDIENCE_CUSTOMER\x10\x01\x12\x10\n\x0c\x41UDIENCE_SDK\x10\x02\x12\x14\n\x10\x41UDIENCE_FOUNDER\x10\x03\x12\x15\n\x11\x41UDIENCE_INTERNAL\x10\x04*\x9e\x01\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14PRINCIPAL_KIND_HUMAN\x10\x01\x12\x1a\n\x16PRINCIPAL_KIND_API_KEY\x10\x02\x12\x1b\n\x17PRINCIPAL_KIND_OPERATOR\x10\x03\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x04*\xe2\x01\n\x0fOnboardingState\x12 \n\x1cONBOARDING_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18ONBOARDING_STATE_CREATED\x10\x01\x12&\n\"ONBOARDING_STATE_IDENTITY_VERIFIED\x10\x02\x12$\n ONBOARDING_STATE_API_KEY_CREATED\x10\x03\x12\"\n\x1eONBOARDING_STATE_SDK_CONNECTED\x10\x04\x12\x1d\n\x19ONBOARDING_STATE_COMPLETE\x10\x05:A\n\x04rule\x12\x1e.google.protobuf.MethodOptions\x18\xc5\x8a\x03 \x01(\x0b\x32\x11.aos.gate.v1.Ruleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61os/gate/v1/gate.proto\x12\x0b\x61os.gate.v1\x1a google/protobuf/descriptor.proto\"\xdc\x01\n\x04Rule\x12\'\n\x08\x61udience\x18\x01 \x01(\x0e\x32\x15.aos.gate.v1.Audience\x12.\n\nprincipals\x18\x02 \x03(\x0e\x32\x1a.aos.gate.v1.PrincipalKind\x12\r\n\x05scope\x18\x03 \x01(\t\x12/\n\tmin_state\x18\x04 \x01(\x0e\x32\x1c.aos.gate.v1.OnboardingState\x12\x12\n\ntenantless\x18\x05 \x01(\x08\x12\x0f\n\x07\x63\x61llers\x18\x06 \x03(\t\x12\x16\n\x0emax_body_bytes\x18\x07 \x01(\x05*z\n\x08\x41udience\x12\x18\n\x14\x41UDIENCE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41UDIENCE_CUSTOMER\x10\x01\x12\x10\n\x0c\x41UDIENCE_SDK\x10\x02\x12\x14\n\x10\x41UDIENCE_FOUNDER\x10\x03\x12\x15\n\x11\x41UDIENCE_INTERNAL\x10\x04*\x9e\x01\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14PRINCIPAL_KIND_HUMAN\x10\x01\x12\x1a\n\x16PRINCIPAL_KIND_API_KEY\x10\x02\x12\x1b\n\x17PRINCIPAL_KIND_OPERATOR\x10\x03\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x04*\xe2\x01\n\x0fOnboardingState\x12 \n\x1cONBOARDING_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18ONBOARDING_STATE_CREATED\x10\x01\x12&\n\"ONBOARDING_STATE_IDENTITY_VERIFIED\x10\x02\x12$\n ONBOARDING_STATE_API_KEY_CREATED\x10\x03\x12\"\n\x1eONBOARDING_STATE_SDK_CONNECTED\x10\x04\x12\x1d\n\x19ONBOARDING_STATE_COMPLETE\x10\x05:A\n\x04rule\x12\x1e.google.protobuf.MethodOptions\x18\xc5\x8a\x03 \x01(\x0b\x32\x11.aos.gate.v1.Ruleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aos.gate.v1.gate_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIENCE']._serialized_start=272
-  _globals['_AUDIENCE']._serialized_end=394
-  _globals['_PRINCIPALKIND']._serialized_start=397
-  _globals['_PRINCIPALKIND']._serialized_end=555
-  _globals['_ONBOARDINGSTATE']._serialized_start=558
-  _globals['_ONBOARDINGSTATE']._serialized_end=784
+  _globals['_AUDIENCE']._serialized_start=296
+  _globals['_AUDIENCE']._serialized_end=418
+  _globals['_PRINCIPALKIND']._serialized_start=421
+  _globals['_PRINCIPALKIND']._serialized_end=579
+  _globals['_ONBOARDINGSTATE']._serialized_start=582
+  _globals['_ONBOARDINGSTATE']._serialized_end=808
   _globals['_RULE']._serialized_start=74
-  _globals['_RULE']._serialized_end=270
+  _globals['_RULE']._serialized_end=294
 # @@protoc_insertion_point(module_scope)

@@ -121,6 +121,7 @@ class Rule(_message.Message):
     MIN_STATE_FIELD_NUMBER: _builtins.int
     TENANTLESS_FIELD_NUMBER: _builtins.int
     CALLERS_FIELD_NUMBER: _builtins.int
+    MAX_BODY_BYTES_FIELD_NUMBER: _builtins.int
     audience: Global___Audience.ValueType
     scope: _builtins.str
     """Scope an API-key caller needs, e.g. "keys:create"; empty means any authenticated key."""
@@ -128,6 +129,10 @@ class Rule(_message.Message):
     """Lowest onboarding state of the caller's tenant that may call."""
     tenantless: _builtins.bool
     """True when the caller need not belong to a tenant yet (signup)."""
+    max_body_bytes: _builtins.int
+    """The largest REST body the gateway reads for this RPC, when it must exceed the gateway's default (1 MiB):
+    a trace upload takes 2 MiB of JSON. 0 keeps the default. Native gRPC is bounded by the services.
+    """
     @_builtins.property
     def principals(self) -> _containers.RepeatedScalarFieldContainer[Global___PrincipalKind.ValueType]:
         """Principal kinds allowed to call; empty means none (the build refuses that for non-internal RPCs)."""
@@ -148,10 +153,11 @@ class Rule(_message.Message):
         min_state: Global___OnboardingState.ValueType = ...,
         tenantless: _builtins.bool = ...,
         callers: _abc.Iterable[_builtins.str] | None = ...,
+        max_body_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "callers", b"callers", "min_state", b"min_state", "principals", b"principals", "scope", b"scope", "tenantless", b"tenantless"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "callers", b"callers", "max_body_bytes", b"max_body_bytes", "min_state", b"min_state", "principals", b"principals", "scope", b"scope", "tenantless", b"tenantless"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -816,6 +816,7 @@ class LimitsResult(_message.Message):
     RATE_PERCENT_FIELD_NUMBER: _builtins.int
     PERIOD_START_FIELD_NUMBER: _builtins.int
     PERIOD_END_FIELD_NUMBER: _builtins.int
+    CURRENT_RPM_FIELD_NUMBER: _builtins.int
     integration_id: _builtins.str
     budget_limit_cents: _builtins.int
     budget_used_cents: _builtins.int
@@ -826,6 +827,10 @@ class LimitsResult(_message.Message):
     rate_limit_rpm: _builtins.int
     requests_this_minute: _builtins.int
     rate_percent: _builtins.float
+    current_rpm: _builtins.int
+    """Usage records monitoring stored in the last 60 seconds (requests_this_minute's value, the name the
+    newer SDK's reporter reads).
+    """
     @_builtins.property
     def period_start(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -845,10 +850,11 @@ class LimitsResult(_message.Message):
         rate_percent: _builtins.float = ...,
         period_start: _timestamp_pb2.Timestamp | None = ...,
         period_end: _timestamp_pb2.Timestamp | None = ...,
+        current_rpm: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["period_end", b"period_end", "period_start", b"period_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_limit_cents", b"budget_limit_cents", "budget_percent", b"budget_percent", "budget_used_cents", b"budget_used_cents", "integration_id", b"integration_id", "period_end", b"period_end", "period_start", b"period_start", "rate_limit_rpm", b"rate_limit_rpm", "rate_percent", b"rate_percent", "requests_this_minute", b"requests_this_minute", "token_limit_month", b"token_limit_month", "token_percent", b"token_percent", "tokens_used_month", b"tokens_used_month"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_limit_cents", b"budget_limit_cents", "budget_percent", b"budget_percent", "budget_used_cents", b"budget_used_cents", "current_rpm", b"current_rpm", "integration_id", b"integration_id", "period_end", b"period_end", "period_start", b"period_start", "rate_limit_rpm", b"rate_limit_rpm", "rate_percent", b"rate_percent", "requests_this_minute", b"requests_this_minute", "token_limit_month", b"token_limit_month", "token_percent", b"token_percent", "tokens_used_month", b"tokens_used_month"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1655,3 +1661,48 @@ class GetActivationEvidenceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetActivationEvidenceResponse: _TypeAlias = GetActivationEvidenceResponse  # noqa: Y015
+
+@_typing.final
+class CheckIntegrationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    INTEGRATION_IDS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    @_builtins.property
+    def integration_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        integration_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_ids", b"integration_ids", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckIntegrationsRequest: _TypeAlias = CheckIntegrationsRequest  # noqa: Y015
+
+@_typing.final
+class CheckIntegrationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNED_INTEGRATION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def owned_integration_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The requested ids (as sent) that name the tenant's undeleted integrations."""
+
+    def __init__(
+        self,
+        *,
+        owned_integration_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owned_integration_ids", b"owned_integration_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckIntegrationsResponse: _TypeAlias = CheckIntegrationsResponse  # noqa: Y015

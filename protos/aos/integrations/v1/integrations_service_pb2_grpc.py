@@ -179,6 +179,11 @@ class IntegrationsServiceStub:
                 request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetActivationEvidenceRequest.SerializeToString,
                 response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetActivationEvidenceResponse.FromString,
                 _registered_method=True)
+        self.CheckIntegrations = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/CheckIntegrations',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CheckIntegrationsRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CheckIntegrationsResponse.FromString,
+                _registered_method=True)
 
 
 class IntegrationsServiceServicer:
@@ -266,7 +271,8 @@ class IntegrationsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetIntegrationLimits(self, request, context):
-        """Limits and this calendar month's usage (SPEC 6.4). Errors: NOT_FOUND.
+        """Limits and this calendar month's usage (SPEC 6.4), the usage from monitoring's GetIntegrationUsage
+        (MONITORING.md section 7). Errors: NOT_FOUND, UNAVAILABLE (monitoring: never zeros instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -390,6 +396,15 @@ class IntegrationsServiceServicer:
 
     def GetActivationEvidence(self, request, context):
         """Activation evidence held by integrations, for onboarding's predicate. Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckIntegrations(self, request, context):
+        """Which of the ids name integrations of the tenant that are not deleted, for monitoring's ingest
+        (MONITORING.md decision 12); an id that is no UUID is simply not owned.
+        Errors: INVALID_ARGUMENT (tenant_id, integration_ids: 1..100).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -537,6 +552,11 @@ def add_IntegrationsServiceServicer_to_server(servicer, server):
                     servicer.GetActivationEvidence,
                     request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetActivationEvidenceRequest.FromString,
                     response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetActivationEvidenceResponse.SerializeToString,
+            ),
+            'CheckIntegrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckIntegrations,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CheckIntegrationsRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CheckIntegrationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1300,6 +1320,33 @@ class IntegrationsService:
             '/aos.integrations.v1.IntegrationsService/GetActivationEvidence',
             aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetActivationEvidenceRequest.SerializeToString,
             aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetActivationEvidenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckIntegrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/CheckIntegrations',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CheckIntegrationsRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CheckIntegrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

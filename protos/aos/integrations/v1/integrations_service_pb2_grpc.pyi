@@ -71,7 +71,9 @@ class IntegrationsServiceStub:
     GetIntegrationHealth: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationHealthRequest, _integrations_service_pb2.GetIntegrationHealthResponse]
     """The cached result of the latest test. Errors: NOT_FOUND."""
     GetIntegrationLimits: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationLimitsRequest, _integrations_service_pb2.GetIntegrationLimitsResponse]
-    """Limits and this calendar month's usage (SPEC 6.4). Errors: NOT_FOUND."""
+    """Limits and this calendar month's usage (SPEC 6.4), the usage from monitoring's GetIntegrationUsage
+    (MONITORING.md section 7). Errors: NOT_FOUND, UNAVAILABLE (monitoring: never zeros instead).
+    """
     CreateConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateConnectorRequest, _integrations_service_pb2.CreateConnectorResponse]
     """Registers a connector; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
     GetConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetConnectorRequest, _integrations_service_pb2.GetConnectorResponse]
@@ -114,6 +116,11 @@ class IntegrationsServiceStub:
     """
     GetActivationEvidence: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetActivationEvidenceRequest, _integrations_service_pb2.GetActivationEvidenceResponse]
     """Activation evidence held by integrations, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+    CheckIntegrations: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.CheckIntegrationsRequest, _integrations_service_pb2.CheckIntegrationsResponse]
+    """Which of the ids name integrations of the tenant that are not deleted, for monitoring's ingest
+    (MONITORING.md decision 12); an id that is no UUID is simply not owned.
+    Errors: INVALID_ARGUMENT (tenant_id, integration_ids: 1..100).
+    """
 
 @_typing.type_check_only
 class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
@@ -158,7 +165,9 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     GetIntegrationHealth: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationHealthRequest, _integrations_service_pb2.GetIntegrationHealthResponse]  # type: ignore[assignment]
     """The cached result of the latest test. Errors: NOT_FOUND."""
     GetIntegrationLimits: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetIntegrationLimitsRequest, _integrations_service_pb2.GetIntegrationLimitsResponse]  # type: ignore[assignment]
-    """Limits and this calendar month's usage (SPEC 6.4). Errors: NOT_FOUND."""
+    """Limits and this calendar month's usage (SPEC 6.4), the usage from monitoring's GetIntegrationUsage
+    (MONITORING.md section 7). Errors: NOT_FOUND, UNAVAILABLE (monitoring: never zeros instead).
+    """
     CreateConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateConnectorRequest, _integrations_service_pb2.CreateConnectorResponse]  # type: ignore[assignment]
     """Registers a connector; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
     GetConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetConnectorRequest, _integrations_service_pb2.GetConnectorResponse]  # type: ignore[assignment]
@@ -201,6 +210,11 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     """
     GetActivationEvidence: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetActivationEvidenceRequest, _integrations_service_pb2.GetActivationEvidenceResponse]  # type: ignore[assignment]
     """Activation evidence held by integrations, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+    CheckIntegrations: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.CheckIntegrationsRequest, _integrations_service_pb2.CheckIntegrationsResponse]  # type: ignore[assignment]
+    """Which of the ids name integrations of the tenant that are not deleted, for monitoring's ingest
+    (MONITORING.md decision 12); an id that is no UUID is simply not owned.
+    Errors: INVALID_ARGUMENT (tenant_id, integration_ids: 1..100).
+    """
 
 class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
     """LLM-provider integrations, connectors and datasources of the caller's tenant, with encrypted
@@ -308,7 +322,9 @@ class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _integrations_service_pb2.GetIntegrationLimitsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_integrations_service_pb2.GetIntegrationLimitsResponse, _abc.Awaitable[_integrations_service_pb2.GetIntegrationLimitsResponse]]:
-        """Limits and this calendar month's usage (SPEC 6.4). Errors: NOT_FOUND."""
+        """Limits and this calendar month's usage (SPEC 6.4), the usage from monitoring's GetIntegrationUsage
+        (MONITORING.md section 7). Errors: NOT_FOUND, UNAVAILABLE (monitoring: never zeros instead).
+        """
 
     @_abc_1.abstractmethod
     def CreateConnector(
@@ -453,5 +469,16 @@ class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_integrations_service_pb2.GetActivationEvidenceResponse, _abc.Awaitable[_integrations_service_pb2.GetActivationEvidenceResponse]]:
         """Activation evidence held by integrations, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+
+    @_abc_1.abstractmethod
+    def CheckIntegrations(
+        self,
+        request: _integrations_service_pb2.CheckIntegrationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.CheckIntegrationsResponse, _abc.Awaitable[_integrations_service_pb2.CheckIntegrationsResponse]]:
+        """Which of the ids name integrations of the tenant that are not deleted, for monitoring's ingest
+        (MONITORING.md decision 12); an id that is no UUID is simply not owned.
+        Errors: INVALID_ARGUMENT (tenant_id, integration_ids: 1..100).
+        """
 
 def add_IntegrationsServiceServicer_to_server(servicer: IntegrationsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -582,3 +582,199 @@ class ResponseMeta(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResponseMeta: _TypeAlias = ResponseMeta  # noqa: Y015
+
+@_typing.final
+class Signal(_message.Message):
+    """A signal computed from a run of the caller's tenant (MONITORING.md section 5); nothing of it is stored
+    except its feedback.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    POLICY_CONTEXT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
+    signal_id: _builtins.str
+    """"sig-" + the fingerprint's first 16 characters."""
+    signal_fingerprint: _builtins.str
+    """First 32 hex characters of SHA-256("v1|{tenant_id}|{run_id}|{signal_type}"): distinct per tenant, run
+    and type.
+    """
+    run_id: _builtins.str
+    project_id: _builtins.str
+    signal_type: _builtins.str
+    """cost_risk, token_risk, time_risk or execution_failure."""
+    severity: _builtins.str
+    """HIGH, MEDIUM or LOW."""
+    summary: _builtins.str
+    @_builtins.property
+    def policy_context(self) -> _struct_pb2.Struct:
+        """The run's policy context (see RunSummary)."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """The run's start."""
+
+    @_builtins.property
+    def feedback(self) -> _struct_pb2.Value:
+        """null, or the acknowledgement: {feedback_state, acknowledged_by, acknowledged_at, comment}."""
+
+    def __init__(
+        self,
+        *,
+        signal_id: _builtins.str = ...,
+        signal_fingerprint: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        project_id: _builtins.str = ...,
+        signal_type: _builtins.str = ...,
+        severity: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        policy_context: _struct_pb2.Struct | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        feedback: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "feedback", b"feedback", "policy_context", b"policy_context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "feedback", b"feedback", "policy_context", b"policy_context", "project_id", b"project_id", "run_id", b"run_id", "severity", b"severity", "signal_fingerprint", b"signal_fingerprint", "signal_id", b"signal_id", "signal_type", b"signal_type", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Signal: _TypeAlias = Signal  # noqa: Y015
+
+@_typing.final
+class FacadeMeta(_message.Message):
+    """The meta block of the legacy /cus/... list facades."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request's X-Request-ID."""
+    correlation_id: _builtins.str
+    """The caller's X-Correlation-ID, echoed."""
+    @_builtins.property
+    def as_of(self) -> _struct_pb2.Value:
+        """Always null: point-in-time reads are not supported (MONITORING.md 0.3)."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+        as_of: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "correlation_id", b"correlation_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FacadeMeta: _TypeAlias = FacadeMeta  # noqa: Y015
+
+@_typing.final
+class RunCounts(_message.Message):
+    """Runs counted three ways; every known value is present, with 0 when no run has it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ByRiskLevelEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ByEvidenceHealthEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ByRiskTypeEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TOTAL_FIELD_NUMBER: _builtins.int
+    BY_RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    BY_EVIDENCE_HEALTH_FIELD_NUMBER: _builtins.int
+    BY_RISK_TYPE_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    @_builtins.property
+    def by_risk_level(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """NORMAL, NEAR_THRESHOLD, AT_RISK, VIOLATED."""
+
+    @_builtins.property
+    def by_evidence_health(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """FLOWING, DEGRADED, MISSING (derived while LIVE, as the live list does)."""
+
+    @_builtins.property
+    def by_risk_type(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """COST, TOKENS, TIME."""
+
+    def __init__(
+        self,
+        *,
+        total: _builtins.int = ...,
+        by_risk_level: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        by_evidence_health: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        by_risk_type: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_evidence_health", b"by_evidence_health", "by_risk_level", b"by_risk_level", "by_risk_type", b"by_risk_type", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunCounts: _TypeAlias = RunCounts  # noqa: Y015

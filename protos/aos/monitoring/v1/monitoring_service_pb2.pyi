@@ -1835,3 +1835,680 @@ class ResolveIncidentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveIncidentResponse: _TypeAlias = ResolveIncidentResponse  # noqa: Y015
+
+@_typing.final
+class ListHistoricalIncidentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CAUSE_TYPE_FIELD_NUMBER: _builtins.int
+    IS_SYNTHETIC_FIELD_NUMBER: _builtins.int
+    RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    SORT_BY_FIELD_NUMBER: _builtins.int
+    SORT_ORDER_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    is_synthetic: _builtins.bool
+    retention_days: _builtins.int
+    """7..365, default 30: only incidents resolved before now - retention_days."""
+    sort_by: _builtins.str
+    """resolved_at (default), created_at or severity; incident_id breaks ties."""
+    sort_order: _builtins.str
+    limit: _builtins.int
+    """Legacy paging: limit (default 20) and offset 0..10 000."""
+    offset: _builtins.int
+    page_size: _builtins.int
+    """Keyset paging (the /v1 twin): 1..100, default 20; page_token from the previous page."""
+    page_token: _builtins.str
+    as_of: _builtins.str
+    """Refused (UNSUPPORTED_PARAM): rows change in place, so a point-in-time read could not repeat."""
+    @_builtins.property
+    def severity(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def category(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cause_type(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        severity: _abc.Iterable[_builtins.str] | None = ...,
+        category: _abc.Iterable[_builtins.str] | None = ...,
+        cause_type: _abc.Iterable[_builtins.str] | None = ...,
+        is_synthetic: _builtins.bool | None = ...,
+        retention_days: _builtins.int | None = ...,
+        sort_by: _builtins.str | None = ...,
+        sort_order: _builtins.str | None = ...,
+        limit: _builtins.int | None = ...,
+        offset: _builtins.int | None = ...,
+        page_size: _builtins.int | None = ...,
+        page_token: _builtins.str | None = ...,
+        as_of: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_retention_days", b"_retention_days", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "retention_days", b"retention_days", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_is_synthetic", b"_is_synthetic", "_limit", b"_limit", "_offset", b"_offset", "_page_size", b"_page_size", "_page_token", b"_page_token", "_retention_days", b"_retention_days", "_sort_by", b"_sort_by", "_sort_order", b"_sort_order", "as_of", b"as_of", "category", b"category", "cause_type", b"cause_type", "is_synthetic", b"is_synthetic", "limit", b"limit", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "retention_days", b"retention_days", "severity", b"severity", "sort_by", b"sort_by", "sort_order", b"sort_order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
+    _WhichOneofReturnType__is_synthetic: _TypeAlias = _typing.Literal["is_synthetic"]  # noqa: Y015
+    _WhichOneofArgType__is_synthetic: _TypeAlias = _typing.Literal["_is_synthetic", b"_is_synthetic"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__page_size: _TypeAlias = _typing.Literal["page_size"]  # noqa: Y015
+    _WhichOneofArgType__page_size: _TypeAlias = _typing.Literal["_page_size", b"_page_size"]  # noqa: Y015
+    _WhichOneofReturnType__page_token: _TypeAlias = _typing.Literal["page_token"]  # noqa: Y015
+    _WhichOneofArgType__page_token: _TypeAlias = _typing.Literal["_page_token", b"_page_token"]  # noqa: Y015
+    _WhichOneofReturnType__retention_days: _TypeAlias = _typing.Literal["retention_days"]  # noqa: Y015
+    _WhichOneofArgType__retention_days: _TypeAlias = _typing.Literal["_retention_days", b"_retention_days"]  # noqa: Y015
+    _WhichOneofReturnType__sort_by: _TypeAlias = _typing.Literal["sort_by"]  # noqa: Y015
+    _WhichOneofArgType__sort_by: _TypeAlias = _typing.Literal["_sort_by", b"_sort_by"]  # noqa: Y015
+    _WhichOneofReturnType__sort_order: _TypeAlias = _typing.Literal["sort_order"]  # noqa: Y015
+    _WhichOneofArgType__sort_order: _TypeAlias = _typing.Literal["_sort_order", b"_sort_order"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_synthetic) -> _WhichOneofReturnType__is_synthetic | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_size) -> _WhichOneofReturnType__page_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_token) -> _WhichOneofReturnType__page_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retention_days) -> _WhichOneofReturnType__retention_days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_by) -> _WhichOneofReturnType__sort_by | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sort_order) -> _WhichOneofReturnType__sort_order | None: ...
+
+Global___ListHistoricalIncidentsRequest: _TypeAlias = ListHistoricalIncidentsRequest  # noqa: Y015
+
+@_typing.final
+class ListHistoricalIncidentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    has_more: _builtins.bool
+    next_page_token: _builtins.str
+    """The next keyset page's token ("" on the last page and for legacy limit/offset pages)."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_monitoring_pb2.Incident]: ...
+    @_builtins.property
+    def pagination(self) -> _monitoring_pb2.Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_monitoring_pb2.Incident] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: _monitoring_pb2.Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "items", b"items", "next_page_token", b"next_page_token", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHistoricalIncidentsResponse: _TypeAlias = ListHistoricalIncidentsResponse  # noqa: Y015
+
+@_typing.final
+class ListIncidentsFacadeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RAW_QUERY_FIELD_NUMBER: _builtins.int
+    raw_query: _builtins.str
+    """The URL query string as the client sent it, e.g. "topic=active&severity=HIGH&limit=10": topic
+    (active, resolved or historical) exactly once, then only that topic's parameters (those of
+    ListActiveIncidents, ListResolvedIncidents or ListHistoricalIncidents). The gateway hands it over
+    unparsed (gateway/raw_query.lua), so the service names an unknown or repeated parameter itself.
+    """
+    def __init__(
+        self,
+        *,
+        raw_query: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["raw_query", b"raw_query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIncidentsFacadeRequest: _TypeAlias = ListIncidentsFacadeRequest  # noqa: Y015
+
+@_typing.final
+class ListIncidentsFacadeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    INCIDENTS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    total: _builtins.int
+    has_more: _builtins.bool
+    next_page_token: _builtins.str
+    @_builtins.property
+    def incidents(self) -> _containers.RepeatedCompositeFieldContainer[_monitoring_pb2.Incident]: ...
+    @_builtins.property
+    def pagination(self) -> _monitoring_pb2.Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def meta(self) -> _monitoring_pb2.FacadeMeta: ...
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        incidents: _abc.Iterable[_monitoring_pb2.Incident] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: _monitoring_pb2.Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        next_page_token: _builtins.str = ...,
+        meta: _monitoring_pb2.FacadeMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "incidents", b"incidents", "meta", b"meta", "next_page_token", b"next_page_token", "pagination", b"pagination", "topic", b"topic", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIncidentsFacadeResponse: _TypeAlias = ListIncidentsFacadeResponse  # noqa: Y015
+
+@_typing.final
+class GetIncidentMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    window_days: _builtins.int
+    """1..90, default 30."""
+    def __init__(
+        self,
+        *,
+        window_days: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_window_days", b"_window_days", "window_days", b"window_days"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_window_days", b"_window_days", "window_days", b"window_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__window_days: _TypeAlias = _typing.Literal["window_days"]  # noqa: Y015
+    _WhichOneofArgType__window_days: _TypeAlias = _typing.Literal["_window_days", b"_window_days"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__window_days) -> _WhichOneofReturnType__window_days | None: ...
+
+Global___GetIncidentMetricsRequest: _TypeAlias = GetIncidentMetricsRequest  # noqa: Y015
+
+@_typing.final
+class GetIncidentMetricsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ByLifecycleStateEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class BySeverityEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    WINDOW_START_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    BY_LIFECYCLE_STATE_FIELD_NUMBER: _builtins.int
+    BY_SEVERITY_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_ACKNOWLEDGE_MS_FIELD_NUMBER: _builtins.int
+    MEDIAN_TIME_TO_ACKNOWLEDGE_MS_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_RESOLVE_MS_FIELD_NUMBER: _builtins.int
+    MEDIAN_TIME_TO_RESOLVE_MS_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    window_days: _builtins.int
+    total: _builtins.int
+    """Incidents created since window_start."""
+    @_builtins.property
+    def window_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def by_lifecycle_state(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Every lifecycle state and severity, 0 when none."""
+
+    @_builtins.property
+    def by_severity(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def mean_time_to_acknowledge_ms(self) -> _struct_pb2.Value:
+        """Milliseconds from creation, over the incidents that were acknowledged (resolved); null when none was."""
+
+    @_builtins.property
+    def median_time_to_acknowledge_ms(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def mean_time_to_resolve_ms(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def median_time_to_resolve_ms(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        window_days: _builtins.int = ...,
+        window_start: _timestamp_pb2.Timestamp | None = ...,
+        total: _builtins.int = ...,
+        by_lifecycle_state: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        by_severity: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        mean_time_to_acknowledge_ms: _struct_pb2.Value | None = ...,
+        median_time_to_acknowledge_ms: _struct_pb2.Value | None = ...,
+        mean_time_to_resolve_ms: _struct_pb2.Value | None = ...,
+        median_time_to_resolve_ms: _struct_pb2.Value | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "mean_time_to_acknowledge_ms", b"mean_time_to_acknowledge_ms", "mean_time_to_resolve_ms", b"mean_time_to_resolve_ms", "median_time_to_acknowledge_ms", b"median_time_to_acknowledge_ms", "median_time_to_resolve_ms", b"median_time_to_resolve_ms", "window_start", b"window_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_lifecycle_state", b"by_lifecycle_state", "by_severity", b"by_severity", "generated_at", b"generated_at", "mean_time_to_acknowledge_ms", b"mean_time_to_acknowledge_ms", "mean_time_to_resolve_ms", b"mean_time_to_resolve_ms", "median_time_to_acknowledge_ms", b"median_time_to_acknowledge_ms", "median_time_to_resolve_ms", b"median_time_to_resolve_ms", "total", b"total", "window_days", b"window_days", "window_start", b"window_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIncidentMetricsResponse: _TypeAlias = GetIncidentMetricsResponse  # noqa: Y015
+
+@_typing.final
+class ListSignalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    WINDOW_HOURS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    window_hours: _builtins.int
+    """Runs started within this many hours: 1..720, default 168."""
+    limit: _builtins.int
+    """1..100, default 50; offset 0..10 000."""
+    offset: _builtins.int
+    as_of: _builtins.str
+    """Refused (UNSUPPORTED_PARAM): rows change in place, so a point-in-time read could not repeat."""
+    @_builtins.property
+    def signal_type(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """cost_risk, token_risk, time_risk, execution_failure, rate_risk, policy_breach, evidence_degraded."""
+
+    @_builtins.property
+    def severity(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """HIGH, MEDIUM, LOW."""
+
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str | None = ...,
+        signal_type: _abc.Iterable[_builtins.str] | None = ...,
+        severity: _abc.Iterable[_builtins.str] | None = ...,
+        window_hours: _builtins.int | None = ...,
+        limit: _builtins.int | None = ...,
+        offset: _builtins.int | None = ...,
+        as_of: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_limit", b"_limit", "_offset", b"_offset", "_project_id", b"_project_id", "_window_hours", b"_window_hours", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "project_id", b"project_id", "window_hours", b"window_hours"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_as_of", b"_as_of", "_limit", b"_limit", "_offset", b"_offset", "_project_id", b"_project_id", "_window_hours", b"_window_hours", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "project_id", b"project_id", "severity", b"severity", "signal_type", b"signal_type", "window_hours", b"window_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__as_of: _TypeAlias = _typing.Literal["as_of"]  # noqa: Y015
+    _WhichOneofArgType__as_of: _TypeAlias = _typing.Literal["_as_of", b"_as_of"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    _WhichOneofReturnType__window_hours: _TypeAlias = _typing.Literal["window_hours"]  # noqa: Y015
+    _WhichOneofArgType__window_hours: _TypeAlias = _typing.Literal["_window_hours", b"_window_hours"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__as_of) -> _WhichOneofReturnType__as_of | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__window_hours) -> _WhichOneofReturnType__window_hours | None: ...
+
+Global___ListSignalsRequest: _TypeAlias = ListSignalsRequest  # noqa: Y015
+
+@_typing.final
+class ListSignalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_monitoring_pb2.Signal]: ...
+    @_builtins.property
+    def pagination(self) -> _monitoring_pb2.Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_monitoring_pb2.Signal] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: _monitoring_pb2.Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "items", b"items", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignalsResponse: _TypeAlias = ListSignalsResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeSignalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    RISK_TYPE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    signal_fingerprint: _builtins.str
+    """Must equal the fingerprint of (the caller's tenant, run_id, signal_type)."""
+    run_id: _builtins.str
+    signal_type: _builtins.str
+    risk_type: _builtins.str
+    """Optional: COST, TOKENS or TIME; when sent it must be the signal's (the run's) risk type."""
+    comment: _builtins.str
+    """At most 500 characters, stored redacted."""
+    def __init__(
+        self,
+        *,
+        signal_fingerprint: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        signal_type: _builtins.str = ...,
+        risk_type: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "risk_type", b"risk_type", "run_id", b"run_id", "signal_fingerprint", b"signal_fingerprint", "signal_type", b"signal_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeSignalRequest: _TypeAlias = AcknowledgeSignalRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeSignalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    SIGNAL_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    FEEDBACK_STATE_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    signal_fingerprint: _builtins.str
+    signal_id: _builtins.str
+    run_id: _builtins.str
+    signal_type: _builtins.str
+    feedback_state: _builtins.str
+    """ACKNOWLEDGED."""
+    acknowledged_by: _builtins.str
+    comment: _builtins.str
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp:
+        """The first acknowledgement's time (a repeat keeps it)."""
+
+    def __init__(
+        self,
+        *,
+        signal_fingerprint: _builtins.str = ...,
+        signal_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        signal_type: _builtins.str = ...,
+        feedback_state: _builtins.str = ...,
+        acknowledged_by: _builtins.str = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "comment", b"comment", "feedback_state", b"feedback_state", "run_id", b"run_id", "signal_fingerprint", b"signal_fingerprint", "signal_id", b"signal_id", "signal_type", b"signal_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeSignalResponse: _TypeAlias = AcknowledgeSignalResponse  # noqa: Y015
+
+@_typing.final
+class SuppressSignalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SIGNAL_TYPE_FIELD_NUMBER: _builtins.int
+    RISK_TYPE_FIELD_NUMBER: _builtins.int
+    DURATION_MINUTES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    signal_fingerprint: _builtins.str
+    run_id: _builtins.str
+    signal_type: _builtins.str
+    risk_type: _builtins.str
+    duration_minutes: _builtins.int
+    """15..1440 (INVALID_DURATION otherwise)."""
+    reason: _builtins.str
+    """At most 500 characters, stored redacted."""
+    def __init__(
+        self,
+        *,
+        signal_fingerprint: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        signal_type: _builtins.str = ...,
+        risk_type: _builtins.str = ...,
+        duration_minutes: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_minutes", b"duration_minutes", "reason", b"reason", "risk_type", b"risk_type", "run_id", b"run_id", "signal_fingerprint", b"signal_fingerprint", "signal_type", b"signal_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuppressSignalRequest: _TypeAlias = SuppressSignalRequest  # noqa: Y015
+
+@_typing.final
+class SuppressSignalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_UNTIL_FIELD_NUMBER: _builtins.int
+    signal_fingerprint: _builtins.str
+    @_builtins.property
+    def suppressed_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        signal_fingerprint: _builtins.str = ...,
+        suppressed_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["suppressed_until", b"suppressed_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signal_fingerprint", b"signal_fingerprint", "suppressed_until", b"suppressed_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuppressSignalResponse: _TypeAlias = SuppressSignalResponse  # noqa: Y015
+
+@_typing.final
+class GetActivityMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    """Optional: only this project's runs."""
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_project_id", b"_project_id", "project_id", b"project_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_project_id", b"_project_id", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
+
+Global___GetActivityMetricsRequest: _TypeAlias = GetActivityMetricsRequest  # noqa: Y015
+
+@_typing.final
+class GetActivityMetricsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIVE_FIELD_NUMBER: _builtins.int
+    COMPLETED_24H_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def live(self) -> _monitoring_pb2.RunCounts:
+        """Runs LIVE now."""
+
+    @_builtins.property
+    def completed_24h(self) -> _monitoring_pb2.RunCounts:
+        """Runs completed in the last 24 hours."""
+
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        live: _monitoring_pb2.RunCounts | None = ...,
+        completed_24h: _monitoring_pb2.RunCounts | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_24h", b"completed_24h", "generated_at", b"generated_at", "live", b"live"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_24h", b"completed_24h", "generated_at", b"generated_at", "live", b"live"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetActivityMetricsResponse: _TypeAlias = GetActivityMetricsResponse  # noqa: Y015
+
+@_typing.final
+class ListRunsFacadeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RAW_QUERY_FIELD_NUMBER: _builtins.int
+    raw_query: _builtins.str
+    """The URL's whole query string, verbatim: the gateway hands it over unparsed (gateway/raw_query.lua), so
+    the service can name an unknown or repeated parameter itself (MONITORING.md 0.3) instead of the
+    transcoder refusing it with its own body. gRPC callers send the same form ("topic=live&limit=10").
+    """
+    def __init__(
+        self,
+        *,
+        raw_query: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["raw_query", b"raw_query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsFacadeRequest: _TypeAlias = ListRunsFacadeRequest  # noqa: Y015
+
+@_typing.final
+class ListRunsFacadeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    """live or completed."""
+    total: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[_monitoring_pb2.RunSummary]: ...
+    @_builtins.property
+    def pagination(self) -> _monitoring_pb2.Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def meta(self) -> _monitoring_pb2.FacadeMeta: ...
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        runs: _abc.Iterable[_monitoring_pb2.RunSummary] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: _monitoring_pb2.Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        meta: _monitoring_pb2.FacadeMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "meta", b"meta", "pagination", b"pagination", "runs", b"runs", "topic", b"topic", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsFacadeResponse: _TypeAlias = ListRunsFacadeResponse  # noqa: Y015

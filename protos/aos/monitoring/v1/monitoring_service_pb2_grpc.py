@@ -87,6 +87,31 @@ class ActivityServiceStub:
                 request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.UpdateThresholdsRequest.SerializeToString,
                 response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.UpdateThresholdsResponse.FromString,
                 _registered_method=True)
+        self.ListSignals = channel.unary_unary(
+                '/aos.monitoring.v1.ActivityService/ListSignals',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListSignalsRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListSignalsResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeSignal = channel.unary_unary(
+                '/aos.monitoring.v1.ActivityService/AcknowledgeSignal',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.AcknowledgeSignalRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.AcknowledgeSignalResponse.FromString,
+                _registered_method=True)
+        self.SuppressSignal = channel.unary_unary(
+                '/aos.monitoring.v1.ActivityService/SuppressSignal',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.SuppressSignalRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.SuppressSignalResponse.FromString,
+                _registered_method=True)
+        self.GetActivityMetrics = channel.unary_unary(
+                '/aos.monitoring.v1.ActivityService/GetActivityMetrics',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetActivityMetricsRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetActivityMetricsResponse.FromString,
+                _registered_method=True)
+        self.ListRunsFacade = channel.unary_unary(
+                '/aos.monitoring.v1.ActivityService/ListRunsFacade',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListRunsFacadeRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListRunsFacadeResponse.FromString,
+                _registered_method=True)
 
 
 class ActivityServiceServicer:
@@ -176,6 +201,50 @@ class ActivityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSignals(self, request, context):
+        """Signals derived from the tenant's runs started within window_hours, acknowledged ones ranked lower,
+        live suppressions left out; filters apply before paging and total. Errors: INVALID_ARGUMENT
+        (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM for as_of).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeSignal(self, request, context):
+        """Acknowledges a signal once; a repeat answers the original acknowledgement and changes nothing.
+        Errors: NOT_FOUND (the fingerprint is not the body's signal of the caller's tenant, or the run is
+        unknown), FAILED_PRECONDITION (409 SIGNAL_NOT_VISIBLE: the run yields no such signal any more),
+        INVALID_ARGUMENT, PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuppressSignal(self, request, context):
+        """Hides a signal from the tenant's lists for duration_minutes. Errors: as AcknowledgeSignal, and
+        INVALID_ARGUMENT (INVALID_DURATION: duration_minutes outside 15..1440).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetActivityMetrics(self, request, context):
+        """LIVE runs, and runs completed in the last 24 hours, counted by risk level, evidence health and risk
+        type. Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunsFacade(self, request, context):
+        """The legacy runs facade: topic live or completed (required, once), then that topic's filters and
+        limit/offset only. Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM
+        for as_of).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ActivityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +297,31 @@ def add_ActivityServiceServicer_to_server(servicer, server):
                     servicer.UpdateThresholds,
                     request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.UpdateThresholdsRequest.FromString,
                     response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.UpdateThresholdsResponse.SerializeToString,
+            ),
+            'ListSignals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSignals,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListSignalsRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListSignalsResponse.SerializeToString,
+            ),
+            'AcknowledgeSignal': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeSignal,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.AcknowledgeSignalRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.AcknowledgeSignalResponse.SerializeToString,
+            ),
+            'SuppressSignal': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuppressSignal,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.SuppressSignalRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.SuppressSignalResponse.SerializeToString,
+            ),
+            'GetActivityMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetActivityMetrics,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetActivityMetricsRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetActivityMetricsResponse.SerializeToString,
+            ),
+            'ListRunsFacade': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunsFacade,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListRunsFacadeRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListRunsFacadeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -513,6 +607,141 @@ class ActivityService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ListSignals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.ActivityService/ListSignals',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListSignalsRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListSignalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeSignal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.ActivityService/AcknowledgeSignal',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.AcknowledgeSignalRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.AcknowledgeSignalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuppressSignal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.ActivityService/SuppressSignal',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.SuppressSignalRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.SuppressSignalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetActivityMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.ActivityService/GetActivityMetrics',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetActivityMetricsRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetActivityMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunsFacade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.ActivityService/ListRunsFacade',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListRunsFacadeRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListRunsFacadeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class TelemetryServiceStub:
     """Usage records of the SDK's telemetry reporter (MONITORING.md section 7).
@@ -547,8 +776,9 @@ class TelemetryServiceServicer:
 
     def IngestUsage(self, request, context):
         """Stores one usage record of the SDK's reporter; a repeated call_id answers duplicate with the
-        original id. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the integration),
-        PERMISSION_DENIED (LIFECYCLE_BLOCKED).
+        original id. The integration must be the tenant's (integrations.CheckIntegrations, cached) and, with
+        the integration key, the key's. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the
+        integration), PERMISSION_DENIED (LIFECYCLE_BLOCKED), UNAVAILABLE (integrations, on a cache miss).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -556,7 +786,9 @@ class TelemetryServiceServicer:
 
     def IngestUsageBatch(self, request, context):
         """Stores 1..100 usage records in one statement; every record is validated first (one bad field
-        fails the batch, nothing written). Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED.
+        fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
+        integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
+        UNAVAILABLE (integrations, on a cache miss).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -721,6 +953,21 @@ class IncidentsServiceStub:
                 request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentRequest.SerializeToString,
                 response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentResponse.FromString,
                 _registered_method=True)
+        self.ListHistoricalIncidents = channel.unary_unary(
+                '/aos.monitoring.v1.IncidentsService/ListHistoricalIncidents',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsResponse.FromString,
+                _registered_method=True)
+        self.ListIncidentsFacade = channel.unary_unary(
+                '/aos.monitoring.v1.IncidentsService/ListIncidentsFacade',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeResponse.FromString,
+                _registered_method=True)
+        self.GetIncidentMetrics = channel.unary_unary(
+                '/aos.monitoring.v1.IncidentsService/GetIncidentMetrics',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class IncidentsServiceServicer:
@@ -771,6 +1018,32 @@ class IncidentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHistoricalIncidents(self, request, context):
+        """RESOLVED incidents resolved longer ago than retention_days, most recently resolved first.
+        Errors: INVALID_ARGUMENT (INVALID_QUERY, UNSUPPORTED_PARAM).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIncidentsFacade(self, request, context):
+        """One of the three topics (active, resolved, historical) in the console's facade shape. The request
+        carries the URL's query verbatim: the gateway hands it on as `query`, so that this service, not the
+        transcoder, names an unknown or repeated parameter (MONITORING.md 0.3).
+        Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter, UNSUPPORTED_PARAM for as_of).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIncidentMetrics(self, request, context):
+        """Incidents created in the last window_days: counts by lifecycle_state and severity, and the mean and
+        median times to acknowledge and to resolve. Errors: INVALID_ARGUMENT (INVALID_QUERY).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IncidentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -803,6 +1076,21 @@ def add_IncidentsServiceServicer_to_server(servicer, server):
                     servicer.ResolveIncident,
                     request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentRequest.FromString,
                     response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentResponse.SerializeToString,
+            ),
+            'ListHistoricalIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHistoricalIncidents,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsResponse.SerializeToString,
+            ),
+            'ListIncidentsFacade': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIncidentsFacade,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeResponse.SerializeToString,
+            ),
+            'GetIncidentMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIncidentMetrics,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -968,6 +1256,87 @@ class IncidentsService:
             '/aos.monitoring.v1.IncidentsService/ResolveIncident',
             aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentRequest.SerializeToString,
             aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ResolveIncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHistoricalIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.IncidentsService/ListHistoricalIncidents',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListHistoricalIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIncidentsFacade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.IncidentsService/ListIncidentsFacade',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.ListIncidentsFacadeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIncidentMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.IncidentsService/GetIncidentMetrics',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIncidentMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,6 +73,30 @@ class ActivityServiceStub:
     """Sets the thresholds present in the request (owner or admin humans). Errors: INVALID_ARGUMENT,
     PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
     """
+    ListSignals: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListSignalsRequest, _monitoring_service_pb2.ListSignalsResponse]
+    """Signals derived from the tenant's runs started within window_hours, acknowledged ones ranked lower,
+    live suppressions left out; filters apply before paging and total. Errors: INVALID_ARGUMENT
+    (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM for as_of).
+    """
+    AcknowledgeSignal: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.AcknowledgeSignalRequest, _monitoring_service_pb2.AcknowledgeSignalResponse]
+    """Acknowledges a signal once; a repeat answers the original acknowledgement and changes nothing.
+    Errors: NOT_FOUND (the fingerprint is not the body's signal of the caller's tenant, or the run is
+    unknown), FAILED_PRECONDITION (409 SIGNAL_NOT_VISIBLE: the run yields no such signal any more),
+    INVALID_ARGUMENT, PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+    """
+    SuppressSignal: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.SuppressSignalRequest, _monitoring_service_pb2.SuppressSignalResponse]
+    """Hides a signal from the tenant's lists for duration_minutes. Errors: as AcknowledgeSignal, and
+    INVALID_ARGUMENT (INVALID_DURATION: duration_minutes outside 15..1440).
+    """
+    GetActivityMetrics: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetActivityMetricsRequest, _monitoring_service_pb2.GetActivityMetricsResponse]
+    """LIVE runs, and runs completed in the last 24 hours, counted by risk level, evidence health and risk
+    type. Errors: INVALID_ARGUMENT.
+    """
+    ListRunsFacade: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListRunsFacadeRequest, _monitoring_service_pb2.ListRunsFacadeResponse]
+    """The legacy runs facade: topic live or completed (required, once), then that topic's filters and
+    limit/offset only. Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM
+    for as_of).
+    """
 
 @_typing.type_check_only
 class ActivityServiceAsyncStub(ActivityServiceStub):
@@ -118,6 +142,30 @@ class ActivityServiceAsyncStub(ActivityServiceStub):
     UpdateThresholds: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.UpdateThresholdsRequest, _monitoring_service_pb2.UpdateThresholdsResponse]  # type: ignore[assignment]
     """Sets the thresholds present in the request (owner or admin humans). Errors: INVALID_ARGUMENT,
     PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+    """
+    ListSignals: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListSignalsRequest, _monitoring_service_pb2.ListSignalsResponse]  # type: ignore[assignment]
+    """Signals derived from the tenant's runs started within window_hours, acknowledged ones ranked lower,
+    live suppressions left out; filters apply before paging and total. Errors: INVALID_ARGUMENT
+    (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM for as_of).
+    """
+    AcknowledgeSignal: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.AcknowledgeSignalRequest, _monitoring_service_pb2.AcknowledgeSignalResponse]  # type: ignore[assignment]
+    """Acknowledges a signal once; a repeat answers the original acknowledgement and changes nothing.
+    Errors: NOT_FOUND (the fingerprint is not the body's signal of the caller's tenant, or the run is
+    unknown), FAILED_PRECONDITION (409 SIGNAL_NOT_VISIBLE: the run yields no such signal any more),
+    INVALID_ARGUMENT, PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+    """
+    SuppressSignal: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.SuppressSignalRequest, _monitoring_service_pb2.SuppressSignalResponse]  # type: ignore[assignment]
+    """Hides a signal from the tenant's lists for duration_minutes. Errors: as AcknowledgeSignal, and
+    INVALID_ARGUMENT (INVALID_DURATION: duration_minutes outside 15..1440).
+    """
+    GetActivityMetrics: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetActivityMetricsRequest, _monitoring_service_pb2.GetActivityMetricsResponse]  # type: ignore[assignment]
+    """LIVE runs, and runs completed in the last 24 hours, counted by risk level, evidence health and risk
+    type. Errors: INVALID_ARGUMENT.
+    """
+    ListRunsFacade: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListRunsFacadeRequest, _monitoring_service_pb2.ListRunsFacadeResponse]  # type: ignore[assignment]
+    """The legacy runs facade: topic live or completed (required, once), then that topic's filters and
+    limit/offset only. Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM
+    for as_of).
     """
 
 class ActivityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -223,6 +271,60 @@ class ActivityServiceServicer(metaclass=_abc_1.ABCMeta):
         PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
         """
 
+    @_abc_1.abstractmethod
+    def ListSignals(
+        self,
+        request: _monitoring_service_pb2.ListSignalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.ListSignalsResponse, _abc.Awaitable[_monitoring_service_pb2.ListSignalsResponse]]:
+        """Signals derived from the tenant's runs started within window_hours, acknowledged ones ranked lower,
+        live suppressions left out; filters apply before paging and total. Errors: INVALID_ARGUMENT
+        (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM for as_of).
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeSignal(
+        self,
+        request: _monitoring_service_pb2.AcknowledgeSignalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.AcknowledgeSignalResponse, _abc.Awaitable[_monitoring_service_pb2.AcknowledgeSignalResponse]]:
+        """Acknowledges a signal once; a repeat answers the original acknowledgement and changes nothing.
+        Errors: NOT_FOUND (the fingerprint is not the body's signal of the caller's tenant, or the run is
+        unknown), FAILED_PRECONDITION (409 SIGNAL_NOT_VISIBLE: the run yields no such signal any more),
+        INVALID_ARGUMENT, PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED).
+        """
+
+    @_abc_1.abstractmethod
+    def SuppressSignal(
+        self,
+        request: _monitoring_service_pb2.SuppressSignalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.SuppressSignalResponse, _abc.Awaitable[_monitoring_service_pb2.SuppressSignalResponse]]:
+        """Hides a signal from the tenant's lists for duration_minutes. Errors: as AcknowledgeSignal, and
+        INVALID_ARGUMENT (INVALID_DURATION: duration_minutes outside 15..1440).
+        """
+
+    @_abc_1.abstractmethod
+    def GetActivityMetrics(
+        self,
+        request: _monitoring_service_pb2.GetActivityMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.GetActivityMetricsResponse, _abc.Awaitable[_monitoring_service_pb2.GetActivityMetricsResponse]]:
+        """LIVE runs, and runs completed in the last 24 hours, counted by risk level, evidence health and risk
+        type. Errors: INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRunsFacade(
+        self,
+        request: _monitoring_service_pb2.ListRunsFacadeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.ListRunsFacadeResponse, _abc.Awaitable[_monitoring_service_pb2.ListRunsFacadeResponse]]:
+        """The legacy runs facade: topic live or completed (required, once), then that topic's filters and
+        limit/offset only. Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter; UNSUPPORTED_PARAM
+        for as_of).
+        """
+
 def add_ActivityServiceServicer_to_server(servicer: ActivityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class TelemetryServiceStub:
@@ -234,12 +336,15 @@ class TelemetryServiceStub:
     def __new__(cls, channel: _aio.Channel) -> TelemetryServiceAsyncStub: ...
     IngestUsage: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.IngestUsageRequest, _monitoring_service_pb2.IngestUsageResponse]
     """Stores one usage record of the SDK's reporter; a repeated call_id answers duplicate with the
-    original id. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the integration),
-    PERMISSION_DENIED (LIFECYCLE_BLOCKED).
+    original id. The integration must be the tenant's (integrations.CheckIntegrations, cached) and, with
+    the integration key, the key's. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the
+    integration), PERMISSION_DENIED (LIFECYCLE_BLOCKED), UNAVAILABLE (integrations, on a cache miss).
     """
     IngestUsageBatch: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.IngestUsageBatchRequest, _monitoring_service_pb2.IngestUsageBatchResponse]
     """Stores 1..100 usage records in one statement; every record is validated first (one bad field
-    fails the batch, nothing written). Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED.
+    fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
+    integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
+    UNAVAILABLE (integrations, on a cache miss).
     """
     GetIntegrationUsage: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIntegrationUsageRequest, _monitoring_service_pb2.GetIntegrationUsageResponse]
     """An integration's usage in a period, for integrations' limits route. Errors: INVALID_ARGUMENT."""
@@ -251,12 +356,15 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     IngestUsage: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.IngestUsageRequest, _monitoring_service_pb2.IngestUsageResponse]  # type: ignore[assignment]
     """Stores one usage record of the SDK's reporter; a repeated call_id answers duplicate with the
-    original id. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the integration),
-    PERMISSION_DENIED (LIFECYCLE_BLOCKED).
+    original id. The integration must be the tenant's (integrations.CheckIntegrations, cached) and, with
+    the integration key, the key's. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the
+    integration), PERMISSION_DENIED (LIFECYCLE_BLOCKED), UNAVAILABLE (integrations, on a cache miss).
     """
     IngestUsageBatch: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.IngestUsageBatchRequest, _monitoring_service_pb2.IngestUsageBatchResponse]  # type: ignore[assignment]
     """Stores 1..100 usage records in one statement; every record is validated first (one bad field
-    fails the batch, nothing written). Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED.
+    fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
+    integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
+    UNAVAILABLE (integrations, on a cache miss).
     """
     GetIntegrationUsage: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIntegrationUsageRequest, _monitoring_service_pb2.GetIntegrationUsageResponse]  # type: ignore[assignment]
     """An integration's usage in a period, for integrations' limits route. Errors: INVALID_ARGUMENT."""
@@ -271,8 +379,9 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitoring_service_pb2.IngestUsageResponse, _abc.Awaitable[_monitoring_service_pb2.IngestUsageResponse]]:
         """Stores one usage record of the SDK's reporter; a repeated call_id answers duplicate with the
-        original id. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the integration),
-        PERMISSION_DENIED (LIFECYCLE_BLOCKED).
+        original id. The integration must be the tenant's (integrations.CheckIntegrations, cached) and, with
+        the integration key, the key's. Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (the
+        integration), PERMISSION_DENIED (LIFECYCLE_BLOCKED), UNAVAILABLE (integrations, on a cache miss).
         """
 
     @_abc_1.abstractmethod
@@ -282,7 +391,9 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitoring_service_pb2.IngestUsageBatchResponse, _abc.Awaitable[_monitoring_service_pb2.IngestUsageBatchResponse]]:
         """Stores 1..100 usage records in one statement; every record is validated first (one bad field
-        fails the batch, nothing written). Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED.
+        fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
+        integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
+        UNAVAILABLE (integrations, on a cache miss).
         """
 
     @_abc_1.abstractmethod
@@ -318,6 +429,20 @@ class IncidentsServiceStub:
     """ACTIVE or ACKED → RESOLVED (final); resolving again changes nothing. Errors: NOT_FOUND,
     PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED), INVALID_ARGUMENT.
     """
+    ListHistoricalIncidents: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListHistoricalIncidentsRequest, _monitoring_service_pb2.ListHistoricalIncidentsResponse]
+    """RESOLVED incidents resolved longer ago than retention_days, most recently resolved first.
+    Errors: INVALID_ARGUMENT (INVALID_QUERY, UNSUPPORTED_PARAM).
+    """
+    ListIncidentsFacade: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListIncidentsFacadeRequest, _monitoring_service_pb2.ListIncidentsFacadeResponse]
+    """One of the three topics (active, resolved, historical) in the console's facade shape. The request
+    carries the URL's query verbatim: the gateway hands it on as `query`, so that this service, not the
+    transcoder, names an unknown or repeated parameter (MONITORING.md 0.3).
+    Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter, UNSUPPORTED_PARAM for as_of).
+    """
+    GetIncidentMetrics: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIncidentMetricsRequest, _monitoring_service_pb2.GetIncidentMetricsResponse]
+    """Incidents created in the last window_days: counts by lifecycle_state and severity, and the mean and
+    median times to acknowledge and to resolve. Errors: INVALID_ARGUMENT (INVALID_QUERY).
+    """
 
 @_typing.type_check_only
 class IncidentsServiceAsyncStub(IncidentsServiceStub):
@@ -339,6 +464,20 @@ class IncidentsServiceAsyncStub(IncidentsServiceStub):
     ResolveIncident: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ResolveIncidentRequest, _monitoring_service_pb2.ResolveIncidentResponse]  # type: ignore[assignment]
     """ACTIVE or ACKED → RESOLVED (final); resolving again changes nothing. Errors: NOT_FOUND,
     PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED), INVALID_ARGUMENT.
+    """
+    ListHistoricalIncidents: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListHistoricalIncidentsRequest, _monitoring_service_pb2.ListHistoricalIncidentsResponse]  # type: ignore[assignment]
+    """RESOLVED incidents resolved longer ago than retention_days, most recently resolved first.
+    Errors: INVALID_ARGUMENT (INVALID_QUERY, UNSUPPORTED_PARAM).
+    """
+    ListIncidentsFacade: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.ListIncidentsFacadeRequest, _monitoring_service_pb2.ListIncidentsFacadeResponse]  # type: ignore[assignment]
+    """One of the three topics (active, resolved, historical) in the console's facade shape. The request
+    carries the URL's query verbatim: the gateway hands it on as `query`, so that this service, not the
+    transcoder, names an unknown or repeated parameter (MONITORING.md 0.3).
+    Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter, UNSUPPORTED_PARAM for as_of).
+    """
+    GetIncidentMetrics: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIncidentMetricsRequest, _monitoring_service_pb2.GetIncidentMetricsResponse]  # type: ignore[assignment]
+    """Incidents created in the last window_days: counts by lifecycle_state and severity, and the mean and
+    median times to acknowledge and to resolve. Errors: INVALID_ARGUMENT (INVALID_QUERY).
     """
 
 class IncidentsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -394,6 +533,38 @@ class IncidentsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_monitoring_service_pb2.ResolveIncidentResponse, _abc.Awaitable[_monitoring_service_pb2.ResolveIncidentResponse]]:
         """ACTIVE or ACKED → RESOLVED (final); resolving again changes nothing. Errors: NOT_FOUND,
         PERMISSION_DENIED (ROLE_REQUIRED, LIFECYCLE_BLOCKED), INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def ListHistoricalIncidents(
+        self,
+        request: _monitoring_service_pb2.ListHistoricalIncidentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.ListHistoricalIncidentsResponse, _abc.Awaitable[_monitoring_service_pb2.ListHistoricalIncidentsResponse]]:
+        """RESOLVED incidents resolved longer ago than retention_days, most recently resolved first.
+        Errors: INVALID_ARGUMENT (INVALID_QUERY, UNSUPPORTED_PARAM).
+        """
+
+    @_abc_1.abstractmethod
+    def ListIncidentsFacade(
+        self,
+        request: _monitoring_service_pb2.ListIncidentsFacadeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.ListIncidentsFacadeResponse, _abc.Awaitable[_monitoring_service_pb2.ListIncidentsFacadeResponse]]:
+        """One of the three topics (active, resolved, historical) in the console's facade shape. The request
+        carries the URL's query verbatim: the gateway hands it on as `query`, so that this service, not the
+        transcoder, names an unknown or repeated parameter (MONITORING.md 0.3).
+        Errors: INVALID_ARGUMENT (INVALID_QUERY naming the parameter, UNSUPPORTED_PARAM for as_of).
+        """
+
+    @_abc_1.abstractmethod
+    def GetIncidentMetrics(
+        self,
+        request: _monitoring_service_pb2.GetIncidentMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.GetIncidentMetricsResponse, _abc.Awaitable[_monitoring_service_pb2.GetIncidentMetricsResponse]]:
+        """Incidents created in the last window_days: counts by lifecycle_state and severity, and the mean and
+        median times to acknowledge and to resolve. Errors: INVALID_ARGUMENT (INVALID_QUERY).
         """
 
 def add_IncidentsServiceServicer_to_server(servicer: IncidentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
