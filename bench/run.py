@@ -16,6 +16,10 @@ a baseline measured in the same run, under the same load.
   5. Telemetry ingest (bench/ingest.py): 100-record batches through Envoy with the integration key vs the
      same set-based INSERT straight into PostgreSQL, records/s (targets >= 0.3 and >= 20,000 records/s);
      one record per request vs an authenticated one-row read through the gateway, p50 (target <= 1.5).
+  6. The live-runs first page (ListLiveRuns) of a tenant's 1,000 LIVE runs in a run table of 1,000,000
+     runs across 10,000 tenants vs a table holding only those runs, straight to monitoring (Python client),
+     through Envoy as gRPC (h2load) and as GET /activity/live (wrk); ratio = p50 / baseline p50 (target
+     <= 1.5; bench/live_runs.py). `--scale` sizes it as scenario 4. Runs last: its tenant ends COMPLETE.
 
     .venv/bin/python bench/run.py [--seconds 3] [--concurrency 16] [--scale 1] [--skip 1] [--load]
 
@@ -38,7 +42,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "protos")]
 
-from bench import activation, edge, ingest, keyset, verify_bench  # noqa: E402
+from bench import activation, edge, ingest, keyset, live_runs, verify_bench  # noqa: E402
 from bench.common import HEADER, Running, sign_up  # noqa: E402
 from cli import stack  # noqa: E402
 
@@ -58,12 +62,16 @@ async def main(options: argparse.Namespace) -> None:
     running = Running(work)
     try:
         urls = await asyncio.to_thread(stack.prepare_databases, pg.get_uri(), "bench_", True)
-        small = (await asyncio.to_thread(stack.prepare_databases, pg.get_uri(), "benchsmall_", True))["api_keys"]
+        smalls = await asyncio.to_thread(stack.prepare_databases, pg.get_uri(), "benchsmall_", True)
+        small = smalls["api_keys"]
         tables = keyset.Tables.at_scale(options.scale)
         if 4 not in skip:
             await keyset.load(tables, urls["api_keys"], small)
         await running.start(urls, small)
         tenant = await sign_up(running)
+        runs = live_runs.Tables.at_scale(options.scale)
+        if 6 not in skip:  # the runs are the signed-up tenant's, so that the gate lets its key list them
+            await live_runs.load(runs, tenant.id, urls["monitoring"], smalls["monitoring"])
         if 2 not in skip:
             await edge.run(running, tenant, conc, seconds, rounds)
         if 3 not in skip:
@@ -72,6 +80,8 @@ async def main(options: argparse.Namespace) -> None:
             await keyset.run(running, tables, conc, seconds, rounds)
         if 5 not in skip:
             await ingest.run(running, tenant, urls["monitoring"], conc, seconds, rounds)
+        if 6 not in skip:
+            await live_runs.run(running, tenant, smalls["monitoring"], runs, conc, seconds, rounds)
         print(f"# load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         await running.close()
@@ -84,7 +94,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved runs per target; the best is kept")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--scale", type=float, default=1.0, help="scenario 4's table size (1 = 1M keys)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="scenarios 4 and 5's table sizes (1 = 1M keys, 1M runs)"
+    )
     parser.add_argument("--skip", type=int, action="append", default=[], help="a scenario not to run")
     parser.add_argument("--load", action="store_true", help="then the long load test (200 clients, 60 s)")
     options = parser.parse_args()

@@ -1,7 +1,8 @@
-"""`aos demo`: walks a new tenant from signup to COMPLETE through the REST gateway of a running stack.
+"""`aos demo`: walks a new tenant from signup to COMPLETE through the REST gateway of a running stack, then
+uses what COMPLETE unlocks: a run, usage telemetry, a failed completion and the incident it opens.
 
-Every step goes through Envoy exactly as a customer's console, script or SDK would; after each one the
-tenant's onboarding state is read back and printed. The integration is validated against a local fake
+Every step goes through Envoy exactly as a customer's console, script or SDK would; after each onboarding
+step the tenant's state is read back and printed. The integration is validated against a local fake
 LLM provider (an OpenAI-compatible `GET /v1/models`) this command serves for the duration of the demo.
 """
 
@@ -84,7 +85,7 @@ def run(base: str, data_dir: Path, say: Callable[[str], None] = print) -> str:
         say(f"{title:<40} → {state}")
         return result
 
-    say(f"{'1. sign up tenant ' + tenant[:8]:<40} → (created)")
+    say(f"{'1. sign up tenant ' + tenant[:8]:<40} → (created, owner {user})")
     step("2. verify identity", lambda: _call(base, "POST", "/onboarding/verify", auth, {}))
     created = step(
         "3. create the first API key", lambda: _call(base, "POST", "/tenant/api-keys", auth, {"name": "demo"})
@@ -119,4 +120,55 @@ def run(base: str, data_dir: Path, say: Callable[[str], None] = print) -> str:
     if _data(done).get("to_state") != "COMPLETE":
         raise DemoError(f"onboarding did not complete: {done}")
     say(f"tenant {tenant} is COMPLETE")
+    monitor(base, auth, key, integration_id, say)
     return tenant
+
+
+USAGE: list[
+    dict[str, Any]
+] = [  # what an SDK's reporter sends for the run's LLM calls (token counts, cost; never the content)
+    {"provider": "openai", "model": "gpt-4o", "tokens_in": 1200, "tokens_out": 300, "cost_cents": 4},
+    {"provider": "openai", "model": "gpt-4o", "tokens_in": 900, "tokens_out": 250, "cost_cents": 3},
+    {"provider": "openai", "model": "gpt-4o-mini", "tokens_in": 400, "tokens_out": 80, "cost_cents": 1},
+]
+
+TOTALS = {"input_tokens": "tokens_in", "output_tokens": "tokens_out", "cost_cents": "cost_cents"}
+
+
+def monitor(
+    base: str, auth: dict[str, str], key: dict[str, str], integration_id: str, say: Callable[[str], None]
+) -> None:
+    """The SDK's run with the first key, usage records of the demo's integration, the run failing on a
+    timeout, and the incident that completion opened, read back as the console reads it."""
+    run = _call(base, "POST", "/api/v1/runs", key, {"agent_id": "demo-agent", "goal": "summarise the report"})
+    run_id = run["run_id"]
+    say(f"{'10. start a run with the key':<40} → run {run_id[:8]} {run['state']} ({run['origin_system_id']})")
+    # Ingest needs telemetry:write, which the first key's default scopes (run:*) do not grant.
+    writer = {"name": "demo-telemetry", "permissions": ["telemetry:write"]}
+    telemetry = {"x-aos-key": _call(base, "POST", "/tenant/api-keys", auth, writer)["key"]}
+    records = [
+        {**usage, "call_id": f"{run_id}-{i}", "agent_id": "demo-agent", "integration_id": integration_id}
+        for i, usage in enumerate(USAGE)
+    ]
+    sent = _call(base, "POST", "/api/v1/telemetry/llm-usage/batch", telemetry, {"records": records})
+    if sent["accepted"] != len(records):
+        raise DemoError(f"usage records were not all accepted: {sent}")
+    say(f"{'11. send ' + str(len(records)) + ' usage records':<40} → accepted {sent['accepted']}")
+    failed = {
+        "status": "failed",
+        "error_message": "EXECUTION_TIMEOUT after 30s",
+        "duration_ms": 30000,
+        # The run's final totals are its calls' usage.
+        **{total: sum(u[field] for u in USAGE) for total, field in TOTALS.items()},
+    }
+    done = _call(base, "POST", f"/v1/runs/{run_id}:complete", key, failed)
+    opened = ", ".join(done["incident_ids"])
+    say(f"{'12. the run fails: EXECUTION_TIMEOUT':<40} → {done['run']['status']}, incident {opened}")
+    active = _call(base, "GET", "/incidents/active", auth)
+    shown = [i for i in active["items"] if i["llm_run_id"] == run_id]
+    if not shown:
+        raise DemoError(f"the failed run's incident is not active: {active}")
+    incident = shown[0]
+    say(
+        f"{'13. GET /incidents/active':<40} → {incident['severity']} {incident['lifecycle_state']}: {incident['title']}"
+    )

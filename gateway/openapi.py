@@ -140,13 +140,15 @@ def _operation(
             for f in request.field
             if f.name not in params and f.type != F.TYPE_MESSAGE
         ]
-    ok = "201" if verb == "post" and method.name.startswith("Create") else "200"
+    # 201 when the service made the resource (services.common.server.created); a create that finds its
+    # idempotent original, or a trace stored before (first write wins), answers 200 with the same body.
+    made = verb == "post" and method.name.startswith(("Create", "Store"))
     index.used.add(method.output_type)
     out = {"$ref": f"#/components/schemas/{method.output_type.lstrip('.')}"}
     op["responses"] = {
-        ok: {"description": "OK", "content": {"application/json": {"schema": out}}},
-        "default": {"description": "error", "content": {"application/json": {"schema": ERROR}}},
-    }
+        code: {"description": "OK", "content": {"application/json": {"schema": out}}}
+        for code in (("201", "200") if made else ("200",))
+    } | {"default": {"description": "error", "content": {"application/json": {"schema": ERROR}}}}
     return op
 
 

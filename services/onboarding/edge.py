@@ -4,12 +4,16 @@ approval carries the caller headers the services read."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
+# What gRPC metadata keys may be (the services' gRPC server refuses a whole call carrying any other key).
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
 _CODES = {401: code_pb2.UNAUTHENTICATED, 429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
 
 
@@ -53,3 +57,9 @@ def allow(headers: dict[str, str], remove: list[str]) -> external_auth_pb2.Check
             headers=[_header(k, v) for k, v in headers.items() if v], headers_to_remove=remove
         ),
     )
+
+
+def unfit(names: Iterable[str]) -> list[str]:
+    """Header names HTTP allows but gRPC metadata does not (`a*b`, `o'c`): forwarded, they would make the
+    service refuse the call (500), and no service reads them. Pseudo-headers (`:path`) are Envoy's."""
+    return [name for name in names if not name.startswith(":") and not _METADATA_KEY.fullmatch(name)]

@@ -27,7 +27,7 @@ from services.common.interceptors import gate_rule
 from services.common.principal import KINDS, Kind, Principal
 from services.onboarding import identity, policy, states
 from services.onboarding.clients import Clients
-from services.onboarding.edge import INVALID_KEY, Denied, allow, deny, invalid_token
+from services.onboarding.edge import INVALID_KEY, Denied, allow, deny, invalid_token, unfit
 from services.onboarding.keyguard import PREFIX_CHARS, KeyGuard
 from services.onboarding.policy import State
 
@@ -83,7 +83,9 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
         try:
-            return await self._check(http.path, dict(http.headers), request)
+            answer = await self._check(http.path, dict(http.headers), request)
+            answer.ok_response.headers_to_remove.extend(unfit(http.headers))
+            return answer
         except Denied as denied:
             return deny(denied)
         except Unavailable as exc:

@@ -27,6 +27,8 @@ from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
 from aos.api_keys.v1 import api_keys_service_pb2_grpc
 from aos.events.v1 import events_service_pb2, events_service_pb2_grpc
 from aos.integrations.v1 import integrations_service_pb2 as integrations_rpc
+from aos.monitoring.v1 import monitoring_service_pb2 as monitoring_rpc
+from aos.monitoring.v1 import monitoring_service_pb2_grpc
 from aos.onboarding.v1 import onboarding_service_pb2 as onboarding_rpc
 from cli import devtls, stack
 from services.common import db, server, tls
@@ -45,7 +47,7 @@ from tests.conftest import (
     tls_channel,
 )
 
-SERVICES = ("account", "api_keys", "integrations", "onboarding")
+SERVICES = ("account", "api_keys", "integrations", "monitoring", "onboarding")
 # One internal RPC of each service, a request for it, a service its gate rule names as caller, and one it
 # does not name (onboarding's internal RPCs are for all three others: only itself is left out).
 INTERNAL: dict[str, tuple[str, Message, str, str]] = {
@@ -66,6 +68,12 @@ INTERNAL: dict[str, tuple[str, Message, str, str]] = {
         integrations_rpc.GetActivationEvidenceRequest(tenant_id="t"),
         "onboarding",
         "api_keys",
+    ),
+    "monitoring": (
+        "/aos.monitoring.v1.TelemetryService/GetIntegrationUsage",
+        monitoring_rpc.GetIntegrationUsageRequest(tenant_id="t", integration_id="i"),
+        "integrations",
+        "onboarding",
     ),
     "onboarding": (
         "/aos.onboarding.v1.OnboardingService/GetOnboardingState",
@@ -143,6 +151,11 @@ async def test_a_stolen_service_certificate_cannot_act_as_a_customer_or_operator
     acc = channels.stub(account_service_pb2_grpc.AccountServiceStub, running["account"], thief)
     keys = channels.stub(api_keys_service_pb2_grpc.ApiKeysServiceStub, running["api_keys"], thief)
     events = channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["api_keys"], thief)
+    # monitoring names integrations as the caller of GetIntegrationUsage: its certificate still buys no customer
+    # RPC there (runs, incidents), nor another tenant's events.
+    activity = channels.stub(monitoring_service_pb2_grpc.ActivityServiceStub, running["monitoring"], thief)
+    incidents = channels.stub(monitoring_service_pb2_grpc.IncidentsServiceStub, running["monitoring"], thief)
+    run_events = channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["monitoring"], thief)
     forged = human(tenant, user="mallory", role="owner")
     attempts = [
         keys.ListApiKeys(keys_rpc.ListApiKeysRequest(), metadata=forged, timeout=5),
@@ -155,6 +168,12 @@ async def test_a_stolen_service_certificate_cannot_act_as_a_customer_or_operator
         keys.VerifyApiKey(keys_rpc.VerifyApiKeyRequest(secret=made.key), metadata=service("onboarding"), timeout=5),
         keys.VerifyApiKey(keys_rpc.VerifyApiKeyRequest(secret=made.key), metadata=service(thief), timeout=5),
         events.ListEvents(events_service_pb2.ListEventsRequest(tenant_id=tenant), metadata=service(thief), timeout=5),
+        activity.CreateRun(monitoring_rpc.CreateRunRequest(agent_id="a", goal="pwned"), metadata=forged, timeout=5),
+        activity.ListLiveRuns(monitoring_rpc.ListLiveRunsRequest(), metadata=forged, timeout=5),
+        incidents.ListActiveIncidents(monitoring_rpc.ListActiveIncidentsRequest(), metadata=forged, timeout=5),
+        run_events.ListEvents(
+            events_service_pb2.ListEventsRequest(tenant_id=tenant), metadata=service(thief), timeout=5
+        ),
     ]
     for attempt in attempts:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -167,6 +186,8 @@ async def test_a_stolen_service_certificate_cannot_act_as_a_customer_or_operator
     assert not (await account.ListProjects(account_rpc.ListProjectsRequest(), metadata=owner, timeout=5)).items
     listed = await victim_keys.ListApiKeys(keys_rpc.ListApiKeysRequest(), metadata=owner, timeout=5)
     assert [k.key_id for k in listed.items] == [made.id]
+    mine = channels.stub(monitoring_service_pb2_grpc.ActivityServiceStub, running["monitoring"])
+    assert (await mine.ListLiveRuns(monitoring_rpc.ListLiveRunsRequest(), metadata=owner, timeout=5)).total == 0
 
 
 def _served_serial(address: str, name: str) -> int:

@@ -23,7 +23,8 @@ from gateway import config
 pytestmark = pytest.mark.timeout(300)
 
 # Checked independently of cli/manifests.py's own table: the issue's peers, plus api_keys and monitoring following
-# account's events.
+# account's events, and monitoring and integrations asking each other (ingest's ownership check, the limits'
+# usage; MONITORING.md 0.12).
 ADMITTED = {
     "account": {"gateway", "onboarding", "api-keys", "monitoring"},
     "api-keys": {"gateway", "onboarding"},

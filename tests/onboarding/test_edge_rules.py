@@ -12,6 +12,7 @@ from aos.gate.v1 import gate_pb2
 from gateway import config, identity
 from gateway.identity import IdentityProvider
 from services.common.principal import Kind, Principal
+from services.onboarding import edge
 from services.onboarding import identity as gate_identity
 from services.onboarding.edge import Denied
 from services.onboarding.gate import CREDENTIAL_HEADERS, Gate, IntegrationKey, _integration_key
@@ -212,3 +213,10 @@ def test_the_gate_knows_the_rules_of_services_its_process_never_calls() -> None:
     ran = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["telemetry:write", str(gate_pb2.ONBOARDING_STATE_SDK_CONNECTED)]
+
+
+def test_header_names_grpc_metadata_cannot_carry_are_named_for_removal() -> None:
+    """HTTP's token characters beyond gRPC's [0-9a-z_.-] would make a service refuse the call; Envoy's
+    pseudo-headers are not the client's and stay."""
+    names = [":path", ":authority", "x-aos-key", "user-agent", "x_y.z-1", "a*b", "o'c", "t~d", "q#"]
+    assert edge.unfit(names) == ["a*b", "o'c", "t~d", "q#"]
