@@ -6,14 +6,13 @@ refusal of internal RPCs all come from the protos, so a new RPC is routed (or re
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aos.gate.v1 import gate_pb2
-from gateway import identity, replies, upstream_tls
+from gateway import identity, replies, routes, upstream_tls
 from gateway.identity import IdentityProvider
+from gateway.routes import BUFFER, GATE_CLUSTER
 from gateway.rules import Method, load_methods, raw_query_paths
 from services.common import tls
 
@@ -39,7 +38,6 @@ CALLER_HEADERS = (
 # the Lua filter applies to transcoded JSON responses only (never to native gRPC).
 STATUS_HINT = Path(__file__).with_name("status_hint.lua")
 RAW_QUERY = Path(__file__).with_name("raw_query.lua")
-BUFFER = "envoy.filters.http.buffer"
 
 
 @dataclass
@@ -90,81 +88,6 @@ def render(gw: Gateway) -> dict[str, Any]:
 
 def _addr(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
-
-
-def _routes(gw: Gateway) -> list[dict[str, Any]]:
-    refused = [
-        {"match": {"path": m.path}, "direct_response": {"status": 404}}
-        for m in gw.methods
-        if m.rule.audience == gate_pb2.AUDIENCE_INTERNAL
-    ]
-    # gRPC only (transcoded REST is gRPC by then): a plain HTTP call to a gRPC path would be reset by the
-    # service (a 503); it answers 415 instead. The services never see the REST path (x-envoy-original-path):
-    # a long one would push their metadata over gRPC's limit.
-    grpc = {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
-    routed = [
-        {
-            "match": {"prefix": f"/{service}/", "headers": [grpc]},
-            "route": {"cluster": cluster, "timeout": "15s"},
-            "request_headers_to_remove": ["x-envoy-original-path"],
-            # Native gRPC streams through; its messages are bounded by the services (RESOURCE_EXHAUSTED).
-            "typed_per_filter_config": {
-                BUFFER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
-            },
-        }
-        for service, cluster in sorted({(m.service, m.cluster) for m in gw.methods if m.cluster in gw.upstreams})
-    ]
-    not_grpc = [
-        {"match": {"prefix": f"/{service}/"}, "direct_response": {"status": 415}}
-        for service in sorted({m.service for m in gw.methods if m.cluster in gw.upstreams})
-    ]
-    # The published API document, generated beside the descriptor set.
-    openapi = {
-        "match": {"path": "/openapi.json"},
-        "direct_response": {"status": 200, "body": {"filename": gw.openapi_path}},
-        "response_headers_to_add": [
-            {
-                "header": {"key": "content-type", "value": "application/json"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ],
-    }
-    # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here. With the gate,
-    # a last catch-all answers 404 itself: ext_authz skips requests that match no route, and the gate must
-    # still see unknown paths (they need COMPLETE, SPEC 3.6).
-    unknown = [{"match": {"prefix": "/"}, "direct_response": {"status": 404}}] if GATE_CLUSTER in gw.upstreams else []
-    return [openapi, *refused, *routed, *not_grpc, *_larger_bodies(gw), *unknown]
-
-
-def _larger_bodies(gw: Gateway) -> list[dict[str, Any]]:
-    """The REST paths of RPCs whose rule allows a body above the default. The buffer filter reads its limit from
-    the route of the REST path (before the transcoder rewrites it and routing starts over), so each such path
-    gets a route of its own carrying the limit; it never answers itself, as the transcoder re-routes first,
-    and a path the transcoder does not know answers 404 like any unknown one."""
-    routes = []
-    for m in sorted(gw.methods, key=lambda m: m.path):
-        if m.rule.max_body_bytes <= 0 or m.cluster not in gw.upstreams:
-            continue
-        for verb, template in m.bindings:
-            regex = "".join(
-                "[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]*\})", template)
-            )
-            routes.append(
-                {
-                    "match": {
-                        "safe_regex": {"regex": regex},
-                        "headers": [{"name": ":method", "string_match": {"exact": verb.upper()}}],
-                    },
-                    "direct_response": {"status": 404},
-                    "typed_per_filter_config": {
-                        BUFFER: {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-                            "buffer": {"max_request_bytes": m.rule.max_body_bytes},
-                        }
-                    },
-                }
-            )
-    return routes
 
 
 def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
@@ -224,7 +147,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
         "route_config": {
             "name": "aos",
             "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
-            "virtual_hosts": [{"name": "aos", "domains": ["*"], "routes": _routes(gw)}],
+            "virtual_hosts": [{"name": "aos", "domains": ["*"], "routes": routes.table(gw)}],
         },
         "http_filters": filters,
         "local_reply_config": replies.local_replies(),
@@ -253,10 +176,6 @@ def _raw_query(gw: Gateway) -> list[dict[str, Any]]:
     table = "local RAW_QUERY_PATHS = {" + ", ".join(f'["{p}"] = true' for p in gw.raw_query_paths) + "}\n"
     source = {"inline_string": table + RAW_QUERY.read_text()}
     return [_filter("aos.raw_query", "envoy.extensions.filters.http.lua.v3.Lua", {"default_source_code": source})]
-
-
-# The cluster serving envoy.service.auth.v3.Authorization/Check (the edge gate).
-GATE_CLUSTER = "onboarding"
 
 
 def _ext_authz(gw: Gateway) -> list[dict[str, Any]]:

@@ -11,14 +11,11 @@ from aos.monitoring.v1 import logs_pb2 as pb
 from aos.monitoring.v1 import logs_service_pb2 as rpc
 from services.monitoring import records, traces
 from services.monitoring.models import Incident, LlmRunRecord, Trace, TraceStep
+from services.monitoring.responses import struct
 
 T = TypeVar("T")
 _RECORD_TEXT = ("trace_id", "provider", "model", "prompt_hash", "response_hash")
 _RECORD_VALUES = ("input_tokens", "output_tokens", "cost_cents", "execution_status", "source", "is_synthetic")
-
-
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
-    return json_format.ParseDict(data, struct_pb2.Struct())
 
 
 def _record_fields(row: LlmRunRecord) -> dict[str, Any]:
@@ -63,7 +60,7 @@ def step(row: TraceStep) -> pb.TraceStep:
         fields["timestamp"] = row.timestamp
     return pb.TraceStep(
         step_index=row.step_index,
-        params=_struct(row.params),
+        params=struct(row.params),
         cost_cents=row.cost_cents,
         duration_ms=row.duration_ms,
         retry_count=row.retry_count,
@@ -80,7 +77,7 @@ def trace(row: Trace, steps: list[TraceStep] | None = None) -> pb.Trace:
     return pb.Trace(
         trace_id=row.trace_id,
         tenant_id=row.tenant_id,
-        metadata=_struct(row.meta),
+        metadata=struct(row.meta),
         root_hash=row.root_hash,
         seed=row.seed,
         schema_version=row.schema_version,
@@ -98,7 +95,7 @@ def replay(run_id: str, anchor: datetime, items: list[records.Item], truncated: 
     return rpc.GetReplayWindowResponse(
         run_id=run_id,
         items=[
-            rpc.ReplayItem(kind=i.kind, id=i.id, record=_struct(i.record), **_at(timestamp=i.timestamp)) for i in items
+            rpc.ReplayItem(kind=i.kind, id=i.id, record=struct(i.record), **_at(timestamp=i.timestamp)) for i in items
         ],
         item_count=len(items),
         truncated=truncated,

@@ -9,12 +9,11 @@ from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from aos.monitoring.v1 import founder_service_pb2 as fdr
 from aos.monitoring.v1 import monitoring_pb2 as pb
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from services.common import paging
 from services.monitoring import policy
-from services.monitoring.models import Incident, LlmRunRecord, Run, SignalFeedback
+from services.monitoring.models import Incident, Run, SignalFeedback
 from services.monitoring.queries import Listing
 
 NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
@@ -34,7 +33,7 @@ def projection(run: Run, t: policy.Thresholds, now: datetime) -> tuple[str, str]
     return latency, policy.evidence_health(True, latency, 0, traced=False)
 
 
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
+def struct(data: dict[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     struct.update(data)
     return struct
@@ -54,7 +53,7 @@ def summary_fields(run: Run, t: policy.Thresholds, now: datetime) -> dict[str, A
         "integrity_status": "UNKNOWN",
         "policy_draft_count": 0,
         "estimated_cost_usd": float(run.cost_cents) / 100,
-        "policy_context": _struct(run.policy_context),
+        "policy_context": struct(run.policy_context),
         "incident_severity": run.incident_severity or "",
     }
     if run.completed_at is not None:
@@ -170,57 +169,6 @@ def ingested(status: str, record_id: str, call_id: str, request_id: str) -> rpc.
     return rpc.IngestUsageResponse(status=status, id=record_id, call_id=call_id, success=True, data=result, meta=meta)
 
 
-def keyset_page(response: Callable[..., T], rows: Sequence[Any], listing: Listing, item: Callable[[Any], Any]) -> T:
-    """A founder list answer: items, has_more and the next page's token; no total (it would count every
-    tenant's rows)."""
-    items, token, more = listing.page.cut(rows, listing.key)
-    reply = response(items=[item(r) for r in items], has_more=more, next_page_token=token)
-    reply.generated_at.FromDatetime(datetime.now(UTC))  # type: ignore[attr-defined]
-    return reply
-
-
-def _plain(row: Any, columns: Sequence[str]) -> dict[str, Any]:
-    """Columns as JSON values (times in RFC 3339) for a timeline record."""
-    values = {c: getattr(row, c) for c in columns}
-    return {c: v.isoformat() if isinstance(v, datetime) else v for c, v in values.items()}
-
-
-_STARTED = (
-    *("run_id", "tenant_id", "project_id", "agent_id", "goal", "plan", "actor_type", "actor_id"),
-    *("origin_system_id", "source", "parent_run_id", "idempotency_key", "expected_latency_ms"),
-    *("is_synthetic", "started_at"),
-)
-_ENDED = ("status", "error_code", "error_message", "risk_level", "risk_type", "completed_at", "duration_ms")
-_RECORDED = (
-    *("id", "trace_id", "provider", "model", "prompt_hash", "response_hash", "input_tokens"),
-    *("output_tokens", "cost_cents", "execution_status", "source", "created_at"),
-)
-
-
-def _entry(entry_type: str, when: datetime | None, record: dict[str, Any]) -> fdr.TimelineEntry:
-    entry = fdr.TimelineEntry(entry_type=entry_type, record=_struct(record))
-    if when is not None:
-        entry.timestamp.FromDatetime(when)
-    return entry
-
-
-def timeline(run: Run, incidents: Sequence[Incident], record: LlmRunRecord | None) -> fdr.GetRunTimelineResponse:
-    """PRE_RUN, then each incident, then OUTCOME: the record and how the run ended, or pending while LIVE."""
-    entries = [_entry("PRE_RUN", run.started_at, _plain(run, _STARTED))]
-    entries += [
-        _entry("INCIDENT", i.created_at, json_format.MessageToDict(incident(i), preserving_proto_field_name=True))
-        for i in incidents
-    ]
-    if run.state == "LIVE":
-        entries.append(_entry("OUTCOME", None, {"status": "pending", "last_seen_at": run.last_seen_at.isoformat()}))
-    else:
-        outcome = _plain(run, _ENDED) | {"record": _plain(record, _RECORDED) if record else None}
-        entries.append(_entry("OUTCOME", run.completed_at, outcome))
-    return fdr.GetRunTimelineResponse(
-        run_id=run.run_id, tenant_id=run.tenant_id, entries=entries, entry_count=len(entries)
-    )
-
-
 def _number(value: float | None) -> struct_pb2.Value:
     return NULL if value is None else struct_pb2.Value(number_value=round(float(value), 3))
 
@@ -259,7 +207,7 @@ def signal(row: Any) -> pb.Signal:
             "acknowledged_at": _rfc3339(row.acknowledged_at),
             "comment": row.comment,
         }
-        feedback = struct_pb2.Value(struct_value=_struct(acked))
+        feedback = struct_pb2.Value(struct_value=struct(acked))
     item = pb.Signal(
         signal_id=policy.signal_id(row.fingerprint),
         signal_fingerprint=row.fingerprint,
@@ -268,7 +216,7 @@ def signal(row: Any) -> pb.Signal:
         signal_type=row.signal_type,
         severity=row.severity,
         summary=policy.signal_summary(row.signal_type, str(row.run_id), row.risk_level, row.incident_severity),
-        policy_context=_struct(row.policy_context),
+        policy_context=struct(row.policy_context),
         feedback=feedback,
     )
     item.created_at.FromDatetime(row.started_at)

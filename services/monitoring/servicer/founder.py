@@ -11,7 +11,7 @@ from aos.monitoring.v1 import founder_service_pb2 as fdr
 from aos.monitoring.v1 import founder_service_pb2_grpc
 from aos.monitoring.v1 import monitoring_pb2 as pb
 from services.common.principal import Principal, caller
-from services.monitoring import founder, policy, queries, requests, responses
+from services.monitoring import founder, founder_responses, policy, queries, requests, responses
 from services.monitoring.models import Incident, Run
 from services.monitoring.servicer import Context, Sessions
 
@@ -44,7 +44,7 @@ class FounderServicer(founder_service_pb2_grpc.FounderServiceServicer):
         await self._audit(who, "GetRunTimeline", {}, run_id)
         async with self._sessions() as session:
             run, incidents, record = await founder.timeline(session, run_id)
-        return responses.timeline(run, incidents, record)
+        return founder_responses.timeline(run, incidents, record)
 
     async def ListAllRuns(self, request: fdr.ListAllRunsRequest, context: Context) -> fdr.ListAllRunsResponse:
         who, listing = caller(context), queries.all_runs(request)
@@ -58,7 +58,7 @@ class FounderServicer(founder_service_pb2_grpc.FounderServiceServicer):
             t = thresholds.get(run.tenant_id) or policy.Thresholds()
             return pb.RunSummary(**responses.summary_fields(run, t, now))
 
-        return responses.keyset_page(fdr.ListAllRunsResponse, rows, listing, summary)
+        return founder_responses.keyset_page(fdr.ListAllRunsResponse, rows, listing, summary)
 
     async def ListAllIncidents(
         self, request: fdr.ListAllIncidentsRequest, context: Context
@@ -67,4 +67,4 @@ class FounderServicer(founder_service_pb2_grpc.FounderServiceServicer):
         await self._audit(who, "ListAllIncidents", _filters(request))
         async with self._sessions() as session:
             rows = await founder.every(session, Incident, listing)
-        return responses.keyset_page(fdr.ListAllIncidentsResponse, rows, listing, responses.incident)
+        return founder_responses.keyset_page(fdr.ListAllIncidentsResponse, rows, listing, responses.incident)
