@@ -93,7 +93,7 @@ async def test_runs_attribution_derivations_and_order(
     twins = [(await run(http, key))["run_id"] for _ in range(2)]  # M21: equal started_at
     await execute(
         engines,
-        "UPDATE run SET started_at = '2030-01-01T00:00:00Z' WHERE run_id = ANY(CAST(:ids AS uuid[]))",
+        "UPDATE run SET started_at = '2026-01-01T00:00:00Z' WHERE run_id = ANY(CAST(:ids AS uuid[]))",
         ids=twins,
     )
     orders = [[r["run_id"] for r in (await http.get("/activity/live", headers=auth)).json()["items"]] for _ in "abc"]
