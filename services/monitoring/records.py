@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import DateTime, String, func, select, text
+from sqlalchemy import DateTime, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,14 +84,6 @@ async def trace_of(session: AsyncSession, tenant_id: str, run: Run) -> Trace | N
         if named is not None and named.trace_id:
             found = await session.get(Trace, (tenant_id, named.trace_id))
     return found
-
-
-async def page(session: AsyncSession, tenant_id: str, listing: Any) -> tuple[list[LlmRunRecord], int]:
-    """A ListLlmRunRecords page (one row more when another follows) and the filtered total."""
-    scope = [LlmRunRecord.tenant_id == tenant_id, *listing.where]
-    total = await session.scalar(select(func.count()).select_from(LlmRunRecord).where(*scope)) or 0
-    rows = await session.scalars(listing.select(select(LlmRunRecord).where(LlmRunRecord.tenant_id == tenant_id)))
-    return list(rows.all()), total
 
 
 class Item(NamedTuple):

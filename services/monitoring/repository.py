@@ -18,12 +18,13 @@ from services.monitoring.models import (
     MonitoringThreshold,
     Run,
     TenantLifecycle,
+    Trace,
     UsageDaily,
     UsageRecord,
 )
 from services.monitoring.queries import Listing
 
-Row = TypeVar("Row", Run, Incident)
+Row = TypeVar("Row", Run, Incident, LlmRunRecord, Trace)
 
 
 async def tenant_status(session: AsyncSession, tenant_id: str) -> str | None:

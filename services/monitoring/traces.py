@@ -14,7 +14,7 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 from google.protobuf import json_format
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -233,14 +233,6 @@ async def steps_of(session: AsyncSession, tenant_id: str, trace_id: str) -> list
         .order_by(TraceStep.step_index)
     )
     return list((await session.scalars(query)).all())
-
-
-async def page(session: AsyncSession, tenant_id: str, listing: Any) -> tuple[list[Trace], int]:
-    """A ListTraces page (one row more when another follows) and the filtered total."""
-    scope = [Trace.tenant_id == tenant_id, *listing.where]
-    total = await session.scalar(select(func.count()).select_from(Trace).where(*scope)) or 0
-    rows = await session.scalars(listing.select(select(Trace).where(Trace.tenant_id == tenant_id)))
-    return list(rows.all()), total
 
 
 class Difference(NamedTuple):

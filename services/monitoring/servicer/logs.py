@@ -8,6 +8,7 @@ from aos.monitoring.v1 import monitoring_pb2 as pb
 from services.common.interceptors import request_id
 from services.common.principal import caller
 from services.monitoring import logs_queries, logs_responses, records, repository, requests, responses, tenants
+from services.monitoring.models import LlmRunRecord
 from services.monitoring.servicer import Context, Sessions, header
 from services.monitoring.servicer.traces import TracesMixin
 
@@ -25,7 +26,7 @@ class LogsServicer(TracesMixin, logs_service_pb2_grpc.LogsServiceServicer):
         listing, applied = logs_queries.records(request)
         async with self._sessions() as session:
             tenant_id = await tenants.require(session, who, tenants.READABLE)
-            rows, total = await records.page(session, tenant_id, listing)
+            rows, total = await repository.page(session, LlmRunRecord, tenant_id, listing)
         reply = responses.page(rpc.ListLlmRunRecordsResponse, rows, total, listing, logs_responses.record)
         reply.filters_applied.SetInParent()  # {} when none: the field is always there
         reply.filters_applied.update(applied)
@@ -71,7 +72,9 @@ class LogsServicer(TracesMixin, logs_service_pb2_grpc.LogsServiceServicer):
         async with self._sessions() as session:
             tenant_id = await tenants.require(session, who, tenants.READABLE)
             # system_records has no source yet: an empty topic, not an error.
-            rows, total = await records.page(session, tenant_id, listing) if topic == "llm_runs" else ([], 0)
+            rows, total = (
+                await repository.page(session, LlmRunRecord, tenant_id, listing) if topic == "llm_runs" else ([], 0)
+            )
         page, _, more = listing.page.cut(rows, listing.key)
         following = listing.page.offset + len(page) if more else None
         pagination = pb.Pagination(

@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aos.monitoring.v1 import logs_service_pb2 as rpc
 from services.common.principal import WRITERS, caller
 from services.common.server import created
-from services.monitoring import logs_queries, logs_responses, responses, tenants, traces
+from services.monitoring import logs_queries, logs_responses, repository, responses, tenants, traces
 from services.monitoring.models import Trace, TraceStep
 from services.monitoring.servicer import Context, Sessions
 
@@ -35,7 +35,7 @@ class TracesMixin:
         who, listing = caller(context), logs_queries.trace_list(request)
         async with self._sessions() as session:
             tenant_id = await tenants.require(session, who, tenants.READABLE)
-            rows, total = await traces.page(session, tenant_id, listing)
+            rows, total = await repository.page(session, Trace, tenant_id, listing)
         return responses.page(rpc.ListTracesResponse, rows, total, listing, logs_responses.trace)
 
     async def GetTrace(self, request: rpc.GetTraceRequest, context: Context) -> rpc.GetTraceResponse:
