@@ -17,17 +17,6 @@ down_revision: Union[str, Sequence[str], None] = '5b1d2c7e9a40'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-# Write-once like llm_run_record (MONITORING.md 0.1), with its own trigger function so that this revision
-# stands on its own whatever order the revisions land in.
-AUDIT_WRITE_ONCE_FUNCTION = """
-CREATE FUNCTION founder_access_audit_write_once() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% on %: the table is write-once', TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
-END
-$$
-"""
-
-
 def upgrade() -> None:
     """Upgrade schema."""
     op.create_table('founder_access_audit',
@@ -43,14 +32,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_founder_access_audit'))
     )
     op.create_index('ix_founder_access_audit_created', 'founder_access_audit', ['created_at', 'id'], unique=False)
-    op.execute(AUDIT_WRITE_ONCE_FUNCTION)
+    # Write-once like llm_run_record (MONITORING.md 0.1), by the write_once() trigger function of e267f39432e1.
     op.execute(
         "CREATE TRIGGER founder_access_audit_write_once BEFORE UPDATE OR DELETE ON founder_access_audit "
-        "FOR EACH ROW EXECUTE FUNCTION founder_access_audit_write_once()"
+        "FOR EACH ROW EXECUTE FUNCTION write_once()"
     )
     op.execute(
         "CREATE TRIGGER founder_access_audit_no_truncate BEFORE TRUNCATE ON founder_access_audit "
-        "FOR EACH STATEMENT EXECUTE FUNCTION founder_access_audit_write_once()"
+        "FOR EACH STATEMENT EXECUTE FUNCTION write_once()"
     )
     op.execute("REVOKE UPDATE, DELETE, TRUNCATE ON founder_access_audit FROM CURRENT_USER")
 
@@ -59,4 +48,3 @@ def downgrade() -> None:
     """Downgrade schema."""
     op.drop_index('ix_founder_access_audit_created', table_name='founder_access_audit')
     op.drop_table('founder_access_audit')
-    op.execute('DROP FUNCTION founder_access_audit_write_once()')
