@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.account.models import Member, Project, SdkAttestation, Tenant
-from services.common import paging
+from services.common import db, paging
 from services.common.errors import AlreadyExists, NotFound
 
 
@@ -143,14 +143,22 @@ async def project_status(session: AsyncSession, tenant_id: str, project_id: str)
     return await session.scalar(query)
 
 
+_PROJECT = "id, tenant_id, name, description, status, created_at, updated_at"
+_PROJECTS = paging.newest_first("project", _PROJECT, "tenant_id = $5 AND ($6::text IS NULL OR status = $6)")
+
+
 async def list_projects(
-    session: AsyncSession, tenant_id: str, status: str | None, page: paging.Page
-) -> tuple[list[Project], int]:
+    reader: db.Reader, tenant_id: str, status: str | None, page: paging.Page
+) -> tuple[list[db.Row], int]:
     """The page's rows (newest first, one more than the page when another follows) and the filtered total."""
-    scope = [Project.tenant_id == tenant_id] + ([Project.status == status] if status else [])
-    total = await session.scalar(select(func.count()).select_from(Project).where(*scope)) or 0
-    query = page.apply(select(Project).where(*scope), Project.created_at, Project.id)
-    return list((await session.scalars(query)).all()), total
+    return await paging.read(reader, _PROJECTS, page, tenant_id, status)
+
+
+async def project(reader: db.Reader, tenant_id: str, project_id: str) -> db.Row:
+    found = await reader.row(f"SELECT {_PROJECT} FROM project WHERE id = $1 AND tenant_id = $2", project_id, tenant_id)
+    if found is None:
+        raise NotFound("project not found", reason="PROJECT_NOT_FOUND")
+    return found
 
 
 async def archive_project(session: AsyncSession, tenant_id: str, project_id: str) -> tuple[Project, bool]:

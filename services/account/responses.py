@@ -9,7 +9,7 @@ from aos.account.v1 import account_pb2 as pb
 from aos.account.v1 import account_service_pb2 as rpc
 from services.account import policy
 from services.account.models import Member, Project, SdkAttestation, Tenant
-from services.common import validation
+from services.common import db, validation
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
 
@@ -105,7 +105,7 @@ def new_project(request: rpc.CreateProjectRequest, who: Principal) -> Project:
     )
 
 
-def project_fields(p: Project) -> dict[str, Any]:
+def project_fields(p: Project | db.Row) -> dict[str, Any]:
     return {
         "project_id": p.id,
         "tenant_id": p.tenant_id,
@@ -117,7 +117,7 @@ def project_fields(p: Project) -> dict[str, Any]:
     }
 
 
-def project_pb(p: Project) -> pb.Project:
+def project_pb(p: Project | db.Row) -> pb.Project:
     return pb.Project(**project_fields(p))
 
 

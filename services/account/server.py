@@ -21,7 +21,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
         settings.onboarding_addr, me, "onboarding", "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
     )
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
-        AccountServicer(sessions, onboarding, settings.signups_per_day), svc.server
+        AccountServicer(sessions, db.Reads(engine), onboarding, settings.signups_per_day), svc.server
     )
     svc.on_stop.append(onboarding.close)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)

@@ -13,7 +13,7 @@ from aos.onboarding.v1 import onboarding_pb2
 from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest as Evidence
 from services.account import members, policy, repository, responses
 from services.account.models import Member
-from services.common import events, notify, paging, principal, validation
+from services.common import db, events, notify, paging, principal, validation
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.principal import MANAGERS, WRITERS, Kind, Principal, caller
 from services.common.server import created
@@ -24,9 +24,10 @@ OWNER = "account"
 
 class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], onboarding: notify.Peer, signups_per_day: int
+        self, sessions: async_sessionmaker[AsyncSession], reads: db.Reads, onboarding: notify.Peer, signups_per_day: int
     ) -> None:
-        self._sessions, self._onboarding, self._signups_per_day = sessions, onboarding, signups_per_day
+        self._sessions, self._reads = sessions, reads
+        self._onboarding, self._signups_per_day = onboarding, signups_per_day
 
     def _visible_tenant(self, who: Principal, tenant_id: str) -> str:
         # Customers see only their own tenant; any other id looks exactly like a missing one.
@@ -140,16 +141,16 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
 
     async def GetProject(self, request: rpc.GetProjectRequest, context: Context) -> rpc.GetProjectResponse:
         tenant_id = caller(context).tenant()
-        async with self._sessions() as session:
-            project = await repository.get_project(session, tenant_id, request.project_id)
+        async with self._reads() as reader:
+            project = await repository.project(reader, tenant_id, request.project_id)
         return rpc.GetProjectResponse(**responses.project_fields(project))
 
     async def ListProjects(self, request: rpc.ListProjectsRequest, context: Context) -> rpc.ListProjectsResponse:
         tenant_id = caller(context).tenant()
         status = validation.one_of("status", request.status.lower(), ("", *policy.PROJECT_STATUSES)) or None
         page = paging.request(request.page_token, request.page_size, request.limit, request.offset)
-        async with self._sessions() as session:
-            rows, total = await repository.list_projects(session, tenant_id, status, page)
+        async with self._reads() as reader:
+            rows, total = await repository.list_projects(reader, tenant_id, status, page)
         projects, token, more = page.cut(rows)
         return rpc.ListProjectsResponse(
             items=[responses.project_pb(p) for p in projects],
