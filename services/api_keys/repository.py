@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, exists, func, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.api_keys.models import ApiKey, ApiKeyAudit, TenantState
-from services.common import paging
+from services.common import db, paging
 from services.common.errors import NotFound
 
 # Replicas drop cached verdicts when this channel says so (the NOTIFY is delivered at commit).
@@ -92,14 +92,36 @@ async def change(session: AsyncSession, tenant_id: str, key_id: str, **values: A
     return key
 
 
+def _sql(where: list[ColumnElement[bool]]) -> str:
+    """A filter as SQL text, so that the reads below share by_status's one definition of each status."""
+    return str(and_(true(), *where).compile(compile_kwargs={"literal_binds": True}))
+
+
+_KEY = ", ".join(c.name for c in ApiKey.__table__.columns if c.name != "key_hash")
+# The list of each status filter; UNREVOKED is the legacy tenant list's default.
+UNREVOKED = "unrevoked"
+_LISTS = {
+    status: paging.newest_first("api_key", _KEY, f"tenant_id = $5 AND {_sql(where)}")
+    for status, where in [
+        *((s, by_status(s)) for s in (None, "active", "expired", "revoked", "disabled")),
+        (UNREVOKED, [ApiKey.status != "revoked"]),
+    ]
+}
+
+
 async def list_keys(
-    session: AsyncSession, tenant_id: str, where: list[ColumnElement[bool]], page: paging.Page
-) -> tuple[list[ApiKey], int]:
-    """The page's rows (newest first, one more than the page when another follows) and the filtered total."""
-    scope = [ApiKey.tenant_id == tenant_id, *where]
-    total = await session.scalar(select(func.count()).select_from(ApiKey).where(*scope)) or 0
-    query = page.apply(select(ApiKey).where(*scope), ApiKey.created_at, ApiKey.id)
-    return list((await session.scalars(query)).all()), total
+    reader: db.Reader, tenant_id: str, status: str | None, page: paging.Page
+) -> tuple[list[db.Row], int]:
+    """The page's rows (newest first, one more than the page when another follows) and the total of the
+    tenant's keys with `status` (as customers see it; None: all)."""
+    return await paging.read(reader, _LISTS[status], page, tenant_id)
+
+
+async def key(reader: db.Reader, tenant_id: str, key_id: str) -> db.Row:
+    found = await reader.row(f"SELECT {_KEY} FROM api_key WHERE id = $1 AND tenant_id = $2", key_id, tenant_id)
+    if found is None:
+        raise NotFound("API key not found", reason="API_KEY_NOT_FOUND")
+    return found
 
 
 async def audit(session: AsyncSession, row: ApiKeyAudit) -> None:

@@ -15,7 +15,7 @@ from aos.api_keys.v1 import api_key_pb2 as pb
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
 from services.api_keys import keys
 from services.api_keys.models import ApiKey
-from services.common import paging, validation
+from services.common import db, paging, validation
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
 
@@ -97,7 +97,7 @@ def public_page(request: rpc.ListPublicApiKeysRequest) -> tuple[str | None, pagi
     return status, paging.Page(limit, offset, legacy=True)
 
 
-def api_key_fields(k: ApiKey) -> dict[str, Any]:
+def api_key_fields(k: ApiKey | db.Row) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "key_id": k.id,
         "name": k.name,
@@ -118,11 +118,11 @@ def api_key_fields(k: ApiKey) -> dict[str, Any]:
     return fields
 
 
-def api_key_pb(k: ApiKey) -> pb.ApiKey:
+def api_key_pb(k: ApiKey | db.Row) -> pb.ApiKey:
     return pb.ApiKey(**api_key_fields(k))
 
 
-def tenant_api_key(k: ApiKey) -> pb.TenantApiKey:
+def tenant_api_key(k: ApiKey | db.Row) -> pb.TenantApiKey:
     f = api_key_fields(k)
     return pb.TenantApiKey(
         id=k.id,
@@ -163,7 +163,7 @@ def revoked(k: ApiKey, request_id: str) -> rpc.RevokeApiKeyResponse:
 
 
 def public_list(
-    rows: list[ApiKey], total: int, limit: int, offset: int, request_id: str, correlation_id: str
+    rows: list[db.Row], total: int, limit: int, offset: int, request_id: str, correlation_id: str
 ) -> rpc.ListPublicApiKeysResponse:
     more = offset + len(rows) < total
     reply = rpc.ListPublicApiKeysResponse(

@@ -44,7 +44,7 @@ def build(settings: Settings, engine: AsyncEngine) -> Service:
     onboarding = notify.Peer(
         settings.onboarding_addr, me, "onboarding", "/aos.onboarding.v1.OnboardingService/NotifyEvidence"
     )
-    servicer = ApiKeysServicer(sessions, account, verifier, onboarding)
+    servicer = ApiKeysServicer(sessions, db.Reads(engine), account, verifier, onboarding)
     api_keys_service_pb2_grpc.add_ApiKeysServiceServicer_to_server(servicer, svc.server)
     events_service_pb2_grpc.add_EventLogServiceServicer_to_server(events.EventLogServicer(sessions), svc.server)
     _measure(svc)

@@ -14,7 +14,7 @@ from services.api_keys import lifecycle, repository, responses
 from services.api_keys.clients import Account
 from services.api_keys.models import ApiKey
 from services.api_keys.verify import Verifier
-from services.common import notify, paging, validation
+from services.common import db, notify, paging, validation
 from services.common.interceptors import request_id
 from services.common.principal import MANAGERS, READERS, caller
 from services.common.server import created
@@ -26,9 +26,14 @@ TENANT_LIST = paging.Page(1000)
 
 class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], account: Account, verifier: Verifier, onboarding: notify.Peer
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        reads: db.Reads,
+        account: Account,
+        verifier: Verifier,
+        onboarding: notify.Peer,
     ) -> None:
-        self._sessions, self._account, self._verifier = sessions, account, verifier
+        self._sessions, self._reads, self._account, self._verifier = sessions, reads, account, verifier
         self._onboarding = onboarding
 
     async def _tell(self, key: ApiKey, kind: onboarding_pb2.EvidenceKind.ValueType) -> None:
@@ -57,8 +62,8 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     async def GetApiKey(self, request: rpc.GetApiKeyRequest, context: Context) -> rpc.GetApiKeyResponse:
         who = caller(context)
         who.require_role(*READERS)
-        async with self._sessions() as session:
-            key = await repository.get(session, who.tenant(), request.key_id)
+        async with self._reads() as reader:
+            key = await repository.key(reader, who.tenant(), request.key_id)
         return rpc.GetApiKeyResponse(**responses.api_key_fields(key))
 
     async def ListApiKeys(self, request: rpc.ListApiKeysRequest, context: Context) -> rpc.ListApiKeysResponse:
@@ -66,8 +71,8 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         who.require_role(*READERS)
         tenant_id = who.tenant()
         status, page = responses.list_page(request)
-        async with self._sessions() as session:
-            rows, total = await repository.list_keys(session, tenant_id, repository.by_status(status), page)
+        async with self._reads() as reader:
+            rows, total = await repository.list_keys(reader, tenant_id, status, page)
         items, token, more = page.cut(rows)
         return rpc.ListApiKeysResponse(
             items=[responses.api_key_pb(k) for k in items],
@@ -82,9 +87,9 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     ) -> rpc.ListTenantApiKeysResponse:
         who = caller(context)
         who.require_role(*READERS)
-        where = [] if request.include_revoked else [ApiKey.status != "revoked"]
-        async with self._sessions() as session:
-            rows, _ = await repository.list_keys(session, who.tenant(), where, TENANT_LIST)
+        status = None if request.include_revoked else repository.UNREVOKED
+        async with self._reads() as reader:
+            rows, _ = await repository.list_keys(reader, who.tenant(), status, TENANT_LIST)
         return rpc.ListTenantApiKeysResponse(keys=[responses.tenant_api_key(k) for k in TENANT_LIST.cut(rows)[0]])
 
     async def ListPublicApiKeys(
@@ -93,8 +98,8 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         who = caller(context)
         who.require_role(*READERS)
         status, page = responses.public_page(request)
-        async with self._sessions() as session:
-            rows, total = await repository.list_keys(session, who.tenant(), repository.by_status(status), page)
+        async with self._reads() as reader:
+            rows, total = await repository.list_keys(reader, who.tenant(), status, page)
         correlation = str(dict(context.invocation_metadata() or ()).get("x-correlation-id", ""))
         return responses.public_list(page.cut(rows)[0], total, page.size, page.offset, request_id.get(), correlation)
 

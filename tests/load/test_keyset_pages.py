@@ -8,12 +8,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from services.account import repository as account_repository
 from services.api_keys import repository as keys_repository
-from services.common import paging
+from services.common import db, paging
 
 ROWS, PAGE, SKIP = 300, 10, 250
 
@@ -22,8 +23,18 @@ def removed_by_filter(plan: dict[str, Any]) -> int:
     return int(plan.get("Rows Removed by Filter", 0)) + sum(removed_by_filter(p) for p in plan.get("Plans", []))
 
 
+class Explaining(db.Reader):
+    """A reader that also EXPLAINs (ANALYZE) each statement it runs, with its parameters."""
+
+    plans: list[Any]
+
+    async def rows(self, sql: str, *args: Any) -> list[db.Row]:
+        self.plans = [*getattr(self, "plans", []), await self.value("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)]
+        return await super().rows(sql, *args)
+
+
 async def page_plan(
-    engine: AsyncEngine, table: str, tenant: str, page: Callable[[AsyncSession, Any], Awaitable[Any]]
+    engine: AsyncEngine, table: str, tenant: str, page: Callable[[db.Reader, Any], Awaitable[Any]]
 ) -> dict[str, Any]:
     """Runs one keyset page (after the SKIP newest rows) and EXPLAINs the exact SELECT it sent."""
     async with engine.connect() as conn:
@@ -36,23 +47,14 @@ async def page_plan(
                 {"t": tenant, "n": SKIP - 1},
             )
         ).first()
-    sent: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "ORDER BY" in statement:
-            sent.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    borrowed = await engine.raw_connection()
     try:
-        async with AsyncSession(engine) as session:
-            rows = await page(session, (after.created_at, after.id))  # type: ignore[union-attr]
+        reader = Explaining(borrowed.driver_connection)
+        rows = await page(reader, (after.created_at, after.id))  # type: ignore[union-attr]
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+        await greenlet_spawn(borrowed.close)
     assert len(rows) == PAGE
-    statement, parameters = sent[-1]
-    async with engine.connect() as conn:
-        explained = await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-        plan = explained.scalar_one()
+    plan = reader.plans[-1]
     return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]  # type: ignore[no-any-return]
 
 
@@ -70,8 +72,8 @@ async def test_a_later_api_keys_page_reads_only_its_rows(engines: dict[str, Asyn
         )
         await conn.execute(text("ANALYZE api_key"))
 
-    async def page(session: AsyncSession, after: Any) -> Any:
-        return (await keys_repository.list_keys(session, tenant, [], paging.Page(PAGE, after=after)))[0][:PAGE]
+    async def page(reader: db.Reader, after: Any) -> Any:
+        return (await keys_repository.list_keys(reader, tenant, None, paging.Page(PAGE, after=after)))[0][:PAGE]
 
     plan = await page_plan(engine, "api_key", tenant, page)
     assert removed_by_filter(plan) == 0, json.dumps(plan, indent=1)
@@ -90,8 +92,8 @@ async def test_a_later_projects_page_reads_only_its_rows(engines: dict[str, Asyn
         )
         await conn.execute(text("ANALYZE project"))
 
-    async def page(session: AsyncSession, after: Any) -> Any:
-        return (await account_repository.list_projects(session, tenant, None, paging.Page(PAGE, after=after)))[0][:PAGE]
+    async def page(reader: db.Reader, after: Any) -> Any:
+        return (await account_repository.list_projects(reader, tenant, None, paging.Page(PAGE, after=after)))[0][:PAGE]
 
     plan = await page_plan(engine, "project", tenant, page)
     assert removed_by_filter(plan) == 0, json.dumps(plan, indent=1)
