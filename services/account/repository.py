@@ -28,18 +28,6 @@ async def add_tenant(session: AsyncSession, tenant: Tenant) -> Tenant:
     return tenant
 
 
-async def membership(session: AsyncSession, org_id: str, user_id: str) -> Member:
-    """The user's membership in the tenant of the organisation; NotFound when either is missing."""
-    found = await session.scalar(
-        select(Member)
-        .join(Tenant, Tenant.id == Member.tenant_id)
-        .where(Tenant.org_id == org_id, Member.user_id == user_id)
-    )
-    if found is None:
-        raise NotFound("no membership", reason="MEMBER_NOT_FOUND")
-    return found
-
-
 async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
     tenant = await session.get(Tenant, tenant_id)
     if tenant is None:
@@ -137,10 +125,12 @@ async def get_project(session: AsyncSession, tenant_id: str, project_id: str) ->
     return project
 
 
-async def project_status(session: AsyncSession, tenant_id: str, project_id: str) -> str | None:
+async def project_status(reader: db.Reader, tenant_id: str, project_id: str) -> str | None:
     """The project's status when it is the tenant's (another tenant's is as unknown as a missing one)."""
-    query = select(Project.status).where(Project.id == project_id, Project.tenant_id == tenant_id)
-    return await session.scalar(query)
+    status: str | None = await reader.value(
+        "SELECT status FROM project WHERE id = $1 AND tenant_id = $2", project_id, tenant_id
+    )
+    return status
 
 
 _PROJECT = "id, tenant_id, name, description, status, created_at, updated_at"
@@ -158,6 +148,30 @@ async def project(reader: db.Reader, tenant_id: str, project_id: str) -> db.Row:
     found = await reader.row(f"SELECT {_PROJECT} FROM project WHERE id = $1 AND tenant_id = $2", project_id, tenant_id)
     if found is None:
         raise NotFound("project not found", reason="PROJECT_NOT_FOUND")
+    return found
+
+
+_TENANT = ", ".join(c.name for c in Tenant.__table__.columns)
+
+
+async def tenant(reader: db.Reader, tenant_id: str) -> db.Row:
+    found = await reader.row(f"SELECT {_TENANT} FROM tenant WHERE id = $1", tenant_id)
+    if found is None:
+        raise NotFound("tenant not found", reason="TENANT_NOT_FOUND")
+    return found
+
+
+async def membership(reader: db.Reader, org_id: str, user_id: str) -> db.Row:
+    """The user's membership (tenant_id, role) in the tenant of the organisation; NotFound when either is
+    missing."""
+    found = await reader.row(
+        "SELECT m.tenant_id, m.role FROM member m JOIN tenant t ON t.id = m.tenant_id"
+        " WHERE t.org_id = $1 AND m.user_id = $2",
+        org_id,
+        user_id,
+    )
+    if found is None:
+        raise NotFound("no membership", reason="MEMBER_NOT_FOUND")
     return found
 
 
@@ -196,8 +210,11 @@ async def upsert_attestation(session: AsyncSession, row: SdkAttestation) -> tupl
     return saved, bool(created)
 
 
-async def evidence(session: AsyncSession, tenant_id: str) -> tuple[bool, bool]:
-    project = exists().where(Project.tenant_id == tenant_id, Project.status == "active")
-    attested = exists().where(SdkAttestation.tenant_id == tenant_id)
-    row = (await session.execute(select(project, attested))).one()
+async def evidence(reader: db.Reader, tenant_id: str) -> tuple[bool, bool]:
+    row = await reader.row(
+        "SELECT EXISTS (SELECT FROM project WHERE tenant_id = $1 AND status = 'active'),"
+        " EXISTS (SELECT FROM sdk_attestation WHERE tenant_id = $1)",
+        tenant_id,
+    )
+    assert row is not None  # a SELECT without FROM always returns its one row
     return bool(row[0]), bool(row[1])

@@ -50,7 +50,7 @@ def tenant_created(t: Tenant) -> dict[str, Any]:
     }
 
 
-def tenant_pb(t: Tenant) -> pb.Tenant:
+def tenant_pb(t: Tenant | db.Row) -> pb.Tenant:
     message = pb.Tenant(
         tenant_id=t.id,
         name=t.name,
@@ -67,7 +67,7 @@ def tenant_pb(t: Tenant) -> pb.Tenant:
     return message
 
 
-def membership_pb(m: Member) -> rpc.ResolveMemberResponse:
+def membership_pb(m: Member | db.Row) -> rpc.ResolveMemberResponse:
     return rpc.ResolveMemberResponse(tenant_id=m.tenant_id, role=pb.Role.Value(f"ROLE_{m.role.upper()}"))
 
 

@@ -57,8 +57,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
 
     async def GetTenant(self, request: rpc.GetTenantRequest, context: Context) -> rpc.GetTenantResponse:
         tenant_id = self._visible_tenant(caller(context), request.tenant_id)
-        async with self._sessions() as session:
-            return rpc.GetTenantResponse(tenant=responses.tenant_pb(await repository.get_tenant(session, tenant_id)))
+        async with self._reads() as reader:
+            return rpc.GetTenantResponse(tenant=responses.tenant_pb(await repository.tenant(reader, tenant_id)))
 
     async def _lifecycle(self, context: Context, action: str, tenant_id: str, reason: str = "") -> pb.Tenant:
         who = caller(context)
@@ -187,20 +187,20 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     async def ResolveMember(self, request: rpc.ResolveMemberRequest, context: Context) -> rpc.ResolveMemberResponse:
         org_id = validation.length("org_id", request.org_id, 1, 255)
         user_id = validation.length("user_id", request.user_id, 1, 255)
-        async with self._sessions() as session:
-            return responses.membership_pb(await repository.membership(session, org_id, user_id))
+        async with self._reads() as reader:
+            return responses.membership_pb(await repository.membership(reader, org_id, user_id))
 
     async def GetActivationEvidence(
         self, request: rpc.GetActivationEvidenceRequest, context: Context
     ) -> rpc.GetActivationEvidenceResponse:
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 36)
-        async with self._sessions() as session:
-            project, attested = await repository.evidence(session, tenant_id)
+        async with self._reads() as reader:
+            project, attested = await repository.evidence(reader, tenant_id)
         return rpc.GetActivationEvidenceResponse(has_active_project=project, has_attestation=attested)
 
     async def CheckProject(self, request: rpc.CheckProjectRequest, context: Context) -> rpc.CheckProjectResponse:
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 64)
         project_id = validation.length("project_id", request.project_id, 1, 64)
-        async with self._sessions() as session:
-            status = await repository.project_status(session, tenant_id, project_id)
+        async with self._reads() as reader:
+            status = await repository.project_status(reader, tenant_id, project_id)
         return rpc.CheckProjectResponse(exists=status is not None, status=(status or "").upper())

@@ -164,5 +164,5 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         self, request: rpc.GetActivationEvidenceRequest, context: Context
     ) -> rpc.GetActivationEvidenceResponse:
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 36)
-        async with self._sessions() as session:
-            return rpc.GetActivationEvidenceResponse(has_valid_key=await repository.has_valid_key(session, tenant_id))
+        async with self._reads() as reader:
+            return rpc.GetActivationEvidenceResponse(has_valid_key=await repository.has_valid_key(reader, tenant_id))

@@ -19,6 +19,14 @@ from services.common import db, paging
 ROWS, PAGE, SKIP = 300, 10, 250
 
 
+def page_of(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan of the page's rows (the Limit), without the total's count beside it: a count reads every row
+    of the tenant by design, and may well read a small table whole."""
+    if plan["Node Type"] == "Limit":
+        return plan
+    return next(page_of(p) for p in plan.get("Plans", []) if "Limit" in json.dumps(p))
+
+
 def removed_by_filter(plan: dict[str, Any]) -> int:
     return int(plan.get("Rows Removed by Filter", 0)) + sum(removed_by_filter(p) for p in plan.get("Plans", []))
 
@@ -76,7 +84,7 @@ async def test_a_later_api_keys_page_reads_only_its_rows(engines: dict[str, Asyn
         return (await keys_repository.list_keys(reader, tenant, None, paging.Page(PAGE, after=after)))[0][:PAGE]
 
     plan = await page_plan(engine, "api_key", tenant, page)
-    assert removed_by_filter(plan) == 0, json.dumps(plan, indent=1)
+    assert removed_by_filter(page_of(plan)) == 0, json.dumps(plan, indent=1)
 
 
 async def test_a_later_projects_page_reads_only_its_rows(engines: dict[str, AsyncEngine], tenant: str) -> None:
@@ -96,4 +104,4 @@ async def test_a_later_projects_page_reads_only_its_rows(engines: dict[str, Asyn
         return (await account_repository.list_projects(reader, tenant, None, paging.Page(PAGE, after=after)))[0][:PAGE]
 
     plan = await page_plan(engine, "project", tenant, page)
-    assert removed_by_filter(plan) == 0, json.dumps(plan, indent=1)
+    assert removed_by_filter(page_of(plan)) == 0, json.dumps(plan, indent=1)
