@@ -34,7 +34,7 @@ def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """A connection the server closed (a restart, a terminated backend) is known as closed to asyncpg
     without asking the server: the pool replaces it with a new one before handing it out, so a service
     recovers by itself once PostgreSQL is back. pool_pre_ping did the same with a round trip per checkout.
-    A connection that dies while in use fails its RPC with UNAVAILABLE and invalidates the pool."""
+    A connection that dies while in use fails that one RPC with UNAVAILABLE (the interceptor's mapping)."""
     if dbapi_connection.driver_connection.is_closed():
         raise DisconnectionError("closed by the server")
 
