@@ -38,11 +38,11 @@ async def _record(
         request_id=request_id.get(),
     )
     await repository.audit(session, audit)
-    # api_key.created, .revoked, .rotated, .enabled, .disabled
-    payload = {"key_id": key.id, "prefix": key.key_prefix, **new}
-    await events.record(session, OWNER, who, f"api_key.{action}d", key.tenant_id, payload)
     if action != "create":
         await repository.notify(session, "key", key.id)
+    # api_key.created, .revoked, .rotated, .enabled, .disabled; last, as events.emit asks
+    payload = {"key_id": key.id, "prefix": key.key_prefix, **new}
+    await events.record(session, OWNER, who, f"api_key.{action}d", key.tenant_id, payload)
 
 
 async def _within_quota(session: AsyncSession, tenant_id: str, limit: int) -> int:
