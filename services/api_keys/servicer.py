@@ -31,14 +31,10 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         self._sessions, self._account, self._verifier = sessions, account, verifier
         self._onboarding = onboarding
 
-    def _tell(self, key: ApiKey, kind: onboarding_pb2.EvidenceKind.ValueType) -> None:
-        evidence = Evidence(tenant_id=key.tenant_id, kind=kind, key_id=key.id)
-        self._onboarding.tell(evidence, key.tenant_id)
-
     def _changed(self, key: ApiKey) -> None:
-        """After the commit: this replica's cache forgets the key, onboarding's gate too."""
+        """After the commit: this replica's cache forgets the key, onboarding's gate soon too."""
         self._verifier.invalidate(f"key:{key.id}")
-        self._tell(key, onboarding_pb2.EVIDENCE_KIND_API_KEY_CHANGED)
+        self._onboarding.tell(_evidence(key, onboarding_pb2.EVIDENCE_KIND_API_KEY_CHANGED), key.tenant_id)
 
     async def CreateApiKey(self, request: rpc.CreateApiKeyRequest, context: Context) -> rpc.CreateApiKeyResponse:
         who = caller(context)
@@ -47,9 +43,12 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         who.require_scopes(new.permissions)
         tenant = await self._account.tenant(new.tenant_id)  # call out first; never inside the transaction
         async with self._sessions.begin() as session:
-            key, fresh = await lifecycle.create(session, who, new, tenant)
-        if fresh:
-            self._tell(key, onboarding_pb2.EVIDENCE_KIND_API_KEY_CREATED)
+            key, fresh, first = await lifecycle.create(session, who, new, tenant)
+        evidence = _evidence(key, onboarding_pb2.EVIDENCE_KIND_API_KEY_CREATED)
+        if first:  # moves the tenant to API_KEY_CREATED, which the client's next call (the handshake) needs
+            await self._onboarding.wait(evidence, key.tenant_id)
+        elif fresh:
+            self._onboarding.tell(evidence, key.tenant_id)
         await created(context)
         # A retry gets the key without its secret: only the first response carried it.
         return responses.created(key, secret if fresh else "")
@@ -161,3 +160,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 36)
         async with self._sessions() as session:
             return rpc.GetActivationEvidenceResponse(has_valid_key=await repository.has_valid_key(session, tenant_id))
+
+
+def _evidence(key: ApiKey, kind: onboarding_pb2.EvidenceKind.ValueType) -> Evidence:
+    return Evidence(tenant_id=key.tenant_id, kind=kind, key_id=key.id)

@@ -1,7 +1,8 @@
 """Best-effort calls to a peer right after a commit, so the peer learns of a write before it would by
-following the event log (e.g. onboarding's state after the tenant's first key). The call runs beside
-the reply, not before it: the event log, which the peer follows with a durable cursor, is the path that
-guarantees delivery, and this is only a hint (DESIGN.md §6), so the writer's client never waits for it."""
+following the event log (e.g. onboarding's state after the tenant's first key). The event log, which the
+peer follows with a durable cursor, is the path that guarantees delivery and this is only a hint
+(DESIGN.md §6), so it usually runs beside the reply (`tell`); a write whose client's next call needs the
+peer's new state waits for it (`wait`)."""
 
 from __future__ import annotations
 
@@ -45,15 +46,18 @@ class Peer:
         if len(self._pending) >= self._limit:
             log.warning("%s not told (%d calls pending); it catches up from the event log", self._method, self._limit)
             return
-        task = asyncio.get_running_loop().create_task(self._send(self._call, request, tenant_id))
+        task = asyncio.get_running_loop().create_task(self.wait(request, tenant_id))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _send(
-        self, call: grpc.aio.UnaryUnaryMultiCallable[Message, bytes], request: Message, tenant: str
-    ) -> None:
+    async def wait(self, request: Message, tenant_id: str) -> None:
+        """Calls and waits (up to `timeout`): for a write whose client's next call depends on the peer's new
+        state, e.g. a tenant's first key, which the handshake that follows needs onboarding to know."""
+        if self._call is None:
+            return
         try:
-            await call(request, metadata=principal.service_metadata(self._caller, tenant), timeout=self._timeout)
+            metadata = principal.service_metadata(self._caller, tenant_id)
+            await self._call(request, metadata=metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             log.warning("%s not told (%s); it catches up from the event log", self._method, exc.code().name)
         except Exception:  # a hint must never fail loudly, but a bug in sending one must show

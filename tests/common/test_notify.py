@@ -63,6 +63,7 @@ async def test_a_server_without_the_peers_certificate_is_not_told() -> None:
 async def test_a_peer_that_is_down_or_absent_is_only_logged() -> None:
     down = notify.Peer(f"127.0.0.1:{stack.free_port()}", identity_of("api_keys"), "onboarding", METHOD, timeout=0.2)
     down.tell(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")
+    await down.wait(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")  # returns, having only logged
     await down.close()
     notify.Peer("", identity_of("api_keys"), "onboarding", METHOD).tell(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")
 
