@@ -3,11 +3,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, literal_column, select, tuple_, update
+from sqlalchemy import delete, exists, func, literal, literal_column, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.account import policy
 from services.account.models import Member, Project, SdkAttestation, Tenant
 from services.common import db, paging
 from services.common.errors import AlreadyExists, NotFound
@@ -104,13 +105,20 @@ async def list_members(session: AsyncSession, tenant_id: str, page: paging.Page)
     return list((await session.scalars(query)).all())
 
 
+_PROJECT_COLUMNS = ("id", "tenant_id", "name", "description", "status", "request_id")
+
+
 async def add_project(session: AsyncSession, project: Project) -> tuple[Project, bool]:
-    """Inserts, or returns the project an earlier request with the same request_id created."""
-    values = {c: getattr(project, c) for c in ("id", "tenant_id", "name", "description", "status", "request_id")}
-    stmt = insert(Project).values(**values).on_conflict_do_nothing(index_elements=["tenant_id", "request_id"])
+    """Inserts when the tenant is active, in one statement; else raises as get_tenant and
+    policy.require_active do, or returns the project an earlier request with the same request_id created."""
+    values = [literal(getattr(project, c), Project.__table__.c[c].type) for c in _PROJECT_COLUMNS]
+    active = select(*values).where(Tenant.id == project.tenant_id, Tenant.status == "active")
+    stmt = insert(Project).from_select(_PROJECT_COLUMNS, active)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["tenant_id", "request_id"])
     created = (await session.execute(stmt.returning(Project))).scalar_one_or_none()
     if created is not None:
         return created, True
+    policy.require_active((await get_tenant(session, project.tenant_id)).status)
     existing = await session.scalar(
         select(Project).where(Project.tenant_id == project.tenant_id, Project.request_id == project.request_id)
     )

@@ -35,10 +35,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             raise NotFound("tenant not found", reason="TENANT_NOT_FOUND")
         return tenant_id
 
-    async def _projects_changed(self, tenant_id: str) -> None:
-        """After the commit: onboarding's gate learns at once (it also follows the event log)."""
+    def _projects_changed(self, tenant_id: str) -> None:
+        """After the commit: onboarding's gate learns soon (it also follows the event log)."""
         evidence = Evidence(tenant_id=tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_PROJECT_CHANGED)
-        await self._onboarding.tell(evidence, tenant_id)
+        self._onboarding.tell(evidence, tenant_id)
 
     async def CreateTenant(self, request: rpc.CreateTenantRequest, context: Context) -> rpc.CreateTenantResponse:
         who = caller(context)
@@ -128,14 +128,12 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         who.require_role(*WRITERS)
         project = responses.new_project(request, who)
         async with self._sessions.begin() as session:
-            tenant = await repository.get_tenant(session, project.tenant_id)
-            policy.require_active(tenant.status)
             project, new = await repository.add_project(session, project)
             if new:
                 added = {"project_id": project.id, "name": project.name}
-                await events.record(session, OWNER, who, "project.created", tenant.id, added)
+                await events.record(session, OWNER, who, "project.created", project.tenant_id, added)
         if new:
-            await self._projects_changed(tenant.id)
+            self._projects_changed(project.tenant_id)
         await created(context)
         return rpc.CreateProjectResponse(**responses.project_fields(project))
 
@@ -169,7 +167,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 archived = {"project_id": project.id}
                 await events.record(session, OWNER, who, "project.archived", project.tenant_id, archived)
         if changed:
-            await self._projects_changed(project.tenant_id)
+            self._projects_changed(project.tenant_id)
         return rpc.ArchiveProjectResponse(project=responses.project_pb(project))
 
     async def RecordSdkAttestation(

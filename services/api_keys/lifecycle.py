@@ -38,11 +38,11 @@ async def _record(
         request_id=request_id.get(),
     )
     await repository.audit(session, audit)
-    # api_key.created, .revoked, .rotated, .enabled, .disabled
-    payload = {"key_id": key.id, "prefix": key.key_prefix, **new}
-    await events.record(session, OWNER, who, f"api_key.{action}d", key.tenant_id, payload)
     if action != "create":
         await repository.notify(session, "key", key.id)
+    # api_key.created, .revoked, .rotated, .enabled, .disabled; last, as events.emit asks
+    payload = {"key_id": key.id, "prefix": key.key_prefix, **new}
+    await events.record(session, OWNER, who, f"api_key.{action}d", key.tenant_id, payload)
 
 
 async def _within_quota(session: AsyncSession, tenant_id: str, limit: int) -> int:
@@ -57,18 +57,19 @@ async def _within_quota(session: AsyncSession, tenant_id: str, limit: int) -> in
     return in_use
 
 
-async def create(session: AsyncSession, who: Principal, new: ApiKey, tenant: TenantInfo) -> tuple[ApiKey, bool]:
-    """The new key, or the one an earlier request with the same request_id created (False: a retry)."""
+async def create(session: AsyncSession, who: Principal, new: ApiKey, tenant: TenantInfo) -> tuple[ApiKey, bool, bool]:
+    """The new key, or the one an earlier request with the same request_id created (False: a retry), and
+    whether it is the tenant's only valid key (the first, or the first again after all were revoked)."""
     await repository.lock_tenant(session, new.tenant_id, tenant.status, tenant.max_api_keys)
     earlier = await repository.by_request_id(session, new.tenant_id, new.request_id)
     if earlier is not None:
-        return earlier, False
+        return earlier, False, False
     if tenant.status != "active":
         raise FailedPrecondition(f"tenant is {tenant.status}", reason="TENANT_INACTIVE")
     in_use = await _within_quota(session, new.tenant_id, tenant.max_api_keys)
     key = await repository.add(session, new)
     await _record(session, who, key, "create", {}, {"name": key.name, "first_valid_key": in_use == 0})
-    return key, True
+    return key, True, in_use == 0
 
 
 async def revoke(session: AsyncSession, who: Principal, tenant_id: str, key_id: str, reason: str) -> ApiKey:

@@ -62,9 +62,9 @@ async def by_request_id(session: AsyncSession, tenant_id: str, request_id: str |
 
 
 async def add(session: AsyncSession, key: ApiKey) -> ApiKey:
+    """One INSERT: the server defaults (created_at, total_requests) come back by its RETURNING."""
     session.add(key)
     await session.flush()
-    await session.refresh(key)
     return key
 
 

@@ -36,14 +36,10 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         self._sessions, self._reads, self._account, self._verifier = sessions, reads, account, verifier
         self._onboarding = onboarding
 
-    async def _tell(self, key: ApiKey, kind: onboarding_pb2.EvidenceKind.ValueType) -> None:
-        evidence = Evidence(tenant_id=key.tenant_id, kind=kind, key_id=key.id)
-        await self._onboarding.tell(evidence, key.tenant_id)
-
-    async def _changed(self, key: ApiKey) -> None:
-        """After the commit: this replica's cache forgets the key, onboarding's gate too."""
+    def _changed(self, key: ApiKey) -> None:
+        """After the commit: this replica's cache forgets the key, onboarding's gate soon too."""
         self._verifier.invalidate(f"key:{key.id}")
-        await self._tell(key, onboarding_pb2.EVIDENCE_KIND_API_KEY_CHANGED)
+        self._onboarding.tell(_evidence(key, onboarding_pb2.EVIDENCE_KIND_API_KEY_CHANGED), key.tenant_id)
 
     async def CreateApiKey(self, request: rpc.CreateApiKeyRequest, context: Context) -> rpc.CreateApiKeyResponse:
         who = caller(context)
@@ -52,9 +48,12 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         who.require_scopes(new.permissions)
         tenant = await self._account.tenant(new.tenant_id)  # call out first; never inside the transaction
         async with self._sessions.begin() as session:
-            key, fresh = await lifecycle.create(session, who, new, tenant)
-        if fresh:
-            await self._tell(key, onboarding_pb2.EVIDENCE_KIND_API_KEY_CREATED)
+            key, fresh, first = await lifecycle.create(session, who, new, tenant)
+        evidence = _evidence(key, onboarding_pb2.EVIDENCE_KIND_API_KEY_CREATED)
+        if first:  # moves the tenant to API_KEY_CREATED, which the client's next call (the handshake) needs
+            await self._onboarding.wait(evidence, key.tenant_id)
+        elif fresh:
+            self._onboarding.tell(evidence, key.tenant_id)
         await created(context)
         # A retry gets the key without its secret: only the first response carried it.
         return responses.created(key, secret if fresh else "")
@@ -111,7 +110,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             reason = validation.length("reason", request.reason or "Manual revocation", 1, 255)
         async with self._sessions.begin() as session:
             key = await lifecycle.revoke(session, who, tenant_id, request.key_id, reason)
-        await self._changed(key)
+        self._changed(key)
         return responses.revoked(key, request_id.get())
 
     async def RotateApiKey(self, request: rpc.RotateApiKeyRequest, context: Context) -> rpc.RotateApiKeyResponse:
@@ -122,7 +121,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         tenant = await self._account.tenant(tenant_id)  # call out first; never inside the transaction
         async with self._sessions.begin() as session:
             old, new, secret = await lifecycle.rotate(session, who, tenant_id, request.key_id, grace, tenant)
-        await self._changed(old)
+        self._changed(old)
         return rpc.RotateApiKeyResponse(
             api_key=responses.api_key_pb(new), key=secret, previous=responses.api_key_pb(old)
         )
@@ -134,7 +133,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         tenant = await self._account.tenant(tenant_id)  # call out first; never inside the transaction
         async with self._sessions.begin() as session:
             key = await lifecycle.enable(session, who, tenant_id, request.key_id, tenant)
-        await self._changed(key)
+        self._changed(key)
         return rpc.EnableApiKeyResponse(api_key=responses.api_key_pb(key))
 
     async def DisableApiKey(self, request: rpc.DisableApiKeyRequest, context: Context) -> rpc.DisableApiKeyResponse:
@@ -142,7 +141,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         who.require_role(*MANAGERS)
         async with self._sessions.begin() as session:
             key = await lifecycle.disable(session, who, who.tenant(), request.key_id)
-        await self._changed(key)
+        self._changed(key)
         return rpc.DisableApiKeyResponse(api_key=responses.api_key_pb(key))
 
     async def VerifyApiKey(self, request: rpc.VerifyApiKeyRequest, context: Context) -> rpc.VerifyApiKeyResponse:
@@ -166,3 +165,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 36)
         async with self._reads() as reader:
             return rpc.GetActivationEvidenceResponse(has_valid_key=await repository.has_valid_key(reader, tenant_id))
+
+
+def _evidence(key: ApiKey, kind: onboarding_pb2.EvidenceKind.ValueType) -> Evidence:
+    return Evidence(tenant_id=key.tenant_id, kind=kind, key_id=key.id)

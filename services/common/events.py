@@ -86,15 +86,18 @@ def validate(event: dict[str, Any]) -> list[str]:
     return problems
 
 
-_NEXT_SEQUENCE = text(
-    "INSERT INTO event_sequence (decision_owner, tenant_id, project_id, last_sequence) VALUES (:o, :t, :p, 1) "
-    "ON CONFLICT (decision_owner, tenant_id, project_id) "
-    "DO UPDATE SET last_sequence = event_sequence.last_sequence + 1 RETURNING last_sequence"
-)
-_INSERT = text(
+# One statement takes the stream's next number and writes the event. The counter row stays locked
+# until commit (concurrent writers of one stream queue on it, and a rollback releases the number, so
+# the stream stays gapless), so callers emit as their last statement: the lock is then held only for
+# this statement and the COMMIT.
+_EMIT = text(
+    "WITH seq AS (INSERT INTO event_sequence (decision_owner, tenant_id, project_id, last_sequence) "
+    "VALUES (:decision_owner, :tenant_id, :project_id, 1) ON CONFLICT (decision_owner, tenant_id, project_id) "
+    "DO UPDATE SET last_sequence = event_sequence.last_sequence + 1 RETURNING last_sequence) "
     "INSERT INTO event (event_id, event_type, tenant_id, project_id, actor_type, actor_id, decision_owner, "
-    "sequence_no, schema_version, occurred_at, payload) VALUES (:event_id, :event_type, :tenant_id, :project_id, "
-    ":actor_type, :actor_id, :decision_owner, :sequence_no, :schema_version, :occurred_at, CAST(:payload AS jsonb))"
+    "sequence_no, schema_version, occurred_at, payload) SELECT :event_id, :event_type, :tenant_id, :project_id, "
+    ":actor_type, :actor_id, :decision_owner, last_sequence, :schema_version, :occurred_at, CAST(:payload AS jsonb) "
+    "FROM seq RETURNING sequence_no"
 )
 
 
@@ -124,12 +127,8 @@ async def emit(
     problems = validate(event)
     if problems:
         raise Internal(f"invalid event {event_type}: {'; '.join(problems)}", reason="INVALID_EVENT")
-    # The sequence row is locked until commit: concurrent writers of one stream queue here, and a
-    # rollback releases the number, so the stream stays gapless.
-    key = {"o": decision_owner, "t": tenant_id, "p": project_id}
-    event["sequence_no"] = (await session.execute(_NEXT_SEQUENCE, key)).scalar_one()
     event |= {"occurred_at": datetime.now(UTC), "payload": json.dumps(payload)}
-    await session.execute(_INSERT, event)
+    event["sequence_no"] = (await session.execute(_EMIT, event)).scalar_one()
     return event
 
 

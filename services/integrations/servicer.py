@@ -228,14 +228,14 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         who, row_id = _manager(context), kind.id(row_id)
         async with self._sessions.begin() as session:
             row = await resources.update(session, self._keyring, who, kind, row_id, values, secret)
-        await self._changed(row.tenant_id)
+        self._changed(row.tenant_id)
         return row
 
     async def _move(self, context: Context, kind: Kind, row_id: str, action: str) -> Any:
         who, row_id = _manager(context), kind.id(row_id)
         async with self._sessions.begin() as session:
             row = await resources.move(session, who, kind, row_id, action)
-        await self._changed(row.tenant_id)
+        self._changed(row.tenant_id)
         return row
 
     async def _test(self, context: Context, kind: Kind, row_id: str) -> Any:
@@ -249,13 +249,13 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         async with self._sessions.begin() as session:
             row = await resources.tested(session, who, kind, row_id, outcome)
         log.info("%s %s tested: %s in %d ms", kind.noun, row.id, outcome.health_state, outcome.latency_ms)
-        await self._changed(row.tenant_id)
+        self._changed(row.tenant_id)
         return row
 
-    async def _changed(self, tenant_id: str) -> None:
+    def _changed(self, tenant_id: str) -> None:
         """After the commit: onboarding re-reads the tenant's activation evidence."""
         evidence = Evidence(tenant_id=tenant_id, kind=onboarding_pb2.EVIDENCE_KIND_CONNECTOR_CHANGED)
-        await self._onboarding.tell(evidence, tenant_id)
+        self._onboarding.tell(evidence, tenant_id)
 
 
 def _manager(context: Context) -> Principal:

@@ -175,5 +175,6 @@ async def set_thresholds(session: AsyncSession, who: Principal, changes: dict[st
     if not changed:
         return current
     await repository.set_thresholds(session, tenant_id, changed)
+    updated = await repository.thresholds(session, tenant_id)
     await events.record(session, OWNER, who, "thresholds.updated", tenant_id, {"changed": changed})
-    return await repository.thresholds(session, tenant_id)
+    return updated

@@ -161,7 +161,7 @@ async def test_viewer_cannot_create_but_can_read(account: Any, tenant: str) -> N
     await account.ListProjects(rpc.ListProjectsRequest(), metadata=human(tenant, role="viewer"), timeout=5)
 
 
-async def test_50_concurrent_creates_emit_a_gapless_sequence(
+async def test_100_concurrent_creates_emit_a_gapless_sequence(
     account: Any, channels: Channels, running: dict[str, server.Service], engines: dict[str, AsyncEngine]
 ) -> None:
     tenant = str(uuid.uuid4())
@@ -177,16 +177,18 @@ async def test_50_concurrent_creates_emit_a_gapless_sequence(
     await asyncio.gather(
         *(
             account.CreateProject(rpc.CreateProjectRequest(name=f"p{i}"), metadata=human(tenant), timeout=30)
-            for i in range(50)
+            for i in range(100)
         )
     )
     log = channels.stub(events_service_pb2_grpc.EventLogServiceStub, running["account"], "onboarding")
     listed = await log.ListEvents(
         events_service_pb2.ListEventsRequest(tenant_id=tenant, page_size=1000), metadata=service(), timeout=5
     )
-    assert [e.event_type for e in listed.events] == ["project.created"] * 50
-    assert sorted(e.sequence_no for e in listed.events) == list(range(1, 51))
+    assert [e.event_type for e in listed.events] == ["project.created"] * 100
+    assert sorted(e.sequence_no for e in listed.events) == list(range(1, 101))
     assert {e.decision_owner for e in listed.events} == {"account"}
+    assert sorted(e.payload["name"] for e in listed.events) == sorted(f"p{i}" for i in range(100))  # none lost
+    assert await project_count(engines, tenant) == 100
 
 
 async def test_nul_characters_are_invalid_input_not_internal_errors(account: Any, tenant: str) -> None:

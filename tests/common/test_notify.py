@@ -3,6 +3,7 @@ or absent costs a logged warning, never an error for the write that already comm
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,7 +37,8 @@ async def told(server_identity: str) -> AsyncIterator[list[tuple[bytes, dict[str
     await server.start()
     peer = notify.Peer(f"127.0.0.1:{port}", identity_of("api_keys"), "onboarding", METHOD)
     try:
-        await peer.tell(NotifyEvidenceRequest(tenant_id="t-1", kind=1, key_id="k"), "t-1")
+        peer.tell(NotifyEvidenceRequest(tenant_id="t-1", kind=1, key_id="k"), "t-1")
+        await peer.drain()
         yield received
     finally:
         await peer.close()
@@ -60,8 +62,44 @@ async def test_a_server_without_the_peers_certificate_is_not_told() -> None:
 
 async def test_a_peer_that_is_down_or_absent_is_only_logged() -> None:
     down = notify.Peer(f"127.0.0.1:{stack.free_port()}", identity_of("api_keys"), "onboarding", METHOD, timeout=0.2)
-    await down.tell(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")
+    down.tell(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")
+    await down.wait(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")  # returns, having only logged
     await down.close()
-    await notify.Peer("", identity_of("api_keys"), "onboarding", METHOD).tell(
-        NotifyEvidenceRequest(tenant_id="t-1"), "t-1"
+    notify.Peer("", identity_of("api_keys"), "onboarding", METHOD).tell(NotifyEvidenceRequest(tenant_id="t-1"), "t-1")
+
+
+async def test_tell_returns_before_the_peer_answers_and_close_waits_for_it() -> None:
+    """The writer's reply never waits for the hint; shutting down waits for hints in flight, and past the
+    bound on calls in flight a hint is dropped rather than queued."""
+    release = asyncio.Event()
+    received: list[str] = []
+
+    async def slow(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        received.append(NotifyEvidenceRequest.FromString(request).tenant_id)
+        await release.wait()
+        return b""
+
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(slow)
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("aos.onboarding.v1.OnboardingService", {"NotifyEvidence": handler})]
     )
+    port = server.add_secure_port("127.0.0.1:0", identity_of("onboarding").server_credentials())
+    await server.start()
+    peer = notify.Peer(f"127.0.0.1:{port}", identity_of("api_keys"), "onboarding", METHOD, timeout=5, pending=2)
+    try:
+        for tenant in ("t-1", "t-2", "t-3"):
+            peer.tell(NotifyEvidenceRequest(tenant_id=tenant), tenant)  # returns at once
+        for _ in range(100):  # bounded: the two calls in flight reach the server
+            if len(received) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(received) == ["t-1", "t-2"]  # the third was dropped: two were already pending
+        closing = asyncio.create_task(peer.close())
+        await asyncio.sleep(0.1)
+        assert not closing.done()  # close waits for the calls in flight
+        release.set()
+        await asyncio.wait_for(closing, 5)
+    finally:
+        release.set()
+        await server.stop(None)
