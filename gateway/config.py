@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway import identity, replies, routes, upstream_tls
 from gateway.identity import IdentityProvider
-from gateway.routes import BUFFER, GATE_CLUSTER
+from gateway.routes import BUFFER, EXT_AUTHZ, GATE_CLUSTER
 from gateway.rules import Method, load_methods, raw_query_paths
 from services.common import tls
 
@@ -185,7 +185,7 @@ def _ext_authz(gw: Gateway) -> list[dict[str, Any]]:
         return []
     return [
         _filter(
-            "envoy.filters.http.ext_authz",
+            EXT_AUTHZ,
             "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
             {
                 "grpc_service": {"envoy_grpc": {"cluster_name": GATE_CLUSTER}, "timeout": "3s"},

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from gateway.config import Gateway
 
 BUFFER = "envoy.filters.http.buffer"
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
 # The cluster serving envoy.service.auth.v3.Authorization/Check (the edge gate).
 GATE_CLUSTER = "onboarding"
 
@@ -53,6 +54,13 @@ def table(gw: Gateway) -> list[dict[str, Any]]:
             }
         ],
     }
+    if GATE_CLUSTER in gw.upstreams:  # public (policy.EXEMPT): the gate would only say yes, at the cost of a call
+        openapi["typed_per_filter_config"] = {
+            EXT_AUTHZ: {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+                "disabled": True,
+            }
+        }
     # Anything else (unknown REST paths, other tenants' EventLog streams) is simply not here. With the gate,
     # a last catch-all answers 404 itself: ext_authz skips requests that match no route, and the gate must
     # still see unknown paths (they need COMPLETE, SPEC 3.6).

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import grpc
@@ -54,20 +55,46 @@ def gate_rule(method: str) -> gate_pb2.Rule | None:
     return options.Extensions[gate_pb2.rule] if options.HasExtension(gate_pb2.rule) else None
 
 
+# A call's own request id when the caller sent none: unique across processes like a uuid4 (same 32 hex digits),
+# without a random read per call.
+_PROCESS = os.urandom(8).hex()
+_CALLS = itertools.count()
+
 # Methods without a gate rule that any peer holding a certificate of our CA may call. Every other method
 # without one (the edge's ext_authz Check) is the gateway's alone.
 _OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-def check(rule: gate_pb2.Rule | None, metadata: Any, peer: str, method: str = "") -> None:
+class Rule(NamedTuple):
+    """The principal part of a gate rule, read out of the descriptor once per method (a protobuf field read
+    per call costs more than the check itself)."""
+
+    principals: frozenset[principal.Kind]
+    callers: frozenset[str]
+    tenantless: bool
+    scope: str
+
+
+def compiled(rule: gate_pb2.Rule | None) -> Rule | None:
+    if rule is None:
+        return None
+    kinds = frozenset(principal.KINDS[k] for k in rule.principals)
+    return Rule(kinds, frozenset(rule.callers), rule.tenantless, rule.scope)
+
+
+def check(rule: gate_pb2.Rule | None, metadata: Any, peer: str, method: str = "") -> principal.Principal | None:
     """Who may call, before any handler runs: `peer` is the identity on the caller's verified certificate
     (tls.peer). Customer and operator metadata is believed only from the gateway; a service caller must be
     its certificate's identity and named in the rule's callers; then the principal part of the gate rule
-    (the onboarding state is the edge's job)."""
+    (the onboarding state is the edge's job). Returns the caller (None for a method without a rule)."""
+    return _admit(compiled(rule), metadata, peer, method)
+
+
+def _admit(rule: Rule | None, metadata: Any, peer: str, method: str) -> principal.Principal | None:
     if rule is None:
         if peer != tls.GATEWAY and not method.startswith(_OPEN):
             raise PermissionDenied("only the gateway may call this method", reason="PEER_NOT_ALLOWED")
-        return
+        return None
     caller = principal.from_metadata(metadata or ())
     if caller is None:
         raise Unauthenticated("authentication required", reason="MISSING_AUTH")
@@ -78,12 +105,13 @@ def check(rule: gate_pb2.Rule | None, metadata: Any, peer: str, method: str = ""
             raise PermissionDenied(f"service {peer} may not call this method", reason="CALLER_NOT_ALLOWED")
     elif peer != tls.GATEWAY:
         raise PermissionDenied("caller metadata is accepted only from the gateway", reason="PEER_NOT_GATEWAY")
-    if caller.kind not in {principal.KINDS[k] for k in rule.principals}:
+    if caller.kind not in rule.principals:
         raise PermissionDenied(f"{caller.kind} callers may not call this method", reason="PRINCIPAL_NOT_ALLOWED")
     if caller.kind in (principal.Kind.HUMAN, principal.Kind.API_KEY) and not rule.tenantless:
         caller.tenant()
     if caller.kind is principal.Kind.API_KEY and rule.scope and not caller.has_scope(rule.scope):
         raise PermissionDenied(f"API key lacks scope {rule.scope}", reason="SCOPE_REQUIRED")
+    return caller
 
 
 def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
@@ -143,7 +171,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             raise exc
         await context.abort_with_status(status)
 
-    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], rule: gate_pb2.Rule | None, method: str) -> None:
+    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], rule: Rule | None, method: str) -> None:
         metadata = context.invocation_metadata() or ()
         given: str | bytes = ""
         tenant_id: str | bytes = ""
@@ -152,10 +180,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 given = value
             elif key == "x-aos-tenant-id":
                 tenant_id = value
-        request_id.set(given if isinstance(given, str) and given else uuid.uuid4().hex)
+        request_id.set(given if isinstance(given, str) and given else f"{_PROCESS}{next(_CALLS):016x}")
         tenant.set(tenant_id if isinstance(tenant_id, str) else "")
         rpc_method.set(method)
-        check(rule, metadata, tls.peer(context), method)
+        principal.current.set(_admit(rule, metadata, tls.peer(context), method))
 
     async def intercept_service(
         self,
@@ -172,7 +200,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
-        rule, stats, clock = gate_rule(method), self._metrics.method(method), time.perf_counter
+        rule, stats, clock = compiled(gate_rule(method)), self._metrics.method(method), time.perf_counter
         if handler.unary_unary:
             inner: Any = handler.unary_unary
 

@@ -6,6 +6,7 @@ Services never take a tenant id from a request body, query or client header: onl
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -86,13 +87,19 @@ class Principal:
             )
 
 
+_BY_VALUE = {kind.value: kind for kind in Kind}
+# The caller of the RPC being handled, as the shared interceptor read it before the handler ran (one task per
+# RPC, so it never outlives its call): the handler's caller() need not parse the metadata again.
+current: ContextVar[Principal | None] = ContextVar("principal", default=None)
+
+
 def from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Principal | None:
     headers = {k: v for k, v in metadata if isinstance(v, str) and k.startswith("x-aos-")}
-    kind, actor = headers.get("x-aos-actor-type", ""), headers.get("x-aos-actor-id", "")
-    if kind not in Kind.__members__.values() or not actor:
+    kind, actor = _BY_VALUE.get(headers.get("x-aos-actor-type", "")), headers.get("x-aos-actor-id", "")
+    if kind is None or not actor:
         return None
     return Principal(
-        kind=Kind(kind),
+        kind=kind,
         actor_id=actor,
         tenant_id=headers.get("x-aos-tenant-id", ""),
         email=headers.get("x-aos-email", ""),
@@ -104,7 +111,7 @@ def from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Principal | No
 
 
 def caller(context: grpc.aio.ServicerContext[object, object]) -> Principal:
-    principal = from_metadata(context.invocation_metadata() or ())
+    principal = current.get() or from_metadata(context.invocation_metadata() or ())
     if principal is None:
         raise Unauthenticated("authentication required", reason="MISSING_AUTH")
     return principal

@@ -8,8 +8,10 @@ every caller header the services read and answers a refusal with the legacy JSON
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -21,11 +23,12 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import aos
+from aos.api_keys.v1 import api_keys_service_pb2 as keys_rpc
 from aos.gate.v1 import gate_pb2
 from services.common.errors import NotFound, Unavailable
 from services.common.interceptors import gate_rule
 from services.common.principal import KINDS, Kind, Principal
-from services.onboarding import identity, policy, states
+from services.onboarding import identity, keyguard, policy, states
 from services.onboarding.clients import Clients
 from services.onboarding.edge import INVALID_KEY, Denied, allow, deny, invalid_token, unfit
 from services.onboarding.keyguard import PREFIX_CHARS, KeyGuard
@@ -36,6 +39,9 @@ log = logging.getLogger("aos.gate")
 INTEGRATION_KEY = "x-cus-integration-key"
 # The credentials themselves never travel past the gate.
 CREDENTIAL_HEADERS = ("x-aos-key", INTEGRATION_KEY)
+# The headers the gate tells callers apart by (with a bearer token's verified payload).
+CALLER_CREDENTIALS = ("authorization", *CREDENTIAL_HEADERS)
+ANSWERS = 10_000  # remembered approvals at most
 
 
 def _violation(current: State, required: State, endpoint: str) -> Denied:
@@ -50,18 +56,35 @@ def _violation(current: State, required: State, endpoint: str) -> Denied:
     )
 
 
-def load_rules() -> list[str]:
+def load_rules() -> dict[str, gate_pb2.Rule | None]:
     """Imports every service's generated API, so that the gate rules of all methods are in the descriptor pool.
     This process imports only the APIs it calls (account, api_keys, integrations); without the others, a
-    transcoded call to monitoring found no rule and fell back to the path table (COMPLETE, no scope check)."""
+    transcoded call to monitoring found no rule and fell back to the path table (COMPLETE, no scope check).
+    Returns each of their methods' rule by gRPC path: a dict lookup per request instead of a descriptor search."""
     names = sorted(
         f"aos.{found.parent.parent.name}.v1.{found.stem}"
         for root in aos.__path__
         for found in Path(root).glob("*/v1/*_service_pb2.py")
     )
-    for name in names:
-        importlib.import_module(name)
-    return names
+    paths = [
+        f"/{service.full_name}/{method.name}"
+        for name in names
+        for service in importlib.import_module(name).DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    ]
+    return {path: gate_rule(path) for path in paths}
+
+
+class Answer(NamedTuple):
+    """A finished approval and the cached inputs it was made from. It stands only while each of them is still
+    the one in its cache, so whatever drops those (a key revoked, a membership changed, a tenant event, their
+    TTLs) drops it too; a token's also ends at the token's exp."""
+
+    reply: external_auth_pb2.CheckResponse
+    tenant_id: str
+    verdict: tuple[str, keys_rpc.VerifyApiKeyResponse] | None  # (key digest, keyguard's cached verdict)
+    member: tuple[tuple[str, str], identity.Membership] | None  # ((org, user), the cached membership)
+    expires: float
 
 
 class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]  # xds-protos has no stubs
@@ -75,16 +98,29 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         claims: identity.Claims,
     ) -> None:
         self._sessions, self._cache, self._clients = sessions, cache, clients
-        load_rules()
+        self._rules = load_rules()
         self.keys, self.members, self._claims = keys, members, claims
+        # Approvals of callers whose every input is cached, by (route, endpoint, digest of the credentials): a
+        # repeated request costs a dict lookup and a check that those inputs are still cached.
+        self._answers: dict[tuple[str, str, bytes], Answer] = {}
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
+        headers = http.headers
+        route = http.path.split("?", 1)[0]
+        transcoded = route.startswith("/aos.")
+        # The REST path the client called (for the 403 body) is only trusted where the transcoder set it; a
+        # client-sent x-envoy-original-path on any other request must not choose the legacy gate row.
+        endpoint = headers.get("x-envoy-original-path", route).split("?", 1)[0] if transcoded else route
+        asked = (route, endpoint, _credentials(headers, request))
+        known = self._answers.get(asked)
+        if known is not None and self._stands(known):
+            return _removing(known.reply, unfit(headers))
         try:
-            answer = await self._check(http.path, dict(http.headers), request)
-            answer.ok_response.headers_to_remove.extend(unfit(http.headers))
+            answer = await self._check(route, endpoint, headers, request, asked)
+            answer.ok_response.headers_to_remove.extend(unfit(headers))
             return answer
         except Denied as denied:
             return deny(denied)
@@ -93,14 +129,14 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             return deny(Denied(503, {"error": "unavailable", "message": exc.message}))
 
     async def _check(
-        self, path: str, headers: Mapping[str, str], request: external_auth_pb2.CheckRequest
+        self,
+        route: str,
+        endpoint: str,
+        headers: Mapping[str, str],
+        request: external_auth_pb2.CheckRequest,
+        asked: tuple[str, str, bytes],
     ) -> external_auth_pb2.CheckResponse:
-        route = path.split("?", 1)[0]
-        transcoded = route.startswith("/aos.")
-        # The REST path the client called (for the 403 body) is only trusted where the transcoder set it; a
-        # client-sent x-envoy-original-path on any other request must not choose the legacy gate row.
-        endpoint = headers.get("x-envoy-original-path", route).split("?", 1)[0] if transcoded else route
-        rule = gate_rule(route) if transcoded else None
+        rule = self._rule(route) if route.startswith("/aos.") else None
         if rule is None and policy.exempt(route):
             return allow({}, [])
         if rule is not None and rule.audience == gate_pb2.AUDIENCE_INTERNAL:
@@ -120,7 +156,69 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             raise Denied(403, {"error": "forbidden", "message": f"API key lacks scope {rule.scope}"})
         if rule is not None and rule.tenantless and caller.kind is Kind.HUMAN and not caller.tenant_id:
             self.members.forget(caller.actor_id)  # signing up: "not a member" is about to be wrong
-        return allow(self._caller_headers(caller, headers, integration_key), [*CREDENTIAL_HEADERS])
+        answer = allow(self._caller_headers(caller, headers, integration_key), [*CREDENTIAL_HEADERS])
+        self._remember(asked, answer, caller, required, request, headers, integration_key)
+        return answer
+
+    def _rule(self, route: str) -> gate_pb2.Rule | None:
+        try:
+            return self._rules[route]
+        except KeyError:  # not a method of a service API (or one imported by other means): the descriptors say
+            return gate_rule(route)
+
+    def _remember(
+        self,
+        asked: tuple[str, str, bytes],
+        answer: external_auth_pb2.CheckResponse,
+        caller: Principal,
+        required: State | None,
+        request: external_auth_pb2.CheckRequest,
+        headers: Mapping[str, str],
+        integration_key: IntegrationKey | None,
+    ) -> None:
+        """Keeps an approval of a tenant's key or member whose inputs are all cached, and are still the ones
+        it was decided on (a cache entry replaced while the decision awaited is not vouched for by it)."""
+        if not caller.tenant_id or caller.kind not in (Kind.HUMAN, Kind.API_KEY):
+            return
+        state = self._cache.peek(caller.tenant_id)
+        if state is None or (required is not None and state < required):
+            return
+        verdict, member, expires = None, None, math.inf
+        if caller.kind is Kind.API_KEY:
+            secret = integration_key.secret if integration_key is not None else headers.get("x-aos-key", "").strip()
+            digest = keyguard.digest_of(secret)
+            valid = self.keys.verdicts.get(digest)
+            if valid is None or (valid.key_id, valid.tenant_id, tuple(valid.scopes)) != (
+                caller.actor_id,
+                caller.tenant_id,
+                caller.scopes,
+            ):
+                return
+            verdict = (digest, valid)
+        else:
+            who = (caller.org_id, caller.actor_id)
+            membership = self.members.peek(*who)
+            exp = identity.expiry(request)
+            if membership is None or membership != (caller.tenant_id, caller.role) or exp is None:
+                return
+            member, expires = (who, membership), exp
+        if len(self._answers) >= ANSWERS:
+            del self._answers[next(iter(self._answers))]
+        self._answers[asked] = Answer(answer, caller.tenant_id, verdict, member, expires)
+
+    def _stands(self, known: Answer) -> bool:
+        if self._cache.peek(known.tenant_id) is None:
+            return False
+        if known.verdict is not None:
+            digest, verdict = known.verdict
+            if self.keys.verdicts.get(digest) is not verdict:
+                return False
+            self.keys.used(verdict)
+            return True
+        if known.member is None or time.time() >= known.expires:
+            return False
+        who, membership = known.member
+        return self.members.peek(*who) is membership
 
     async def _authenticate(
         self,
@@ -215,7 +313,6 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         return {
             "x-aos-actor-type": caller.kind.value,
             "x-aos-actor-id": caller.actor_id,
-            "x-aos-request-id": headers.get("x-request-id", ""),
             "x-aos-tenant-id": caller.tenant_id,
             "x-aos-role": caller.role,
             "x-aos-scopes": ",".join(caller.scopes),
@@ -227,6 +324,26 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             # for the service to ask integrations (an unknown one answers 404 there).
             "x-aos-integration-id": integration_key.integration_id if integration_key is not None else "",
         }
+
+
+def _credentials(headers: Mapping[str, str], request: external_auth_pb2.CheckRequest) -> bytes:
+    """One digest of everything that names the caller: the credential headers, absent ones told apart from
+    empty ones (an empty integration key header is a refusal, no header is not), and the verified token's
+    payload (jwt_authn removes the token itself before the gate sees the request)."""
+    parts = [headers.get(name, "\x00absent") for name in CALLER_CREDENTIALS]
+    found = hashlib.sha256("\x00".join(parts).encode())
+    found.update(request.attributes.metadata_context.SerializeToString(deterministic=True))
+    return found.digest()
+
+
+def _removing(reply: external_auth_pb2.CheckResponse, names: list[str]) -> external_auth_pb2.CheckResponse:
+    """A remembered approval, with this request's unfit headers removed too (a copy: the original is shared)."""
+    if not names:
+        return reply
+    copy = external_auth_pb2.CheckResponse()
+    copy.CopyFrom(reply)
+    copy.ok_response.headers_to_remove.extend(names)
+    return copy
 
 
 class IntegrationKey(NamedTuple):

@@ -57,6 +57,15 @@ def payload(request: external_auth_pb2.CheckRequest) -> dict[str, Any] | None:
     return json_format.MessageToDict(namespace.fields[PAYLOAD_KEY].struct_value)
 
 
+def expiry(request: external_auth_pb2.CheckRequest) -> float | None:
+    """The verified token's exp (epoch seconds); None without a token or a numeric exp."""
+    namespace = request.attributes.metadata_context.filter_metadata.get(JWT_METADATA)
+    if namespace is None or PAYLOAD_KEY not in namespace.fields:
+        return None
+    exp = namespace.fields[PAYLOAD_KEY].struct_value.fields.get("exp")
+    return exp.number_value if exp is not None and exp.WhichOneof("kind") == "number_value" else None
+
+
 def _has(claim: Any, value: str) -> bool:
     return claim == value or (isinstance(claim, list) and value in claim)
 
@@ -122,6 +131,10 @@ class Members:
         if forgotten == self._forgotten:
             self._known[key] = found
         return found
+
+    def peek(self, org: str, user: str) -> Membership | None:
+        """The cached membership, without asking account on a miss (None also when \"not a member\" is cached)."""
+        return self._known.get((org, user))
 
     def forget(self, user_id: str) -> None:
         """Every cached answer about the user (a member.* event of account), and any being asked for."""

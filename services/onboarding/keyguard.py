@@ -54,6 +54,11 @@ class Buckets:
             self._levels[name] = (max(0.0, self._level(name, now) - tokens), now)
 
 
+def digest_of(secret: str) -> str:
+    """What the caches know a key by (never the key itself)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 def client_bucket(address: str) -> str:
     """An IPv6 client is its /64 (one subscriber's network hands out as many addresses as it likes)."""
     try:
@@ -104,12 +109,10 @@ class KeyGuard:
     async def check(self, secret: str, client: str) -> keys_rpc.VerifyApiKeyResponse:
         """The VALID verdict of `secret`, presented by `client` (an address); Denied otherwise (401, or 429
         while the client or the key's prefix is over its budget of failures)."""
-        digest = hashlib.sha256(secret.encode()).hexdigest()
+        digest = digest_of(secret)
         valid = self.verdicts.get(digest)
         if valid is not None:
-            seen = self._uses.setdefault(valid.key_id, [0, 0.0])
-            seen[0] += 1
-            seen[1] = time.time()
+            self.used(valid)
             return valid
         # A check of a key never seen valid takes its token before api_keys is asked (given back if the key is
         # valid): however many run at once, no more than the budget get through.
@@ -132,6 +135,12 @@ class KeyGuard:
             self.refused[digest] = verdict
         self.vouched.pop(digest, None)
         raise INVALID_KEY
+
+    def used(self, valid: keys_rpc.VerifyApiKeyResponse) -> None:
+        """Counts a use answered without asking api_keys."""
+        seen = self._uses.setdefault(valid.key_id, [0, 0.0])
+        seen[0] += 1
+        seen[1] = time.time()
 
     async def report_usage(self) -> None:
         """Sends the uses answered from the cache since the last report; kept for the next one on failure."""

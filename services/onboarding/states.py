@@ -56,6 +56,10 @@ class Cache:
         async with self._sessions() as session:
             return await repository.get(session, tenant_id) is not None
 
+    def peek(self, tenant_id: str) -> State | None:
+        """The cached state, without reading the database on a miss."""
+        return self._states.get(tenant_id)
+
     def put(self, tenant_id: str, state: State) -> None:
         self._states[tenant_id] = state
 
