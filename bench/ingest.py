@@ -121,7 +121,7 @@ async def run(running: Running, tenant: Tenant, monitoring_url: str, conc: int, 
     raw, batch = best["raw"], best["batch"]
     row("5a INSERT 100 rows, asyncpg: rec/s", conc, raw, None, by="py")
     ratio = batch[0] / raw[0]
-    row("5a POST batch x100, Envoy + IK: rec/s", conc, batch, ratio, ">= 0.3, >= 20000 rec/s", "wrk", "rec/s")
+    row("5a POST batch x100, Envoy + IK: rec/s", conc, batch, ratio, ">= 0.3, >= 20000 rec/s", "wrk", "rate")
     row("5b GET /api/v1/runs/{id}, Envoy + key", 1, best["read"], None, by="wrk")
     ratio = best["single"][1] / best["read"][1]
     row("5b POST one record, Envoy + IK", 1, best["single"], ratio, "<= 1.5", "wrk")

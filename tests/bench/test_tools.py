@@ -1,0 +1,69 @@
+"""The bench's readers of h2load's and wrk's output (bench/tools.py): throughput, p50 and p99, and a run with
+failed requests is an error, not a number. Outputs as the Debian packages print them (h2load 1.52, wrk 4.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import tools
+
+H2LOAD = """starting benchmark...
+Application protocol: h2c
+
+finished in 1.20s, 2114.00 req/s, 132.22KB/s
+requests: 2114 total, 2114 started, 2114 done, 2114 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 2114 2xx, 0 3xx, 0 4xx, 0 5xx
+"""
+
+WRK = """Running 1s test @ http://127.0.0.1:32935/
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.05ms    3.45ms  21.71ms   79.20%
+    Req/Sec   408.40     78.72   510.00     60.00%
+  Latency Distribution
+     50%  396.00us
+     75%    6.33ms
+     90%    9.66ms
+     99%    1.70s
+  410 requests in 1.01s, 1.08MB read
+Requests/sec:    406.66
+Transfer/sec:      1.07MB
+"""
+
+
+def test_h2load_rate_from_its_summary_and_percentiles_from_its_request_log() -> None:
+    # --log-file lines: start time (µs since epoch), HTTP status, duration (µs); 1..100 ms here
+    log = "".join(f"1796234532443819\t200\t{ms * 1000}\n" for ms in range(1, 101))
+    rate, p50, p99 = tools.parse_h2load(H2LOAD, log)
+    assert rate == 2114.0
+    assert p50 == pytest.approx(50.5)
+    assert p99 == pytest.approx(99.99)
+
+
+def test_h2load_run_with_failed_requests_is_an_error() -> None:
+    out = H2LOAD.replace("2114 done, 2114 succeeded, 0 failed", "2114 done, 2000 succeeded, 114 failed")
+    with pytest.raises(RuntimeError, match="h2load saw failures"):
+        tools.parse_h2load(out, "1\t200\t1000\n1\t200\t1000\n")
+
+
+def test_wrk_rate_and_percentiles_in_milliseconds_whatever_unit_wrk_chose() -> None:
+    assert tools.parse_wrk(WRK) == (406.66, pytest.approx(0.396), 1700.0)
+
+
+@pytest.mark.parametrize(
+    "failure", ["  Non-2xx or 3xx responses: 587\n", "  Socket errors: connect 0, read 2, write 0, timeout 3\n"]
+)
+def test_wrk_run_with_error_answers_is_an_error(failure: str) -> None:
+    with pytest.raises(RuntimeError, match="wrk saw failures"):
+        tools.parse_wrk(WRK.replace("Requests/sec:", failure + "Requests/sec:"))
+
+
+def test_h2load_body_is_one_uncompressed_grpc_message() -> None:
+    assert tools.grpc_frame(b"") == b"\x00\x00\x00\x00\x00"
+    assert tools.grpc_frame(b"\x0a\x01x") == b"\x00\x00\x00\x00\x03\x0a\x01x"
+
+
+def test_a_missing_tool_names_its_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tools.shutil, "which", lambda tool: None)
+    with pytest.raises(tools.Missing, match=r"apt-get install nghttp2-client"):
+        tools.need("h2load")
