@@ -28,12 +28,13 @@ def row(
 ) -> None:
     """One line of the table. `by`: the client (h2load, wrk, or py: this process's own, client-bound);
     `vs`: which baseline the ratio is taken against (see run.py's docstring); no ratio marks a baseline."""
-    rate, p50, p99 = result
+    rate, p50, p99, failed = result
     if ratio is not None:
         shown = f"{ratio:>7.2f}  {vs:<6}"
     else:  # a baseline, or a row whose baseline was skipped (its tool is missing)
         shown = f"{'(base)':>7}  {'':<6}" if vs in ("", "p50") else f"{'-':>7}  {vs:<6}"
-    print(f"{label:<50}{by:>7}{conc:>5}{rate:>8.0f}{p50:>9.2f}{p99:>9.2f}{shown}  {target}".rstrip(), flush=True)
+    note = f"  ({failed} requests failed)" if failed else ""
+    print(f"{label:<50}{by:>7}{conc:>5}{rate:>8.0f}{p50:>9.2f}{p99:>9.2f}{shown}  {target}{note}".rstrip(), flush=True)
 
 
 def skipped(label: str, note: str) -> None:

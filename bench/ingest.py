@@ -56,9 +56,7 @@ def batch_body(tag: str, n: int, size: int = BATCH) -> dict[str, Any]:
     return {"records": records} if size > 1 else records[0]
 
 
-async def raw_inserts(
-    url: str, tenant_id: str, conc: int, seconds: float, size: int = BATCH
-) -> tuple[float, float, float]:
+async def raw_inserts(url: str, tenant_id: str, conc: int, seconds: float, size: int = BATCH) -> tools.Result:
     """The baseline: ingest's own set-based INSERT (ON CONFLICT DO NOTHING RETURNING), prepared on each
     connection, 100 fresh rows per statement; (records/s, p50 ms, p99 ms of a statement)."""
     pool = await asyncpg.create_pool(
@@ -76,10 +74,10 @@ async def raw_inserts(
             return await conn.fetch(ingest.INSERT, tenant_id, "bench-key", ingest.rows(rows))
 
     try:
-        rate, p50, p99 = await drive(insert, conc, seconds)
+        rate, p50, p99, _ = await drive(insert, conc, seconds)
     finally:
         await pool.close()
-    return rate * size, p50, p99
+    return tools.Result(rate * size, p50, p99)
 
 
 async def run(running: Running, tenant: Tenant, monitoring_url: str, conc: int, seconds: float, rounds: int) -> None:
@@ -99,7 +97,7 @@ async def run(running: Running, tenant: Tenant, monitoring_url: str, conc: int, 
             return await asyncio.to_thread(tools.wrk, base + path, conc_, seconds, None, "ingest.lua", args)
         return await asyncio.to_thread(tools.wrk, base + path, conc_, seconds, headers)
 
-    best: dict[str, tuple] = {}
+    best: dict[str, tools.Result] = {}
     ik = {"X-CUS-Integration-Key": key}
     reader = {"X-AOS-Key": tenant.key}
     for _ in range(rounds):
@@ -112,7 +110,7 @@ async def run(running: Running, tenant: Tenant, monitoring_url: str, conc: int, 
         ):
             result = await measure()
             if label == "batch":
-                result = (result[0] * BATCH, result[1], result[2])
+                result = result._replace(rate=result.rate * BATCH)
             # Throughput rows keep their best rate, latency rows (concurrency 1) their best p50.
             kept = best.get(label)
             if kept is None or (result[0] > kept[0] if label in ("raw", "batch") else result[1] < kept[1]):

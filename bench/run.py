@@ -35,7 +35,7 @@ Every other ratio is throughput ÷ throughput too: higher is better. A "-" ratio
      Envoy as gRPC (h2load) and as GET /activity/live (wrk); ratio = p50 / baseline p50 (target <= 1.5;
      bench/live_runs.py). `--scale` sizes it as scenario 4. Runs last: its tenant ends COMPLETE.
 
-    .venv/bin/python bench/run.py [--seconds 3] [--rounds 2] [--concurrency 16] [--scale 1] [--skip 1] [--load]
+    .venv/bin/python bench/run.py [--seconds 2] [--rounds 2] [--concurrency 16] [--scale 1] [--skip 1] [--load]
 
 `--load` also runs the long form of the load test (200 clients for 60 s) after the table.
 """
@@ -105,7 +105,7 @@ async def main(options: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved runs per target; the best is kept")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(

@@ -2,8 +2,9 @@
 packages nghttp2-client and wrk), this process's own client where neither can speak the call, and a
 loopback Envoy that lets h2load reach a service port (which speaks only mutual TLS) as a named caller.
 
-Every driver returns (requests/s, p50 ms, p99 ms). A tool that is not installed raises Missing, which the
-table prints as a skipped row, not a crash."""
+Every driver returns a Result. A tool that is not installed raises Missing, which the table prints as a
+skipped row, not a crash; requests that fail (non-2xx, timeouts) are counted and shown on their row, since
+an overloaded machine makes some writes miss an internal deadline, and the run goes on."""
 
 from __future__ import annotations
 
@@ -17,12 +18,20 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
 from cli import devtls, stack
 
-Result = tuple[float, float, float]  # requests/s, p50 ms, p99 ms
+
+class Result(NamedTuple):
+    rate: float  # successful requests/s
+    p50: float  # ms, of every request
+    p99: float
+    failed: int = 0  # requests that failed
+
+
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 LUA = Path(__file__).with_name("wrk")  # wrk scripts
 API = "type.googleapis.com/envoy.extensions"
@@ -47,16 +56,16 @@ def grpc_frame(message: bytes) -> bytes:
 
 
 def parse_h2load(out: str, log: str) -> Result:
-    """h2load's stdout (the rate, and a check that every request finished with a 2xx) and its --log-file
-    (one line per request: start, status, microseconds)."""
+    """h2load's stdout (the rate of the requests that finished with a 2xx, and how many did not) and its
+    --log-file (one line per request: start, status, microseconds)."""
     counts = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
-    if not counts or int(counts[1]) == 0 or counts[1] != counts[2]:
-        raise RuntimeError(f"h2load saw failures:\n{out}")
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-    assert rate, out
+    if not counts or not rate or int(counts[2]) == 0:
+        raise RuntimeError(f"h2load saw no request succeed:\n{out}")
+    done, succeeded = int(counts[1]), int(counts[2])
     micros = [int(line.split("\t")[2]) for line in log.splitlines() if line.strip()]
     q = statistics.quantiles(micros, n=100)
-    return float(rate[1]), q[49] / 1000, q[98] / 1000
+    return Result(float(rate[1]) * succeeded / done, q[49] / 1000, q[98] / 1000, done - succeeded)
 
 
 def h2load(url: str, body: bytes, headers: Sequence[tuple[str, str]], conc: int, seconds: float, tmp: Path) -> Result:
@@ -81,9 +90,13 @@ def h2load(url: str, body: bytes, headers: Sequence[tuple[str, str]], conc: int,
 
 
 def parse_wrk(out: str) -> Result:
-    """wrk's --latency report; any non-2xx answer, socket error or timeout fails the bench."""
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failures:\n{out}")
+    """wrk's --latency report: the rate of 2xx answers; non-2xx answers and timeouts count as failed."""
+    total = re.search(r"^\s+(\d+) requests in", out, re.M)
+    wrong = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    timeouts = re.search(r"Socket errors: .*timeout (\d+)", out)
+    failed = (int(wrong[1]) if wrong else 0) + (int(timeouts[1]) if timeouts else 0)
+    if not total or int(total[1]) <= failed:
+        raise RuntimeError(f"wrk saw no request succeed:\n{out}")
 
     def percentile(p: str) -> float:
         found = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
@@ -92,7 +105,8 @@ def parse_wrk(out: str) -> Result:
 
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     assert rate, out
-    return float(rate[1]), percentile("50"), percentile("99")
+    ok = 1 - (int(wrong[1]) if wrong else 0) / int(total[1])  # timed-out requests are not in wrk's count
+    return Result(float(rate[1]) * ok, percentile("50"), percentile("99"), failed)
 
 
 def wrk(
@@ -145,7 +159,7 @@ async def drive(call: Callable[[int], Awaitable[object]], concurrency: int, seco
     await asyncio.gather(*(worker(True) for _ in range(concurrency)))
     elapsed = time.perf_counter() - begin
     quantiles = statistics.quantiles(latencies, n=100)
-    return len(latencies) / elapsed, quantiles[49] * 1000, quantiles[98] * 1000
+    return Result(len(latencies) / elapsed, quantiles[49] * 1000, quantiles[98] * 1000)
 
 
 # --- the mTLS hop in front of a service port ------------------------------------------------------------------

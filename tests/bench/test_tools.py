@@ -31,31 +31,38 @@ Transfer/sec:      1.07MB
 """
 
 
+# --log-file lines: start time (µs since epoch), HTTP status, duration (µs); 1..100 ms here
+LOG = "".join(f"1796234532443819\t200\t{ms * 1000}\n" for ms in range(1, 101))
+
+
 def test_h2load_rate_from_its_summary_and_percentiles_from_its_request_log() -> None:
-    # --log-file lines: start time (µs since epoch), HTTP status, duration (µs); 1..100 ms here
-    log = "".join(f"1796234532443819\t200\t{ms * 1000}\n" for ms in range(1, 101))
-    rate, p50, p99 = tools.parse_h2load(H2LOAD, log)
-    assert rate == 2114.0
-    assert p50 == pytest.approx(50.5)
-    assert p99 == pytest.approx(99.99)
+    assert tools.parse_h2load(H2LOAD, LOG) == (2114.0, pytest.approx(50.5), pytest.approx(99.99), 0)
 
 
-def test_h2load_run_with_failed_requests_is_an_error() -> None:
-    out = H2LOAD.replace("2114 done, 2114 succeeded, 0 failed", "2114 done, 2000 succeeded, 114 failed")
-    with pytest.raises(RuntimeError, match="h2load saw failures"):
-        tools.parse_h2load(out, "1\t200\t1000\n1\t200\t1000\n")
+def test_h2load_counts_failed_requests_and_only_successes_in_the_rate() -> None:
+    out = H2LOAD.replace("2114 done, 2114 succeeded, 0 failed", "2114 done, 1057 succeeded, 1057 failed")
+    assert tools.parse_h2load(out, LOG)[::3] == (1057.0, 1057)
+
+
+def test_h2load_run_without_one_success_is_an_error() -> None:
+    out = H2LOAD.replace("2114 done, 2114 succeeded, 0 failed", "2114 done, 0 succeeded, 2114 failed")
+    with pytest.raises(RuntimeError, match="no request succeed"):
+        tools.parse_h2load(out, LOG)
 
 
 def test_wrk_rate_and_percentiles_in_milliseconds_whatever_unit_wrk_chose() -> None:
-    assert tools.parse_wrk(WRK) == (406.66, pytest.approx(0.396), 1700.0)
+    assert tools.parse_wrk(WRK) == (406.66, pytest.approx(0.396), 1700.0, 0)
 
 
-@pytest.mark.parametrize(
-    "failure", ["  Non-2xx or 3xx responses: 587\n", "  Socket errors: connect 0, read 2, write 0, timeout 3\n"]
-)
-def test_wrk_run_with_error_answers_is_an_error(failure: str) -> None:
-    with pytest.raises(RuntimeError, match="wrk saw failures"):
-        tools.parse_wrk(WRK.replace("Requests/sec:", failure + "Requests/sec:"))
+def test_wrk_counts_error_answers_and_timeouts_and_only_successes_in_the_rate() -> None:
+    failures = "  Non-2xx or 3xx responses: 205\n  Socket errors: connect 0, read 2, write 0, timeout 3\n"
+    rate, _, _, failed = tools.parse_wrk(WRK.replace("Requests/sec:", failures + "Requests/sec:"))
+    assert (rate, failed) == (pytest.approx(203.33), 208)
+
+
+def test_wrk_run_without_one_success_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="no request succeed"):
+        tools.parse_wrk(WRK.replace("Requests/sec:", "  Non-2xx or 3xx responses: 410\nRequests/sec:"))
 
 
 def test_h2load_body_is_one_uncompressed_grpc_message() -> None:
