@@ -74,26 +74,7 @@ class Rest:
 async def run(
     running: Running, tenant: Tenant, account_url: str, skip: list[int], conc: int, seconds: float, rounds: int
 ) -> None:
-    tls_dir = running.tls_dir
-    plain = running.process([sys.executable, empty.__file__, str(port := stack.free_port())], {}, port, "empty.log")
-    mtls = stack.free_port()
-    running.process([sys.executable, empty.__file__, str(mtls), "--tls", str(tls_dir)], {}, mtls, "empty-tls.log")
-    await running.ready()  # before the hop connects to them
-    miss = stack.free_port()  # a second api_keys on the same database with its verify cache off
-    env = {"API_KEYS_DATABASE_URL": running.urls["api_keys"], "API_KEYS_GRPC_PORT": str(miss)}
-    env |= {"API_KEYS_CACHE_SIZE": "0", "API_KEYS_METRICS_PORT": "0", **devtls.env(tls_dir, "api_keys")}
-    running.process([sys.executable, "-m", "services.api_keys"], env, miss, "api_keys-miss.log")
-
-    hop = tools.Hop(running.work, tls_dir)
-    hop.route("empty", mtls, "gateway", "api-keys")
-    hop.route("account", running.ports["account"], "gateway", "account")
-    hop.route("verify hit", running.ports["api_keys"], "onboarding", "api-keys")
-    hop.route("verify miss", miss, "onboarding", "api-keys")
-    running.procs.append(proc := hop.start())
-    for port in hop.ports.values():
-        await asyncio.to_thread(stack.wait_for_port, port, proc)
-    await running.ready()
-
+    plain, miss, hop = await start(running)
     await setup_reads(running, tenant)
     writers = await setup_writers(running, account_url)
     owner = human(tenant.id, "bench-owner")
@@ -185,6 +166,29 @@ async def run(
         show(name, label, "wrk", "E", TARGETS.get(name, ""))
     for name, (label, _) in py_targets.items():
         show(name, label, "py", "" if name == "py E" else "py E", TARGETS.get(name.removeprefix("py "), ""))
+
+
+async def start(running: Running) -> tuple[int, int, tools.Hop]:
+    """The empty RPC in plaintext and over mTLS, a second api_keys on the same database with its verify cache
+    off, and the hop with a route to each service a row calls straight: (plaintext port, miss port, hop)."""
+    tls_dir = running.tls_dir
+    plain = running.process([sys.executable, empty.__file__, str(port := stack.free_port())], {}, port, "empty.log")
+    mtls = stack.free_port()
+    running.process([sys.executable, empty.__file__, str(mtls), "--tls", str(tls_dir)], {}, mtls, "empty-tls.log")
+    miss = stack.free_port()
+    env = {"API_KEYS_DATABASE_URL": running.urls["api_keys"], "API_KEYS_GRPC_PORT": str(miss)}
+    env |= {"API_KEYS_CACHE_SIZE": "0", "API_KEYS_METRICS_PORT": "0", **devtls.env(tls_dir, "api_keys")}
+    running.process([sys.executable, "-m", "services.api_keys"], env, miss, "api_keys-miss.log")
+    hop = tools.Hop(running.work, tls_dir)
+    hop.route("empty", mtls, "gateway", "api-keys")
+    hop.route("account", running.ports["account"], "gateway", "account")  # customer metadata: as the gateway
+    hop.route("verify hit", running.ports["api_keys"], "onboarding", "api-keys")  # VerifyApiKey's one caller
+    hop.route("verify miss", miss, "onboarding", "api-keys")
+    running.procs.append(proc := hop.start())
+    for port in hop.ports.values():
+        await asyncio.to_thread(stack.wait_for_port, port, proc)
+    await running.ready()
+    return plain, miss, hop
 
 
 def keep(
