@@ -12,8 +12,8 @@ the row the ratio divides by:
   E+hop  h2load's empty RPC over mutual TLS behind the hop: a loopback Envoy tcp_proxy that originates the
          mTLS a service port demands (h2load presents no certificate), so direct rows compare like with like;
   py E   the Python client's empty RPC;
-  p50    the nearest (base) row above, p50 ÷ p50: lower is better (scenarios 3, 4, 5b, 6);
-  rate   the nearest (base) row above, throughput ÷ throughput (5a).
+  p50    its group's (base) row, p50 ÷ p50: lower is better (scenarios 3, 4, 5b, 6);
+  rate   its group's (base) row, throughput ÷ throughput (5a).
 Every other ratio is throughput ÷ throughput too: higher is better. A "-" ratio: its baseline was skipped.
 
   1. gRPC straight to a service (bench/calls.py): Health/Check and ListProjects (3 projects) to account,
