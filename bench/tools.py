@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import grpc
 import yaml
 
 from cli import devtls, stack
@@ -138,19 +139,24 @@ def wrk(
 
 async def drive(call: Callable[[int], Awaitable[object]], concurrency: int, seconds: float) -> Result:
     """`concurrency` coroutines of this process calling `call(n)` back to back for `seconds`, after a
-    0.5 s warm-up. On two cores the client's own CPU bounds what it can measure (rows say client-bound)."""
+    0.5 s warm-up; a call that ends in a gRPC error counts as failed, as h2load and wrk count theirs. On
+    two cores the client's own CPU bounds what it can measure (rows say client-bound)."""
     latencies: list[float] = []
-    counter = 0
+    counter = failed = 0
     stop_at = 0.0
 
     async def worker(measure: bool) -> None:
-        nonlocal counter
+        nonlocal counter, failed
         while time.perf_counter() < stop_at:
             counter += 1
-            started = time.perf_counter()
-            await call(counter)
+            started, ok = time.perf_counter(), True
+            try:
+                await call(counter)
+            except grpc.aio.AioRpcError:
+                ok = False
             if measure:
                 latencies.append(time.perf_counter() - started)
+                failed += not ok
 
     stop_at = time.perf_counter() + 0.5
     await asyncio.gather(*(worker(False) for _ in range(concurrency)))
@@ -158,8 +164,10 @@ async def drive(call: Callable[[int], Awaitable[object]], concurrency: int, seco
     stop_at = begin + seconds
     await asyncio.gather(*(worker(True) for _ in range(concurrency)))
     elapsed = time.perf_counter() - begin
+    if len(latencies) <= failed:
+        raise RuntimeError(f"no call succeeded in {seconds} s ({failed} failed)")
     quantiles = statistics.quantiles(latencies, n=100)
-    return Result(len(latencies) / elapsed, quantiles[49] * 1000, quantiles[98] * 1000)
+    return Result((len(latencies) - failed) / elapsed, quantiles[49] * 1000, quantiles[98] * 1000, failed)
 
 
 # --- the mTLS hop in front of a service port ------------------------------------------------------------------

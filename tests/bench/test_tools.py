@@ -3,6 +3,9 @@ failed requests is an error, not a number. Outputs as the Debian packages print 
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc
 import pytest
 
 from bench import tools
@@ -74,3 +77,14 @@ def test_a_missing_tool_names_its_debian_package(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(tools.shutil, "which", lambda tool: None)
     with pytest.raises(tools.Missing, match=r"apt-get install nghttp2-client"):
         tools.need("h2load")
+
+
+async def test_own_client_counts_grpc_errors_as_failed_and_only_successes_in_the_rate() -> None:
+    async def call(n: int) -> None:
+        await asyncio.sleep(0.001)
+        if n % 2:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+
+    rate, p50, _, failed = await tools.drive(call, 2, 0.3)
+    assert failed > 0 and p50 >= 1.0
+    assert rate * 0.3 == pytest.approx(failed, rel=0.1)  # every other call fails
