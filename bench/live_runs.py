@@ -170,11 +170,12 @@ async def tool_runs(gateways: dict[str, int], key: str, conc: int, seconds: floa
 
 async def check(gateway: int, key: str) -> None:
     """Both gateways answer the gRPC call and the REST one with the tenant's runs, so the load tools (which
-    count HTTP statuses only, not grpc-status) measure real answers."""
+    count HTTP statuses only, not grpc-status) measure real answers. The big side may hold one run more:
+    scenario 5 starts one through its gateway."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway}") as channel:
         stub = monitoring_service_pb2_grpc.ActivityServiceStub(channel)
         page = await stub.ListLiveRuns(rpc.ListLiveRunsRequest(), metadata=(("x-aos-key", key),), timeout=10)
-    assert (page.total, len(page.items)) == (RUNS, 50), (page.total, len(page.items))
+    assert page.total in (RUNS, RUNS + 1) and len(page.items) == 50, (page.total, len(page.items))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway}", timeout=10) as http:
         live = await http.get("/activity/live", headers={"x-aos-key": key})
-    assert live.status_code == 200 and live.json()["total"] == RUNS, live.text
+    assert live.status_code == 200 and live.json()["total"] in (RUNS, RUNS + 1), live.text
