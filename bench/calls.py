@@ -155,7 +155,7 @@ async def run(
     def show(name: str, label: str, by: str, base: str, target: str = "") -> None:
         if name in missing:
             skipped(label, missing[name])
-        elif base not in best:  # this is the baseline, or the baseline's tool is missing
+        elif base not in best or not best[base].rate:  # the baseline, or the baseline's tool is missing
             row(label, conc, best[name], None, target, by, base)
         else:
             row(label, conc, best[name], best[name][0] / best[base][0], target, by, base)
