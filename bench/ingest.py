@@ -7,40 +7,32 @@
      through the same gateway and service (GET /api/v1/runs/{id}); ratio = p50 / baseline p50 (<= 1.5).
      For context, the raw INSERT of one row with its commit, which a write pays and a read does not.
 
-The gateway side is driven by `wrk` with bench/ingest.lua when it is installed (apt package `wrk`); else by
-this process's httpx, which a 2-core machine makes the bottleneck: such rows say "client-bound".
+The gateway side is driven by `wrk` with bench/wrk/ingest.lua (without wrk, those rows are skipped).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
-import shutil
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
-from bench.common import Running, Tenant, row
-from bench.verify_bench import drive
-from cli import devauth
+from bench import tools
+from bench.common import Running, Tenant, row, skipped
+from bench.tools import drive
 from services.monitoring import ingest
 
-LUA = Path(__file__).with_name("ingest.lua")
 BATCH = 100
 HELLO = {"sdk_version": "1.2.0", "sdk_language": "python"}
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 async def reporter(running: Running, tenant: Tenant) -> tuple[str, str]:
     """An integration of the bench tenant and its reporter's X-CUS-Integration-Key (a telemetry key), with the
     tenant at SDK_CONNECTED; and the id of one run, for the baseline read."""
-    token = devauth.mint(running.work, user="bench-owner", email="o@bench.test", org=tenant.id)
-    owner = {"authorization": f"Bearer {token}"}
+    owner = {"authorization": f"Bearer {tenant.token}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.gateway_port}", timeout=10) as http:
         made = await http.post(
             "/integrations", json={"name": "bench", "provider_type": "openai", "credential": "sk-bench"}, headers=owner
@@ -55,27 +47,6 @@ async def reporter(running: Running, tenant: Tenant) -> tuple[str, str]:
     return f"{tenant.id}:{integration}:{secret}", run.json()["run_id"]
 
 
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def wrk(url: str, conc: int, seconds: float, args: list[str], headers: dict[str, str] | None = None) -> tuple:
-    """(requests/s, p50 ms, p99 ms) of one wrk run; any non-2xx answer fails the bench."""
-    threads = min(2, conc)
-    command = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s"]
-    for name, value in (headers or {}).items():
-        command += ["-H", f"{name}: {value}"]
-    command += [*(["-s", str(LUA)] if args else []), url, *(["--", *args] if args else [])]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failures:\n{out}")
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    return rate, p50, p99
-
-
 def batch_body(tag: str, n: int, size: int = BATCH) -> dict[str, Any]:
     records = [
         {"call_id": f"{tag}-{n}-{i}", "provider": "openai", "model": "gpt-4o", "tokens_in": 100, "tokens_out": 50}
@@ -85,9 +56,7 @@ def batch_body(tag: str, n: int, size: int = BATCH) -> dict[str, Any]:
     return {"records": records} if size > 1 else records[0]
 
 
-async def raw_inserts(
-    url: str, tenant_id: str, conc: int, seconds: float, size: int = BATCH
-) -> tuple[float, float, float]:
+async def raw_inserts(url: str, tenant_id: str, conc: int, seconds: float, size: int = BATCH) -> tools.Result:
     """The baseline: ingest's own set-based INSERT (ON CONFLICT DO NOTHING RETURNING), prepared on each
     connection, 100 fresh rows per statement; (records/s, p50 ms, p99 ms of a statement)."""
     pool = await asyncpg.create_pool(
@@ -105,43 +74,30 @@ async def raw_inserts(
             return await conn.fetch(ingest.INSERT, tenant_id, "bench-key", ingest.rows(rows))
 
     try:
-        rate, p50, p99 = await drive(insert, conc, seconds)
+        rate, p50, p99, _ = await drive(insert, conc, seconds)
     finally:
         await pool.close()
-    return rate * size, p50, p99
-
-
-async def _python_client(base: str, path: str, conc: int, seconds: float, headers: dict[str, str], size: int) -> tuple:
-    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-    tag = uuid.uuid4().hex[:8]
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as http:
-
-        async def call(n: int) -> object:
-            if size == 0:
-                reply = await http.get(path, headers=headers)
-            else:
-                reply = await http.post(path, json=batch_body(tag, n, size), headers=headers)
-            assert reply.status_code == 200, reply.text
-            return reply
-
-        return await drive(call, conc, seconds)
+    return tools.Result(rate * size, p50, p99)
 
 
 async def run(running: Running, tenant: Tenant, monitoring_url: str, conc: int, seconds: float, rounds: int) -> None:
+    try:
+        tools.need("wrk")
+    except tools.Missing as exc:
+        skipped("5 telemetry ingest through Envoy", str(exc))
+        return
     key, run_id = await reporter(running, tenant)
     base = f"http://127.0.0.1:{running.gateway_port}"
-    have_wrk = shutil.which("wrk") is not None
-    bound = "" if have_wrk else " (client-bound)"
     batch_url, single_url = "/api/v1/telemetry/llm-usage/batch", "/api/v1/telemetry/llm-usage"
     read_path = f"/api/v1/runs/{run_id}"
 
-    async def gateway(path: str, conc_: int, size: int, headers: dict[str, str]) -> tuple:
-        if have_wrk:
-            args = [key, str(size), uuid.uuid4().hex[:8]] if size else []
-            return await asyncio.to_thread(wrk, base + path, conc_, seconds, args, None if size else headers)
-        return await _python_client(base, path, conc_, seconds, headers, size)
+    async def gateway(path: str, conc_: int, size: int, headers: dict[str, str]) -> tools.Result:
+        if size:  # ingest.lua writes the records, unique per run, thread and request, and the key header
+            args = [key, str(size), uuid.uuid4().hex[:8]]
+            return await asyncio.to_thread(tools.wrk, base + path, conc_, seconds, None, "ingest.lua", args)
+        return await asyncio.to_thread(tools.wrk, base + path, conc_, seconds, headers)
 
-    best: dict[str, tuple] = {}
+    best: dict[str, tools.Result] = {}
     ik = {"X-CUS-Integration-Key": key}
     reader = {"X-AOS-Key": tenant.key}
     for _ in range(rounds):
@@ -154,18 +110,19 @@ async def run(running: Running, tenant: Tenant, monitoring_url: str, conc: int, 
         ):
             result = await measure()
             if label == "batch":
-                result = (result[0] * BATCH, result[1], result[2])
+                result = result._replace(rate=result.rate * BATCH)
             # Throughput rows keep their best rate, latency rows (concurrency 1) their best p50.
             kept = best.get(label)
             if kept is None or (result[0] > kept[0] if label in ("raw", "batch") else result[1] < kept[1]):
                 best[label] = result
             await asyncio.sleep(0.2)
     raw, batch = best["raw"], best["batch"]
-    row("5a INSERT 100 rows, asyncpg: rec/s", conc, raw, None)
-    row(f"5a POST batch x100, Envoy + IK: rec/s{bound}", conc, batch, batch[0] / raw[0], ">= 0.3, >= 20000 rec/s")
-    row(f"5b GET /api/v1/runs/{{id}}, Envoy + key{bound}", 1, best["read"], None)
+    row("5a INSERT 100 rows, asyncpg: rec/s", conc, raw, None, by="py")
+    ratio = batch[0] / raw[0]
+    row("5a POST batch x100, Envoy + IK: rec/s", conc, batch, ratio, ">= 0.3, >= 20000 rec/s", "wrk", "rate")
+    row("5b GET /api/v1/runs/{id}, Envoy + key", 1, best["read"], None, by="wrk")
     ratio = best["single"][1] / best["read"][1]
-    row(f"5b POST one record, Envoy + IK (p50 ratio){bound}", 1, best["single"], ratio, "<= 1.5 (p50)")
+    row("5b POST one record, Envoy + IK", 1, best["single"], ratio, "<= 1.5", "wrk")
     # Context, not a target: the floor a write pays that a read does not (its commit waits for the WAL flush).
     row("5b INSERT 1 row + commit, asyncpg (context)", 1, best["raw one"], best["raw one"][1] / best["read"][1])
     print(json.dumps({"ingest": {k: [round(x, 2) for x in v] for k, v in best.items()}}), flush=True)

@@ -83,7 +83,7 @@ class Verifier:
         self._connect = engine.dialect.create_connect_args(engine.url)[1]
         self._cache_size, self._flush_seconds, self._pool_size = cache_size, flush_seconds, pool_size
         # Hand-written rather than cachetools: a dict hit costs ~30 ns, LRUCache/FIFOCache.get ~230 ns (10k
-        # entries, timeit); bench/verify_bench.py measures the whole hit and miss paths.
+        # entries, timeit); `make bench` (bench/calls.py) measures the whole hit and miss paths.
         self._cache: dict[str, Verdict] = {}
         self._generation = 0
         self.listening = asyncio.Event()

@@ -1,4 +1,4 @@
--- wrk script of bench/ingest.py: `wrk ... -s bench/ingest.lua <url> -- <integration key> <records> <run tag>`
+-- wrk script of bench/ingest.py: `wrk ... -s bench/wrk/ingest.lua <url> -- <integration key> <records> <run tag>`
 -- posts batches (or, with 1 record, single records) of usage records whose call_ids are unique per run,
 -- thread and request, with only the X-CUS-Integration-Key header, as the newer SDK's reporter does.
 local threads = 0
