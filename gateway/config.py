@@ -105,7 +105,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
         _filter(
             identity.JWT_FILTER,
             "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-            identity.jwt_authn(gw.identity),
+            identity.jwt_authn(gw.identity, gated=GATE_CLUSTER in gw.upstreams),
         ),
         _filter(
             "envoy.filters.http.lua",
@@ -185,7 +185,7 @@ def _ext_authz(gw: Gateway) -> list[dict[str, Any]]:
         return []
     return [
         _filter(
-            "envoy.filters.http.ext_authz",
+            identity.EXT_AUTHZ,
             "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
             {
                 "grpc_service": {"envoy_grpc": {"cluster_name": GATE_CLUSTER}, "timeout": "3s"},

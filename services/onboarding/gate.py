@@ -27,7 +27,17 @@ from services.common.interceptors import gate_rule
 from services.common.principal import KINDS, Kind, Principal
 from services.onboarding import identity, policy, states
 from services.onboarding.clients import Clients
-from services.onboarding.edge import INVALID_KEY, Denied, allow, deny, invalid_token, unfit
+from services.onboarding.edge import (
+    INVALID_KEY,
+    UNAUTHENTICATED,
+    NOT_FOUND,
+    Denied,
+    allow,
+    canonical,
+    deny,
+    invalid_token,
+    unfit,
+)
 from services.onboarding.keyguard import PREFIX_CHARS, KeyGuard
 from services.onboarding.policy import State
 
@@ -73,8 +83,10 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         keys: KeyGuard,
         members: identity.Members,
         claims: identity.Claims,
+        *,
+        veil: bool = False,
     ) -> None:
-        self._sessions, self._cache, self._clients = sessions, cache, clients
+        self._sessions, self._cache, self._clients, self._veil = sessions, cache, clients, veil
         load_rules()
         self.keys, self.members, self._claims = keys, members, claims
 
@@ -82,29 +94,31 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
+        headers = dict(http.headers)
         try:
-            answer = await self._check(http.path, dict(http.headers), request)
+            answer = await self._check(http.path, headers, request)
             answer.ok_response.headers_to_remove.extend(unfit(http.headers))
             return answer
         except Denied as denied:
-            return deny(denied)
+            # The veil: whoever cannot say who they are learns nothing of which routes exist (SPEC 2).
+            veiled = self._veil and denied.body.get("error") in UNAUTHENTICATED
+            return deny(NOT_FOUND if veiled else denied, as_status=canonical(_called(http.path, headers)))
         except Unavailable as exc:
             log.warning("gate dependency unavailable: %s", exc.message)
-            return deny(Denied(503, {"error": "unavailable", "message": exc.message}))
+            unavailable = Denied(503, {"error": "unavailable", "message": exc.message})
+            return deny(unavailable, as_status=canonical(_called(http.path, headers)))
 
     async def _check(
         self, path: str, headers: Mapping[str, str], request: external_auth_pb2.CheckRequest
     ) -> external_auth_pb2.CheckResponse:
         route = path.split("?", 1)[0]
         transcoded = route.startswith("/aos.")
-        # The REST path the client called (for the 403 body) is only trusted where the transcoder set it; a
-        # client-sent x-envoy-original-path on any other request must not choose the legacy gate row.
-        endpoint = headers.get("x-envoy-original-path", route).split("?", 1)[0] if transcoded else route
+        endpoint = _called(path, headers)
         rule = gate_rule(route) if transcoded else None
         if rule is None and policy.exempt(route):
             return allow({}, [])
         if rule is not None and rule.audience == gate_pb2.AUDIENCE_INTERNAL:
-            raise Denied(404, {"error": "not_found", "message": "not found"})
+            raise NOT_FOUND  # exactly the 404 of a path that does not exist
         integration_key = _integration_key(headers)
         caller = await self._authenticate(headers, request, integration_key)
         required = policy.from_gate(rule.min_state) if rule is not None else policy.required_state(endpoint)
@@ -150,7 +164,8 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
                 raise INVALID_KEY
             return Principal(Kind.API_KEY, verdict.key_id, tenant_id=verdict.tenant_id, scopes=tuple(verdict.scopes))
         if claims is None:
-            raise invalid_token("token lacks a principal")
+            # jwt_authn hands a token it could not verify on to us, with its reason (gateway/identity.py).
+            raise invalid_token(identity.failure(request) or "token lacks a principal")
         token = identity.read(claims, self._claims, time.time())
         human = token.kind is Kind.HUMAN
         caller = Principal(
@@ -227,6 +242,15 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             # for the service to ask integrations (an unknown one answers 404 there).
             "x-aos-integration-id": integration_key.integration_id if integration_key is not None else "",
         }
+
+
+def _called(path: str, headers: Mapping[str, str]) -> str:
+    """The path the client called. The REST path (for the 403 body) is only trusted where the transcoder set
+    it; a client-sent x-envoy-original-path on any other request must not choose the legacy gate row."""
+    route = path.split("?", 1)[0]
+    if not route.startswith("/aos."):
+        return route
+    return headers.get("x-envoy-original-path", route).split("?", 1)[0]
 
 
 class IntegrationKey(NamedTuple):
