@@ -108,7 +108,7 @@ def jwt_authn(idp: IdentityProvider, gated: bool = True) -> dict[str, Any]:
         provider["local_jwks"] = {"filename": idp.jwks_path}
     # allow_missing: API-key callers carry no JWT. A present but bad token is refused with 401: by the gate when
     # there is one (allow_missing_or_failed lets it through to the gate), else here.
-    allowed = {"allow_missing_or_failed": {}} if gated else {"allow_missing": {}}
+    allowed: dict[str, Any] = {"allow_missing_or_failed": {}} if gated else {"allow_missing": {}}
     requires = {"requires_any": {"requirements": [{"provider_name": PROVIDER}, allowed]}}
     return {"providers": {PROVIDER: provider}, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -109,7 +109,3 @@ async def audit(session: AsyncSession, row: ApiKeyAudit) -> None:
 
 async def notify(session: AsyncSession, what: str, ident: str) -> None:
     await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": f"{what}:{ident}"})
-
-
-async def has_valid_key(session: AsyncSession, tenant_id: str) -> bool:
-    return bool(await session.scalar(select(exists().where(ApiKey.tenant_id == tenant_id, valid()))))

@@ -160,4 +160,5 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     ) -> rpc.GetActivationEvidenceResponse:
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 36)
         async with self._sessions() as session:
-            return rpc.GetActivationEvidenceResponse(has_valid_key=await repository.has_valid_key(session, tenant_id))
+            valid = await repository.count_valid(session, tenant_id)
+        return rpc.GetActivationEvidenceResponse(has_valid_key=valid > 0, valid_keys=valid)

@@ -37,7 +37,8 @@ DOMAIN = "aos.gateway"
 _METADATA = {"current_state": "currentState", "required_state": "requiredState", "endpoint": "endpoint"}
 # Messages for the refusals whose legacy body has none (SPEC 3.6 fixes the violation's keys).
 _MESSAGES = {
-    "onboarding_state_violation": "{endpoint} requires onboarding state {required_state}; the tenant is at {current_state}"
+    "onboarding_state_violation": "{endpoint} requires onboarding state {required_state}; "
+    "the tenant is at {current_state}"
 }
 # Refusals of the caller's credential (none, two kinds, or a bad one): what the veil hides (SPEC 2).
 UNAUTHENTICATED = frozenset({"missing_auth", "mixed_auth", "api_key_invalid", "invalid_token"})
@@ -72,7 +73,7 @@ def canonical(path: str) -> bool:
 
 
 def code(denied: Denied) -> int:
-    return _CODE_OF_ERROR.get(denied.body.get("error", ""), _CODES.get(denied.status, code_pb2.PERMISSION_DENIED))
+    return int(_CODE_OF_ERROR.get(denied.body.get("error", ""), _CODES.get(denied.status, code_pb2.PERMISSION_DENIED)))
 
 
 def status_body(denied: Denied) -> dict[str, Any]:

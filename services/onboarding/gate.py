@@ -29,8 +29,8 @@ from services.onboarding import identity, policy, states
 from services.onboarding.clients import Clients
 from services.onboarding.edge import (
     INVALID_KEY,
-    UNAUTHENTICATED,
     NOT_FOUND,
+    UNAUTHENTICATED,
     Denied,
     allow,
     canonical,

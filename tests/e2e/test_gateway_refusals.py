@@ -75,7 +75,7 @@ async def test_canonical_paths_refuse_with_google_rpc_status(http: httpx.AsyncCl
 
 
 async def test_legacy_paths_keep_the_legacy_body(http: httpx.AsyncClient, gateway: Gateway) -> None:
-    tenant, _, owner = await signup(http, gateway)
+    _, _, owner = await signup(http, gateway)
     assert legacy(await http.get("/api-keys")) == "missing_auth"
     assert (
         legacy(await http.get("/accounts/projects", headers={"authorization": "Bearer not.a.jwt"})) == "invalid_token"
@@ -147,7 +147,7 @@ async def test_veil_on_an_unauthenticated_call_looks_like_an_unknown_path(veiled
 
 async def test_veil_on_authenticated_callers_are_answered_as_usual(veiled: Gateway) -> None:
     async with httpx.AsyncClient(base_url=veiled.url, timeout=10) as client:
-        tenant, _, owner = await signup(client, veiled)
+        _, _, owner = await signup(client, veiled)
         status = await client.get("/onboarding/status", headers=owner)
         assert status.status_code == 200, status.text
         refused = await client.get("/runs", headers=owner)
