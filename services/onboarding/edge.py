@@ -3,8 +3,11 @@ caller headers the services read.
 
 A refusal's body is the legacy `{"error", "message", ...}` on legacy paths (SPEC 0.14) and `google.rpc.Status`
 JSON with an ErrorInfo on the canonical /v1 paths (issue 14), the shape the transcoder gives the services'
-own errors there. Under the veil (AOS_VEIL) an unauthenticated or badly authenticated call is refused with a
-bodiless 404 that Envoy dresses exactly like its answer to an unknown path (gateway/replies.py).
+own errors there. Under the veil (AOS_VEIL) a call without valid credentials is refused with NOT_FOUND, byte for
+byte Envoy's answer to a path that does not exist (gateway/replies.py).
+
+Invalid credentials are veiled too, not only missing ones (SPEC 2 says "unauthenticated/invalid"): a wrong key
+or token that answered 401 where an unknown path answers 404 would tell a prober which routes exist.
 """
 
 from __future__ import annotations
