@@ -20,7 +20,8 @@ SERVICES = ("account", "api_keys", "integrations", "monitoring", "onboarding")
 # admits exactly the gateway and its callers here; each caller gets `<SVC>_<PEER>_ADDR` for its callees.
 CALLS = {
     "onboarding": ("account", "api_keys", "integrations"),
-    "account": ("onboarding",),
+    # api_keys and monitoring: /tenant/usage and /tenant/quota/* count valid keys, runs and tokens there.
+    "account": ("api_keys", "monitoring", "onboarding"),
     # account: api_keys follows account's event stream (services/api_keys/server.py, `account.watch`).
     "api_keys": ("account", "onboarding"),
     # monitoring: the limits route reads an integration's usage (GetIntegrationUsage).

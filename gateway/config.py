@@ -105,7 +105,7 @@ def _listener(gw: Gateway, services: list[str]) -> dict[str, Any]:
         _filter(
             identity.JWT_FILTER,
             "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-            identity.jwt_authn(gw.identity),
+            identity.jwt_authn(gw.identity, gated=GATE_CLUSTER in gw.upstreams),
         ),
         _filter(
             "envoy.filters.http.lua",

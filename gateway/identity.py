@@ -19,11 +19,15 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.routes import EXT_AUTHZ
+
 DEV_ISSUER = "aos-dev"
 DEV_AUDIENCE = "aos"
 PROVIDER = "idp"
 # The verified payload, for the gate: dynamic metadata of jwt_authn under this key (ext_authz forwards it).
 PAYLOAD_KEY = "jwt_payload"
+# Where jwt_authn leaves a bad token's failure ({"code", "message"}) for the gate.
+FAILED_STATUS_KEY = "jwt_failure"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWKS_CLUSTER = "idp_jwks"
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
@@ -74,9 +78,13 @@ class IdentityProvider:
         return cls(**given)
 
 
-def jwt_authn(idp: IdentityProvider) -> dict[str, Any]:
+def jwt_authn(idp: IdentityProvider, gated: bool = True) -> dict[str, Any]:
     """jwt_authn's config: the token only from `Authorization: Bearer` (never ?access_token=), exp required,
-    the verified payload handed to the gate as metadata, the token itself not forwarded."""
+    the verified payload handed to the gate as metadata, the token itself not forwarded.
+
+    With the gate (`gated`), a bad token is not refused here but handed on with the reason it failed
+    (FAILED_STATUS_KEY): the gate refuses it, so that it alone shapes every credential refusal (the legacy
+    body, google.rpc.Status on /v1, or the veil's 404). Without the gate, jwt_authn refuses it itself."""
     provider: dict[str, Any] = {
         "issuer": idp.issuer,
         "audiences": list(idp.audiences),
@@ -86,6 +94,8 @@ def jwt_authn(idp: IdentityProvider) -> dict[str, Any]:
         "forward": False,
         "payload_in_metadata": PAYLOAD_KEY,
     }
+    if gated:
+        provider["failed_status_in_metadata"] = FAILED_STATUS_KEY
     if idp.jwks_uri:
         provider["remote_jwks"] = {
             "http_uri": {"uri": idp.jwks_uri, "cluster": JWKS_CLUSTER, "timeout": "5s"},
@@ -97,8 +107,10 @@ def jwt_authn(idp: IdentityProvider) -> dict[str, Any]:
         }
     else:
         provider["local_jwks"] = {"filename": idp.jwks_path}
-    # allow_missing: API-key callers carry no JWT; a present but bad token is still refused with 401.
-    requires = {"requires_any": {"requirements": [{"provider_name": PROVIDER}, {"allow_missing": {}}]}}
+    # allow_missing: API-key callers carry no JWT. A present but bad token is refused with 401: by the gate when
+    # there is one (allow_missing_or_failed lets it through to the gate), else here.
+    allowed: dict[str, Any] = {"allow_missing_or_failed": {}} if gated else {"allow_missing": {}}
+    requires = {"requires_any": {"requirements": [{"provider_name": PROVIDER}, allowed]}}
     return {"providers": {PROVIDER: provider}, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}
 
 
@@ -146,9 +158,11 @@ def apply(bootstrap: dict[str, Any], idp: IdentityProvider) -> dict[str, Any]:
     for listener in resources["listeners"]:
         for chain in listener["filter_chains"]:
             for network in chain["filters"]:
-                for http in network["typed_config"].get("http_filters", []):
+                filters = network["typed_config"].get("http_filters", [])
+                gated = any(http["name"] == EXT_AUTHZ for http in filters)
+                for http in filters:
                     if http["name"] == JWT_FILTER:
-                        http["typed_config"] = {"@type": http["typed_config"]["@type"], **jwt_authn(idp)}
+                        http["typed_config"] = {"@type": http["typed_config"]["@type"], **jwt_authn(idp, gated)}
     others = [c for c in resources.get("clusters", []) if c["name"] != JWKS_CLUSTER]
     resources["clusters"] = others + jwks_clusters(idp)
     return bootstrap

@@ -26,22 +26,33 @@ def request_id_aside() -> dict[str, Any]:
     }
 
 
-# Envoy's own refusals, by status, in the legacy {"error", "message"} body.
+# Envoy's own refusals, by status: the legacy {"error", "message"} body's error, and the gRPC code of the
+# google.rpc.Status body canonical /v1 paths get (issue 14; the transcoder's shape for the services' errors).
 LOCAL_REPLY_ERRORS = {
-    400: "invalid_request",
-    401: "invalid_token",
-    403: "forbidden",
-    404: "not_found",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    431: "headers_too_large",
-    503: "unavailable",
+    400: ("invalid_request", 3),  # INVALID_ARGUMENT
+    401: ("invalid_token", 16),  # UNAUTHENTICATED
+    403: ("forbidden", 7),  # PERMISSION_DENIED
+    404: ("not_found", 5),  # NOT_FOUND
+    413: ("payload_too_large", 8),  # RESOURCE_EXHAUSTED: a size limit
+    415: ("unsupported_media_type", 3),  # INVALID_ARGUMENT
+    431: ("headers_too_large", 8),  # RESOURCE_EXHAUSTED
+    503: ("unavailable", 14),  # UNAVAILABLE
 }
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+# The domain an edge refusal's ErrorInfo names (the gate's refusals name it too: services/onboarding/edge.py).
+DOMAIN = "aos.gateway"
+CANONICAL_PREFIX = "/v1/"
+
+
+def _prefix(header: str, prefix: str) -> dict[str, Any]:
+    return {"header_filter": {"header": {"name": header, "string_match": {"prefix": prefix}}}}
 
 
 def local_replies() -> dict[str, Any]:
-    """Envoy's own refusals (bad token, malformed JSON, unknown route) as JSON for REST callers; native
-    gRPC callers keep the grpc-status Envoy sends them."""
+    """Envoy's own refusals (bad token, malformed JSON, unknown route) as JSON for REST callers: google.rpc.Status
+    on the canonical /v1 paths, the legacy body elsewhere; native gRPC callers keep the grpc-status Envoy sends.
+
+    The gate's refusals already carry their body and pass untouched."""
     rest = {
         "header_filter": {
             "header": {
@@ -52,16 +63,48 @@ def local_replies() -> dict[str, Any]:
             }
         }
     }
+    # The path the client called: a transcoded request's :path is the gRPC method's by now.
+    canonical = {
+        "or_filter": {
+            "filters": [_prefix(":path", CANONICAL_PREFIX), _prefix("x-envoy-original-path", CANONICAL_PREFIX)]
+        }
+    }
 
-    def mapper(op: str, status: int, error: str) -> dict[str, Any]:
-        code = {"comparison": {"op": op, "value": {"default_value": status, "runtime_key": f"aos.reply_{op}{status}"}}}
+    def status(op: str, value: int) -> dict[str, Any]:
+        runtime_key = f"aos.reply_{op}{value}"
         return {
-            "filter": {"and_filter": {"filters": [rest, {"status_code_filter": code}]}},
-            "body_format_override": {"json_format": {"error": error, "message": "%LOCAL_REPLY_BODY%"}},
+            "status_code_filter": {
+                "comparison": {"op": op, "value": {"default_value": value, "runtime_key": runtime_key}}
+            }
         }
 
-    # The gate's denials already carry their legacy JSON body: the first mapper matches them and keeps it.
-    # Then exact statuses; then any other error. Successful direct responses (/openapi.json) pass untouched.
+    def mappers(op: str, value: int, error: str, code: int, reason: str) -> list[dict[str, Any]]:
+        # A 404's own text would tell the gate's (the veil's) from the router's: both say the same.
+        message = "not found" if (op, value) == ("EQ", 404) else "%LOCAL_REPLY_BODY%"
+        as_status = {
+            "code": code,
+            "message": message,
+            "details": [{"@type": ERROR_INFO, "reason": reason, "domain": DOMAIN}],
+        }
+        return [
+            {
+                "filter": {"and_filter": {"filters": [rest, canonical, status(op, value)]}},
+                "body_format_override": {"json_format": as_status},
+            },
+            {
+                "filter": {"and_filter": {"filters": [rest, status(op, value)]}},
+                "body_format_override": {"json_format": {"error": error, "message": message}},
+            },
+        ]
+
+    # The gate's refusals already carry their body (its 404s byte for byte the one below: the veil must not be
+    # told from an unknown path); the first mapper matches them and keeps it.
     gate = {"filter": {"response_flag_filter": {"flags": ["UAEX"]}}}
-    mappers = [mapper("EQ", status, error) for status, error in LOCAL_REPLY_ERRORS.items()]
-    return {"mappers": [gate, *mappers, mapper("GE", 400, "%RESPONSE_CODE_DETAILS%")]}
+    exact = [
+        m
+        for value, (error, code) in LOCAL_REPLY_ERRORS.items()
+        for m in mappers("EQ", value, error, code, error.upper())
+    ]
+    # Then any other error (code 2, UNKNOWN). Successful direct responses (/openapi.json) pass untouched.
+    other = mappers("GE", 400, "%RESPONSE_CODE_DETAILS%", 2, "%RESPONSE_CODE_DETAILS%")
+    return {"mappers": [gate, *exact, *other]}

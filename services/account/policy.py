@@ -7,7 +7,7 @@ import hashlib
 import re
 from typing import NamedTuple
 
-from services.common.errors import FailedPrecondition, ResourceExhausted
+from services.common.errors import FailedPrecondition, NotFound, ResourceExhausted
 from services.common.principal import OWNER, Principal
 
 
@@ -34,6 +34,29 @@ LIFECYCLE = {
 }
 
 PROJECT_STATUSES = ("active", "archived")
+
+
+class Quota(NamedTuple):
+    limit: str  # the Tenant column holding the plan's limit
+    used: str  # the clients.Usage field counting against it (the peer that counts it: clients.Counters.count)
+    period: str
+
+
+# GET /tenant/quota/{name}: the quotas the system can count (workers and concurrent runs have no counter here,
+# so they are not offered rather than answered with a made-up 0).
+QUOTAS = {
+    "api-keys": Quota("max_api_keys", "api_keys", "none"),
+    "runs": Quota("max_runs_per_day", "runs_today", "day"),
+    "tokens": Quota("max_tokens_per_month", "tokens_this_month", "month"),
+}
+
+
+def quota(name: str) -> Quota:
+    """The named quota; NotFound for a name no quota has (the legacy /tenant/quota/* of an unknown one)."""
+    found = QUOTAS.get(name.strip().lower())
+    if found is None:
+        raise NotFound(f"quota {name!r} not found (known: {', '.join(QUOTAS)})", reason="QUOTA_NOT_FOUND")
+    return found
 
 
 def require_active(status: str) -> None:

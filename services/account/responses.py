@@ -8,6 +8,7 @@ from typing import Any
 from aos.account.v1 import account_pb2 as pb
 from aos.account.v1 import account_service_pb2 as rpc
 from services.account import policy
+from services.account.clients import Usage
 from services.account.models import Member, Project, SdkAttestation, Tenant
 from services.common import db, validation
 from services.common.errors import InvalidArgument
@@ -65,6 +66,46 @@ def tenant_pb(t: Tenant | db.Row) -> pb.Tenant:
     message.created_at.FromDatetime(t.created_at)
     message.updated_at.FromDatetime(t.updated_at)
     return message
+
+
+def own_tenant(t: Tenant) -> rpc.GetOwnTenantResponse:
+    message = rpc.GetOwnTenantResponse(
+        tenant_id=t.id,
+        name=t.name,
+        slug=t.slug,
+        plan=t.plan,
+        status=t.status,
+        billing_email=t.billing_email or "",
+        **{f: getattr(t, f) for f in policy.Quotas._fields},
+    )
+    message.created_at.FromDatetime(t.created_at)
+    message.updated_at.FromDatetime(t.updated_at)
+    return message
+
+
+def health(t: Tenant) -> rpc.GetOwnTenantHealthResponse:
+    return rpc.GetOwnTenantHealthResponse(
+        tenant_id=t.id, status=t.status, healthy=t.status == "active", suspended_reason=t.suspended_reason or ""
+    )
+
+
+def usage(t: Tenant, counted: Usage) -> rpc.GetOwnTenantUsageResponse:
+    message = rpc.GetOwnTenantUsageResponse(tenant_id=t.id, plan=t.plan, **counted._asdict())
+    message.as_of.GetCurrentTime()
+    return message
+
+
+def quota(t: Tenant, name: str, rule: policy.Quota, used: int) -> rpc.GetOwnTenantQuotaResponse:
+    limit = getattr(t, rule.limit)
+    return rpc.GetOwnTenantQuotaResponse(
+        tenant_id=t.id,
+        name=name,
+        limit=limit,
+        used=used,
+        remaining=max(0, limit - used),
+        exhausted=used >= limit,
+        period=rule.period,
+    )
 
 
 def membership_pb(m: Member | db.Row) -> rpc.ResolveMemberResponse:

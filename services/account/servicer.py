@@ -12,7 +12,8 @@ from aos.account.v1 import account_service_pb2_grpc
 from aos.onboarding.v1 import onboarding_pb2
 from aos.onboarding.v1.onboarding_service_pb2 import NotifyEvidenceRequest as Evidence
 from services.account import members, policy, repository, responses
-from services.account.models import Member
+from services.account.clients import Counters
+from services.account.models import Member, Tenant
 from services.common import db, events, notify, paging, principal, validation
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.principal import MANAGERS, WRITERS, Kind, Principal, caller
@@ -24,10 +25,15 @@ OWNER = "account"
 
 class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], reads: db.Reads, onboarding: notify.Peer, signups_per_day: int
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        reads: db.Reads,
+        onboarding: notify.Peer,
+        counters: Counters,
+        signups_per_day: int,
     ) -> None:
-        self._sessions, self._reads = sessions, reads
-        self._onboarding, self._signups_per_day = onboarding, signups_per_day
+        self._sessions, self._reads, self._onboarding = sessions, reads, onboarding
+        self._counters, self._signups_per_day = counters, signups_per_day
 
     def _visible_tenant(self, who: Principal, tenant_id: str) -> str:
         # Customers see only their own tenant; any other id looks exactly like a missing one.
@@ -59,6 +65,32 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         tenant_id = self._visible_tenant(caller(context), request.tenant_id)
         async with self._reads() as reader:
             return rpc.GetTenantResponse(tenant=responses.tenant_pb(await repository.tenant(reader, tenant_id)))
+
+    async def _own_tenant(self, context: Context) -> Tenant:
+        async with self._sessions() as session:
+            return await repository.get_tenant(session, caller(context).tenant())
+
+    async def GetOwnTenant(self, request: rpc.GetOwnTenantRequest, context: Context) -> rpc.GetOwnTenantResponse:
+        return responses.own_tenant(await self._own_tenant(context))
+
+    async def GetOwnTenantHealth(
+        self, request: rpc.GetOwnTenantHealthRequest, context: Context
+    ) -> rpc.GetOwnTenantHealthResponse:
+        return responses.health(await self._own_tenant(context))
+
+    async def GetOwnTenantUsage(
+        self, request: rpc.GetOwnTenantUsageRequest, context: Context
+    ) -> rpc.GetOwnTenantUsageResponse:
+        tenant = await self._own_tenant(context)
+        return responses.usage(tenant, await self._counters.usage(tenant.id))
+
+    async def GetOwnTenantQuota(
+        self, request: rpc.GetOwnTenantQuotaRequest, context: Context
+    ) -> rpc.GetOwnTenantQuotaResponse:
+        rule = policy.quota(request.name)
+        tenant = await self._own_tenant(context)
+        used = await self._counters.count(tenant.id, rule.used)
+        return responses.quota(tenant, request.name.strip().lower(), rule, used)
 
     async def _lifecycle(self, context: Context, action: str, tenant_id: str, reason: str = "") -> pb.Tenant:
         who = caller(context)

@@ -133,8 +133,8 @@ async def notify(session: AsyncSession, what: str, ident: str) -> None:
     await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": f"{what}:{ident}"})
 
 
-_HAS_VALID = f"SELECT EXISTS (SELECT FROM api_key WHERE tenant_id = $1 AND {_sql([valid()])})"
+_VALID_KEYS = f"SELECT count(*) FROM api_key WHERE tenant_id = $1 AND {_sql([valid()])}"
 
 
-async def has_valid_key(reader: db.Reader, tenant_id: str) -> bool:
-    return bool(await reader.value(_HAS_VALID, tenant_id))
+async def valid_keys(reader: db.Reader, tenant_id: str) -> int:
+    return int(await reader.value(_VALID_KEYS, tenant_id))

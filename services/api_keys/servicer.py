@@ -164,7 +164,8 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
     ) -> rpc.GetActivationEvidenceResponse:
         tenant_id = validation.length("tenant_id", request.tenant_id, 1, 36)
         async with self._reads() as reader:
-            return rpc.GetActivationEvidenceResponse(has_valid_key=await repository.has_valid_key(reader, tenant_id))
+            valid = await repository.valid_keys(reader, tenant_id)
+        return rpc.GetActivationEvidenceResponse(has_valid_key=valid > 0, valid_keys=valid)
 
 
 def _evidence(key: ApiKey, kind: onboarding_pb2.EvidenceKind.ValueType) -> Evidence:

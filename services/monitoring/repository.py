@@ -166,6 +166,20 @@ async def usage_id(session: AsyncSession, tenant_id: str, call_id: str) -> str:
     return str((await session.execute(query)).scalar_one())
 
 
+async def tenant_usage(session: AsyncSession, tenant_id: str, now: datetime) -> tuple[int, int, int]:
+    """Runs started today and this month, and tokens this month (UTC; tokens from usage_daily)."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = today.replace(day=1)
+    runs = select(func.count().filter(Run.started_at >= today), func.count()).where(
+        Run.tenant_id == tenant_id, Run.started_at >= month
+    )
+    runs_today, runs_this_month = (await session.execute(runs)).one()
+    tokens = select(func.coalesce(func.sum(UsageDaily.tokens_in + UsageDaily.tokens_out), 0)).where(
+        UsageDaily.tenant_id == tenant_id, UsageDaily.day >= month.date()
+    )
+    return int(runs_today), int(runs_this_month), int(await session.scalar(tokens) or 0)
+
+
 async def integration_usage(
     session: AsyncSession, tenant_id: str, integration_id: str, start: date, end: date
 ) -> tuple[int, int, int, int]:

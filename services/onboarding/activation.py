@@ -10,7 +10,7 @@ from typing import TypeVar
 from services.common.errors import FailedPrecondition, ServiceError, Unavailable
 from services.onboarding import policy
 from services.onboarding.clients import Clients
-from services.onboarding.policy import Evaluation, State
+from services.onboarding.policy import Evaluation, Skipped, State
 
 log = logging.getLogger("aos.onboarding")
 T = TypeVar("T")
@@ -20,7 +20,9 @@ def _answer(answer: T | BaseException) -> T | None:
     return None if isinstance(answer, BaseException) else answer
 
 
-async def evaluate(clients: Clients, tenant_id: str) -> Evaluation:
+async def _ask(clients: Clients, tenant_id: str) -> tuple[Evaluation, list[str]]:
+    """The predicate over whatever the sources answered (an unanswered requirement is "unknown"), and the names
+    of the sources that did not answer."""
     answers = await asyncio.gather(
         clients.account_evidence(tenant_id),
         clients.key_evidence(tenant_id),
@@ -40,6 +42,11 @@ async def evaluate(clients: Clients, tenant_id: str) -> Evaluation:
         }
     )
     down = [peer.name for peer, a in zip(clients.peers(), answers, strict=True) if isinstance(a, BaseException)]
+    return evaluation, down
+
+
+async def evaluate(clients: Clients, tenant_id: str) -> Evaluation:
+    evaluation, down = await _ask(clients, tenant_id)
     if down:
         raise Unavailable(
             f"activation evidence unavailable from {', '.join(down)}",
@@ -75,10 +82,9 @@ async def promotion(clients: Clients, tenant_id: str, reached: State) -> Evaluat
     return evaluation
 
 
-async def missing(clients: Clients, tenant_id: str) -> list[str]:
-    """What the predicate lacks, for the founder override's audit: none listed when a source is down (the
-    override does not need the predicate)."""
-    try:
-        return (await evaluate(clients, tenant_id)).verdict.missing
-    except Unavailable:
-        return []
+async def skipped(clients: Clients, tenant_id: str) -> Skipped:
+    """For the override's audit row, which must not pass an unknown requirement off as met (SPEC 3.4): the
+    override itself does not need the predicate, so a source that is down does not stop it."""
+    evaluation, _ = await _ask(clients, tenant_id)
+    of = {status: [name for name, s, _ in evaluation.requirements if s == status] for status in ("missing", "unknown")}
+    return Skipped(of["missing"], of["unknown"])

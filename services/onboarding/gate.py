@@ -30,7 +30,17 @@ from services.common.interceptors import gate_rule
 from services.common.principal import KINDS, Kind, Principal
 from services.onboarding import identity, keyguard, policy, states
 from services.onboarding.clients import Clients
-from services.onboarding.edge import INVALID_KEY, Denied, allow, deny, invalid_token, unfit
+from services.onboarding.edge import (
+    INVALID_KEY,
+    NOT_FOUND,
+    UNAUTHENTICATED,
+    Denied,
+    allow,
+    canonical,
+    deny,
+    invalid_token,
+    unfit,
+)
 from services.onboarding.keyguard import PREFIX_CHARS, KeyGuard
 from services.onboarding.policy import State
 
@@ -96,8 +106,10 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         keys: KeyGuard,
         members: identity.Members,
         claims: identity.Claims,
+        *,
+        veil: bool = False,
     ) -> None:
-        self._sessions, self._cache, self._clients = sessions, cache, clients
+        self._sessions, self._cache, self._clients, self._veil = sessions, cache, clients, veil
         self._rules = load_rules()
         self.keys, self.members, self._claims = keys, members, claims
         # Approvals of callers whose every input is cached, by (route, endpoint, digest of the credentials): a
@@ -110,10 +122,7 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         http = request.attributes.request.http
         headers = http.headers
         route = http.path.split("?", 1)[0]
-        transcoded = route.startswith("/aos.")
-        # The REST path the client called (for the 403 body) is only trusted where the transcoder set it; a
-        # client-sent x-envoy-original-path on any other request must not choose the legacy gate row.
-        endpoint = headers.get("x-envoy-original-path", route).split("?", 1)[0] if transcoded else route
+        endpoint = _called(http.path, headers)
         asked = (route, endpoint, _credentials(headers, request))
         known = self._answers.get(asked)
         if known is not None and self._stands(known):
@@ -123,10 +132,13 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
             answer.ok_response.headers_to_remove.extend(unfit(headers))
             return answer
         except Denied as denied:
-            return deny(denied)
+            # The veil: whoever cannot say who they are learns nothing of which routes exist (SPEC 2).
+            veiled = self._veil and denied.body.get("error") in UNAUTHENTICATED
+            return deny(NOT_FOUND if veiled else denied, as_status=canonical(_called(http.path, headers)))
         except Unavailable as exc:
             log.warning("gate dependency unavailable: %s", exc.message)
-            return deny(Denied(503, {"error": "unavailable", "message": exc.message}))
+            unavailable = Denied(503, {"error": "unavailable", "message": exc.message})
+            return deny(unavailable, as_status=canonical(_called(http.path, headers)))
 
     async def _check(
         self,
@@ -140,7 +152,7 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
         if rule is None and policy.exempt(route):
             return allow({}, [])
         if rule is not None and rule.audience == gate_pb2.AUDIENCE_INTERNAL:
-            raise Denied(404, {"error": "not_found", "message": "not found"})
+            raise NOT_FOUND  # exactly the 404 of a path that does not exist
         integration_key = _integration_key(headers)
         caller = await self._authenticate(headers, request, integration_key)
         required = policy.from_gate(rule.min_state) if rule is not None else policy.required_state(endpoint)
@@ -248,7 +260,8 @@ class Gate(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc] 
                 raise INVALID_KEY
             return Principal(Kind.API_KEY, verdict.key_id, tenant_id=verdict.tenant_id, scopes=tuple(verdict.scopes))
         if claims is None:
-            raise invalid_token("token lacks a principal")
+            # jwt_authn hands a token it could not verify on to us, with its reason (gateway/identity.py).
+            raise invalid_token(identity.failure(request) or "token lacks a principal")
         token = identity.read(claims, self._claims, time.time())
         human = token.kind is Kind.HUMAN
         caller = Principal(
@@ -344,6 +357,15 @@ def _removing(reply: external_auth_pb2.CheckResponse, names: list[str]) -> exter
     copy.CopyFrom(reply)
     copy.ok_response.headers_to_remove.extend(names)
     return copy
+
+
+def _called(path: str, headers: Mapping[str, str]) -> str:
+    """The path the client called. The REST path (for the 403 body) is only trusted where the transcoder set
+    it; a client-sent x-envoy-original-path on any other request must not choose the legacy gate row."""
+    route = path.split("?", 1)[0]
+    if not route.startswith("/aos."):
+        return route
+    return headers.get("x-envoy-original-path", route).split("?", 1)[0]
 
 
 class IntegrationKey(NamedTuple):

@@ -25,6 +25,7 @@ from services.onboarding.edge import invalid_token
 # Where Envoy puts the verified payload (gateway/identity.py renders the same names).
 JWT_METADATA = "envoy.filters.http.jwt_authn"
 PAYLOAD_KEY = "jwt_payload"
+FAILED_STATUS_KEY = "jwt_failure"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,15 @@ def expiry(request: external_auth_pb2.CheckRequest) -> float | None:
         return None
     exp = namespace.fields[PAYLOAD_KEY].struct_value.fields.get("exp")
     return exp.number_value if exp is not None and exp.WhichOneof("kind") == "number_value" else None
+
+
+def failure(request: external_auth_pb2.CheckRequest) -> str:
+    """Why Envoy could not verify the request's token (its own words, e.g. "Jwt is expired"); "" when it did or
+    there was none."""
+    namespace = request.attributes.metadata_context.filter_metadata.get(JWT_METADATA)
+    if namespace is None or FAILED_STATUS_KEY not in namespace.fields:
+        return ""
+    return str(namespace.fields[FAILED_STATUS_KEY].struct_value.fields["message"].string_value)
 
 
 def _has(claim: Any, value: str) -> bool:

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, SmallInteger, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Identity, Index, SmallInteger, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,7 +52,7 @@ class OnboardingTransition(Base):
 
 
 class OnboardingAudit(Base):
-    """Founder overrides, written before the change they authorise."""
+    """Founder overrides, written in the transaction of the change they authorise (never without it)."""
 
     __tablename__ = "onboarding_audit"
 
@@ -65,6 +65,7 @@ class OnboardingAudit(Base):
     actor_id: Mapped[str] = mapped_column(String(255))
     actor_email: Mapped[str] = mapped_column(String(320))
     reason: Mapped[str] = mapped_column(Text)
-    # The predicate's missing conditions the override skipped (empty when unknown).
+    # The predicate's conditions the override skipped: known to be missing, and unknown (their source was down).
     missing: Mapped[list[str]] = mapped_column(JSONB)
+    unknown: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     created_at: Mapped[datetime] = _now()

@@ -116,6 +116,14 @@ class Evaluation(NamedTuple):
     requirements: list[tuple[str, str, str]]  # (name, met|missing|unknown, source)
 
 
+class Skipped(NamedTuple):
+    """What the founder override skips: the requirements known to be missing, and those whose source did not
+    answer (unknown: neither met nor missing)."""
+
+    missing: list[str]
+    unknown: list[str]
+
+
 def evaluate(evidence: dict[str, bool | None]) -> Evaluation:
     """The predicate over each requirement's evidence; None means its source did not answer ("unknown")."""
     requirements = [

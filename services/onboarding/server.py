@@ -76,6 +76,7 @@ def build(settings: Settings, engine: AsyncEngine) -> server.Service:
         _keys(settings, clients),
         identity.Members(clients, settings.cache_seconds),
         _claims(settings),
+        veil=settings.veil,
     )
     evidence = Evidence(sessions, cache, clients, gate.keys.forget_key, gate.members.forget)
     svc = server.create("aos.onboarding", NAMES, engine, me, settings.metrics_port)

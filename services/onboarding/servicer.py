@@ -111,9 +111,9 @@ class OnboardingServicer(onboarding_service_pb2_grpc.OnboardingServiceServicer):
         current = await self._cache.get(tenant_id, fresh=True)
         if current >= State.COMPLETE:
             return responses.force_completed(tenant_id, Move(current, current, True), reason, who.email, "no_op")
-        missing = await activation.missing(self._clients, tenant_id)
+        skipped = await activation.skipped(self._clients, tenant_id)
         async with self._sessions.begin() as session:
-            move, audit_id = await states.force_complete(session, tenant_id, current, who, reason, missing, created_at)
+            move, audit_id = await states.force_complete(session, tenant_id, who, reason, skipped, created_at)
         self._cache.put(tenant_id, move.to_state)
         return responses.force_completed(tenant_id, move, reason, who.email, audit_id)
 

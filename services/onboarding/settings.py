@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     # Event consumers: reconnect backoff bounds.
     consumer_backoff_seconds: float = 0.2
     consumer_max_backoff_seconds: float = 5.0
+    # The production veil (SPEC 2, scenario 16): a call without valid credentials is answered the plain 404 of an
+    # unknown path, so it learns no route exists. AOS_VEIL, off in dev, on in the prod overlay.
+    veil: bool = Field(False, validation_alias=AliasChoices("AOS_VEIL", "veil"))
     api_base_url: str = "https://api.agenticverz.com"
     docs_url: str = "https://docs.agenticverz.com/sdk"
     # The identity provider's claim names (AOS_IDP_*; Envoy has verified the token before the gate reads it).

@@ -15,7 +15,7 @@ from services.common import events
 from services.common.principal import Principal
 from services.onboarding import repository
 from services.onboarding.models import OnboardingAudit, OnboardingTransition
-from services.onboarding.policy import Evaluation, Move, State
+from services.onboarding.policy import Evaluation, Move, Skipped, State
 
 log = logging.getLogger("aos.onboarding")
 OWNER = "onboarding"
@@ -147,36 +147,43 @@ async def climb(
 async def force_complete(
     session: AsyncSession,
     tenant_id: str,
-    current: State,
     operator: Principal,
     reason: str,
-    missing: list[str],
+    skipped: Skipped,
     created_at: datetime | None,
 ) -> tuple[Move, str]:
     """The founder override: COMPLETE whatever the predicate says, with an audit row. The audit id, or
-    "no_op" when the tenant was already COMPLETE."""
+    "no_op" when the tenant already was COMPLETE, a concurrent promotion included: then nothing is written."""
     actor = Actor("founder", operator.actor_id)
+    trigger = f"founder_force_complete:{operator.email}"
+    move = await advance(session, tenant_id, State.COMPLETE, trigger, actor, created_at=created_at, reason=reason)
+    if move.was_no_op:
+        return move, "no_op"
+    # SPEC 3.4 wants the audit written before the change, so that a failed audit aborts it: in one transaction
+    # that holds in either order, and writing it second lets a lost race leave no audit of a change not made.
     audit_id = f"audit_onb_{tenant_id}_{int(time.time())}"
-    # The audit row is written first: if it fails, nothing changes (SPEC 3.4).
     await repository.add_audit(
         session,
         OnboardingAudit(
             audit_id=audit_id,
             tenant_id=tenant_id,
             action="force_complete",
-            from_state=int(current),
+            from_state=int(move.from_state),
             to_state=int(State.COMPLETE),
             actor_type=actor.actor_type,
             actor_id=actor.actor_id,
             actor_email=operator.email,
             reason=reason,
-            missing=missing,
+            missing=skipped.missing,
+            unknown=skipped.unknown,
         ),
     )
-    trigger = f"founder_force_complete:{operator.email}"
-    move = await advance(session, tenant_id, State.COMPLETE, trigger, actor, created_at=created_at, reason=reason)
-    if move.was_no_op:
-        return move, "no_op"
-    payload = {"audit_id": audit_id, "reason": reason, "from_state": move.from_state.name, "missing": missing}
+    payload = {
+        "audit_id": audit_id,
+        "reason": reason,
+        "from_state": move.from_state.name,
+        "missing": skipped.missing,
+        "unknown": skipped.unknown,
+    }
     await events.record(session, OWNER, actor, "onboarding.force_completed", tenant_id, payload)
     return move, audit_id

@@ -27,9 +27,9 @@ pytestmark = pytest.mark.timeout(300)
 # usage; MONITORING.md 0.12).
 ADMITTED = {
     "account": {"gateway", "onboarding", "api-keys", "monitoring"},
-    "api-keys": {"gateway", "onboarding"},
+    "api-keys": {"gateway", "onboarding", "account"},
     "integrations": {"gateway", "onboarding", "monitoring"},
-    "monitoring": {"gateway", "integrations"},
+    "monitoring": {"gateway", "integrations", "account"},
     "onboarding": {"gateway", "account", "api-keys", "integrations"},
 }
 APPS = sorted(ADMITTED)
@@ -473,3 +473,28 @@ def test_a_real_kustomize_renders_the_same_documents(
     assert by_id(real) == by_id(rendered[overlay])
     written = yaml.safe_load_all(k8s.render_all(tmp_path)[overlay].read_text())
     assert [list(by_id([d])) for d in written] == [list(by_id([d])) for d in real], "kustomize's order"
+
+
+def test_the_veil_is_on_in_prod_only(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """AOS_VEIL (SPEC 2, scenario 16) on onboarding's gate in prod; dev keeps its telling 401s."""
+
+    def env(overlay: str) -> dict[str, Any]:
+        (container,) = [
+            c
+            for c in one(rendered[overlay], "Deployment", "onboarding")["spec"]["template"]["spec"]["containers"]
+            if c["name"] == "service"
+        ]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    prod, dev = env("prod"), env("dev")
+    assert prod["AOS_VEIL"] == "true" and "AOS_VEIL" not in dev
+    assert set(dev) <= set(prod), "the patch adds to the base's variables, it replaces none"
+
+
+def test_the_gate_reads_the_veil_setting_as_the_manifests_spell_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.onboarding.settings import Settings
+
+    monkeypatch.setenv("AOS_VEIL", "true")
+    assert Settings(database_url="postgresql://x/y").veil is True  # type: ignore[arg-type]
+    monkeypatch.delenv("AOS_VEIL")
+    assert Settings(database_url="postgresql://x/y").veil is False  # type: ignore[arg-type]

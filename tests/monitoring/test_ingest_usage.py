@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aos.monitoring.v1 import monitoring_pb2 as pb
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
+from aos.monitoring.v1 import monitoring_service_pb2_grpc as grpc_api
 from tests.conftest import service
 from tests.monitoring.conftest import event_types, key, new_integration, sql
 
@@ -204,3 +205,28 @@ async def test_integration_usage_sums_the_days_and_the_last_minute(
     with pytest.raises(grpc.aio.AioRpcError) as customer:
         await telemetry.GetIntegrationUsage(request, metadata=key(tenant))
     assert customer.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_tenant_usage_counts_this_months_tokens_for_account(
+    channels: Any,
+    running: Any,
+    telemetry: Any,
+    telemetry_as_integrations: Any,
+    tenant: str,
+    owned: tuple[str, str],
+    engines: dict[str, AsyncEngine],
+) -> None:
+    i, j = owned
+    await batch(telemetry, tenant, *(record(f"t{n}", i, tokens_in=200, tokens_out=100) for n in range(3)))
+    await batch(telemetry, tenant, record("last-year", j, tokens_in=7, tokens_out=0))
+    await sql(
+        engines, "UPDATE usage_daily SET day = day - 400 WHERE tenant_id = :t AND integration_id = :j", t=tenant, j=j
+    )
+    as_account = grpc_api.TelemetryServiceStub(channels.channel(running["monitoring"], "account"))
+    usage = await as_account.GetTenantUsage(rpc.GetTenantUsageRequest(tenant_id=tenant), metadata=service("account"))
+    assert (usage.runs_today, usage.runs_this_month, usage.tokens_this_month) == (0, 0, 900)
+    with pytest.raises(grpc.aio.AioRpcError) as other_service:  # the gate rule names account alone
+        await telemetry_as_integrations.GetTenantUsage(
+            rpc.GetTenantUsageRequest(tenant_id=tenant), metadata=service("integrations")
+        )
+    assert other_service.value.code() is grpc.StatusCode.PERMISSION_DENIED

@@ -220,3 +220,37 @@ def test_header_names_grpc_metadata_cannot_carry_are_named_for_removal() -> None
     pseudo-headers are not the client's and stay."""
     names = [":path", ":authority", "x-aos-key", "user-agent", "x_y.z-1", "a*b", "o'c", "t~d", "q#"]
     assert edge.unfit(names) == ["a*b", "o'c", "t~d", "q#"]
+
+
+def test_edge_refusals_on_v1_are_google_rpc_status_in_the_gateways_domain() -> None:
+    from gateway import replies
+
+    assert (edge.DOMAIN, edge.ERROR_INFO) == (replies.DOMAIN, replies.ERROR_INFO)
+    violation = Denied(
+        403,
+        {
+            "error": "onboarding_state_violation",
+            "current_state": "CREATED",
+            "required_state": "COMPLETE",
+            "endpoint": "/v1/x",
+        },
+    )
+    body = edge.status_body(violation)
+    assert body["code"] == 9 and body["message"] == "/v1/x requires onboarding state COMPLETE; the tenant is at CREATED"
+    assert body["details"] == [
+        {
+            "@type": edge.ERROR_INFO,
+            "reason": "ONBOARDING_STATE_VIOLATION",
+            "domain": "aos.gateway",
+            "metadata": {"currentState": "CREATED", "requiredState": "COMPLETE", "endpoint": "/v1/x"},
+        }
+    ]
+    assert edge.status_body(edge.INVALID_KEY) == {
+        "code": 16,
+        "message": "Invalid API key",
+        "details": [{"@type": edge.ERROR_INFO, "reason": "API_KEY_INVALID", "domain": "aos.gateway"}],
+    }
+    # Envoy's 404 exactly (compact, sorted, a newline): the veil cannot be told from an unknown path.
+    legacy = edge.deny(edge.NOT_FOUND).denied_response.body
+    assert legacy == '{"error":"not_found","message":"not found"}\n'
+    assert {"missing_auth", "mixed_auth", "api_key_invalid", "invalid_token"} == edge.UNAUTHENTICATED

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aos.monitoring.v1 import monitoring_service_pb2 as rpc
 from aos.monitoring.v1 import monitoring_service_pb2_grpc
+from services.common import validation
 from services.common.errors import NotFound
 from services.common.interceptors import request_id
 from services.common.principal import Principal, caller
@@ -51,6 +53,14 @@ class TelemetryServicer(monitoring_service_pb2_grpc.TelemetryServiceServicer):
         no connection is held while it answers."""
         owned_ids = await self._integrations.owned(who.tenant(), ingest.named(records, integration))
         return ingest.owned(records, integration, owned_ids)
+
+    async def GetTenantUsage(self, request: rpc.GetTenantUsageRequest, context: Context) -> rpc.GetTenantUsageResponse:
+        tenant_id = validation.length("tenant_id", request.tenant_id, 1, 64)
+        async with self._sessions() as session:
+            runs_today, runs_this_month, tokens = await repository.tenant_usage(session, tenant_id, datetime.now(UTC))
+        return rpc.GetTenantUsageResponse(
+            runs_today=runs_today, runs_this_month=runs_this_month, tokens_this_month=tokens
+        )
 
     async def GetIntegrationUsage(
         self, request: rpc.GetIntegrationUsageRequest, context: Context

@@ -849,3 +849,244 @@ class CheckProjectResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckProjectResponse: _TypeAlias = CheckProjectResponse  # noqa: Y015
+
+@_typing.final
+class GetOwnTenantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOwnTenantRequest: _TypeAlias = GetOwnTenantRequest  # noqa: Y015
+
+@_typing.final
+class GetOwnTenantResponse(_message.Message):
+    """Tenant metadata in the legacy field names (SPEC 1.1). int64 would print as a JSON string, so the token
+    limit is a double (a whole number in JSON, exact to 2^53).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SLUG_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    BILLING_EMAIL_FIELD_NUMBER: _builtins.int
+    MAX_WORKERS_FIELD_NUMBER: _builtins.int
+    MAX_RUNS_PER_DAY_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_PER_MONTH_FIELD_NUMBER: _builtins.int
+    MAX_API_KEYS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    name: _builtins.str
+    slug: _builtins.str
+    plan: _builtins.str
+    """free, pro or enterprise."""
+    status: _builtins.str
+    """active, suspended, terminated or archived."""
+    billing_email: _builtins.str
+    max_workers: _builtins.int
+    max_runs_per_day: _builtins.int
+    max_concurrent_runs: _builtins.int
+    max_tokens_per_month: _builtins.float
+    max_api_keys: _builtins.int
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        slug: _builtins.str = ...,
+        plan: _builtins.str = ...,
+        status: _builtins.str = ...,
+        billing_email: _builtins.str = ...,
+        max_workers: _builtins.int = ...,
+        max_runs_per_day: _builtins.int = ...,
+        max_concurrent_runs: _builtins.int = ...,
+        max_tokens_per_month: _builtins.float = ...,
+        max_api_keys: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing_email", b"billing_email", "created_at", b"created_at", "max_api_keys", b"max_api_keys", "max_concurrent_runs", b"max_concurrent_runs", "max_runs_per_day", b"max_runs_per_day", "max_tokens_per_month", b"max_tokens_per_month", "max_workers", b"max_workers", "name", b"name", "plan", b"plan", "slug", b"slug", "status", b"status", "tenant_id", b"tenant_id", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOwnTenantResponse: _TypeAlias = GetOwnTenantResponse  # noqa: Y015
+
+@_typing.final
+class GetOwnTenantHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOwnTenantHealthRequest: _TypeAlias = GetOwnTenantHealthRequest  # noqa: Y015
+
+@_typing.final
+class GetOwnTenantHealthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    SUSPENDED_REASON_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    status: _builtins.str
+    """active, suspended, terminated or archived."""
+    healthy: _builtins.bool
+    """status is active: the tenant may use the platform (new API keys, runs)."""
+    suspended_reason: _builtins.str
+    """Why it was suspended or terminated; empty otherwise."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        healthy: _builtins.bool = ...,
+        suspended_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["healthy", b"healthy", "status", b"status", "suspended_reason", b"suspended_reason", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOwnTenantHealthResponse: _TypeAlias = GetOwnTenantHealthResponse  # noqa: Y015
+
+@_typing.final
+class GetOwnTenantUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOwnTenantUsageRequest: _TypeAlias = GetOwnTenantUsageRequest  # noqa: Y015
+
+@_typing.final
+class GetOwnTenantUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    RUNS_TODAY_FIELD_NUMBER: _builtins.int
+    RUNS_THIS_MONTH_FIELD_NUMBER: _builtins.int
+    TOKENS_THIS_MONTH_FIELD_NUMBER: _builtins.int
+    API_KEYS_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    plan: _builtins.str
+    runs_today: _builtins.int
+    runs_this_month: _builtins.int
+    tokens_this_month: _builtins.float
+    """Input + output tokens (a double: see GetOwnTenantResponse)."""
+    api_keys: _builtins.int
+    """Keys that are active, not revoked, not disabled and not expired."""
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        plan: _builtins.str = ...,
+        runs_today: _builtins.int = ...,
+        runs_this_month: _builtins.int = ...,
+        tokens_this_month: _builtins.float = ...,
+        api_keys: _builtins.int = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "as_of", b"as_of", "plan", b"plan", "runs_this_month", b"runs_this_month", "runs_today", b"runs_today", "tenant_id", b"tenant_id", "tokens_this_month", b"tokens_this_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOwnTenantUsageResponse: _TypeAlias = GetOwnTenantUsageResponse  # noqa: Y015
+
+@_typing.final
+class GetOwnTenantQuotaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """api-keys, runs or tokens."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOwnTenantQuotaRequest: _TypeAlias = GetOwnTenantQuotaRequest  # noqa: Y015
+
+@_typing.final
+class GetOwnTenantQuotaResponse(_message.Message):
+    """Numbers are doubles so that every quota has one shape (whole numbers in JSON)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    EXHAUSTED_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    name: _builtins.str
+    limit: _builtins.float
+    used: _builtins.float
+    remaining: _builtins.float
+    """limit - used, never below 0."""
+    exhausted: _builtins.bool
+    """used has reached limit: the next key (run, token) is refused."""
+    period: _builtins.str
+    """The period the usage counts over: none (api-keys), day (runs) or month (tokens), UTC."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        limit: _builtins.float = ...,
+        used: _builtins.float = ...,
+        remaining: _builtins.float = ...,
+        exhausted: _builtins.bool = ...,
+        period: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exhausted", b"exhausted", "limit", b"limit", "name", b"name", "period", b"period", "remaining", b"remaining", "tenant_id", b"tenant_id", "used", b"used"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOwnTenantQuotaResponse: _TypeAlias = GetOwnTenantQuotaResponse  # noqa: Y015

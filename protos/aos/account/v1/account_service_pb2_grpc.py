@@ -46,6 +46,26 @@ class AccountServiceStub:
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetTenantRequest.SerializeToString,
                 response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetTenantResponse.FromString,
                 _registered_method=True)
+        self.GetOwnTenant = channel.unary_unary(
+                '/aos.account.v1.AccountService/GetOwnTenant',
+                request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantRequest.SerializeToString,
+                response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantResponse.FromString,
+                _registered_method=True)
+        self.GetOwnTenantHealth = channel.unary_unary(
+                '/aos.account.v1.AccountService/GetOwnTenantHealth',
+                request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantHealthRequest.SerializeToString,
+                response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantHealthResponse.FromString,
+                _registered_method=True)
+        self.GetOwnTenantUsage = channel.unary_unary(
+                '/aos.account.v1.AccountService/GetOwnTenantUsage',
+                request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantUsageRequest.SerializeToString,
+                response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantUsageResponse.FromString,
+                _registered_method=True)
+        self.GetOwnTenantQuota = channel.unary_unary(
+                '/aos.account.v1.AccountService/GetOwnTenantQuota',
+                request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantQuotaRequest.SerializeToString,
+                response_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantQuotaResponse.FromString,
+                _registered_method=True)
         self.SuspendTenant = channel.unary_unary(
                 '/aos.account.v1.AccountService/SuspendTenant',
                 request_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.SuspendTenantRequest.SerializeToString,
@@ -140,6 +160,41 @@ class AccountServiceServicer:
     def GetTenant(self, request, context):
         """Reads the caller's tenant (operators and services: any tenant).
         Errors: NOT_FOUND, UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOwnTenant(self, request, context):
+        """The caller's tenant as the legacy GET /tenant answered it (SPEC 2.9, 1.1): its metadata, plan and
+        the plan's limits; /tenants/self is the same. Errors: NOT_FOUND (the tenant is gone), UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOwnTenantHealth(self, request, context):
+        """The caller's tenant's lifecycle status; healthy while it is active (SPEC 2.9: /tenant/health and
+        /tenants/self/status). Errors: NOT_FOUND, UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOwnTenantUsage(self, request, context):
+        """The caller's tenant's usage counters (SPEC 1.1): runs started today and this month and tokens this
+        month (UTC, counted by monitoring), valid API keys (counted by api_keys). Errors: NOT_FOUND,
+        UNAVAILABLE naming the peer that did not answer (never a zero standing in for an unknown count).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOwnTenantQuota(self, request, context):
+        """One quota of the caller's tenant: its plan's limit against the usage it bounds. Names: api-keys
+        (max_api_keys, valid keys), runs (max_runs_per_day, runs started today), tokens
+        (max_tokens_per_month, tokens this month). Errors: NOT_FOUND (an unknown name), UNAVAILABLE naming
+        the peer that counts the usage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -270,6 +325,26 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.GetTenant,
                     request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetTenantRequest.FromString,
                     response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetTenantResponse.SerializeToString,
+            ),
+            'GetOwnTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOwnTenant,
+                    request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantRequest.FromString,
+                    response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantResponse.SerializeToString,
+            ),
+            'GetOwnTenantHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOwnTenantHealth,
+                    request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantHealthRequest.FromString,
+                    response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantHealthResponse.SerializeToString,
+            ),
+            'GetOwnTenantUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOwnTenantUsage,
+                    request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantUsageRequest.FromString,
+                    response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantUsageResponse.SerializeToString,
+            ),
+            'GetOwnTenantQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOwnTenantQuota,
+                    request_deserializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantQuotaRequest.FromString,
+                    response_serializer=aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantQuotaResponse.SerializeToString,
             ),
             'SuspendTenant': grpc.unary_unary_rpc_method_handler(
                     servicer.SuspendTenant,
@@ -403,6 +478,114 @@ class AccountService:
             '/aos.account.v1.AccountService/GetTenant',
             aos_dot_account_dot_v1_dot_account__service__pb2.GetTenantRequest.SerializeToString,
             aos_dot_account_dot_v1_dot_account__service__pb2.GetTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOwnTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.account.v1.AccountService/GetOwnTenant',
+            aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantRequest.SerializeToString,
+            aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOwnTenantHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.account.v1.AccountService/GetOwnTenantHealth',
+            aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantHealthRequest.SerializeToString,
+            aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOwnTenantUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.account.v1.AccountService/GetOwnTenantUsage',
+            aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantUsageRequest.SerializeToString,
+            aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOwnTenantQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.account.v1.AccountService/GetOwnTenantQuota',
+            aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantQuotaRequest.SerializeToString,
+            aos_dot_account_dot_v1_dot_account__service__pb2.GetOwnTenantQuotaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,25 @@ class AccountServiceStub:
     """Reads the caller's tenant (operators and services: any tenant).
     Errors: NOT_FOUND, UNAUTHENTICATED.
     """
+    GetOwnTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetOwnTenantRequest, _account_service_pb2.GetOwnTenantResponse]
+    """The caller's tenant as the legacy GET /tenant answered it (SPEC 2.9, 1.1): its metadata, plan and
+    the plan's limits; /tenants/self is the same. Errors: NOT_FOUND (the tenant is gone), UNAUTHENTICATED.
+    """
+    GetOwnTenantHealth: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetOwnTenantHealthRequest, _account_service_pb2.GetOwnTenantHealthResponse]
+    """The caller's tenant's lifecycle status; healthy while it is active (SPEC 2.9: /tenant/health and
+    /tenants/self/status). Errors: NOT_FOUND, UNAUTHENTICATED.
+    """
+    GetOwnTenantUsage: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetOwnTenantUsageRequest, _account_service_pb2.GetOwnTenantUsageResponse]
+    """The caller's tenant's usage counters (SPEC 1.1): runs started today and this month and tokens this
+    month (UTC, counted by monitoring), valid API keys (counted by api_keys). Errors: NOT_FOUND,
+    UNAVAILABLE naming the peer that did not answer (never a zero standing in for an unknown count).
+    """
+    GetOwnTenantQuota: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetOwnTenantQuotaRequest, _account_service_pb2.GetOwnTenantQuotaResponse]
+    """One quota of the caller's tenant: its plan's limit against the usage it bounds. Names: api-keys
+    (max_api_keys, valid keys), runs (max_runs_per_day, runs started today), tokens
+    (max_tokens_per_month, tokens this month). Errors: NOT_FOUND (an unknown name), UNAVAILABLE naming
+    the peer that counts the usage.
+    """
     SuspendTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.SuspendTenantRequest, _account_service_pb2.SuspendTenantResponse]
     """ACTIVE → SUSPENDED. Errors: NOT_FOUND, FAILED_PRECONDITION (illegal transition), INVALID_ARGUMENT."""
     ReactivateTenant: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ReactivateTenantRequest, _account_service_pb2.ReactivateTenantResponse]
@@ -105,6 +124,25 @@ class AccountServiceAsyncStub(AccountServiceStub):
     GetTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetTenantRequest, _account_service_pb2.GetTenantResponse]  # type: ignore[assignment]
     """Reads the caller's tenant (operators and services: any tenant).
     Errors: NOT_FOUND, UNAUTHENTICATED.
+    """
+    GetOwnTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetOwnTenantRequest, _account_service_pb2.GetOwnTenantResponse]  # type: ignore[assignment]
+    """The caller's tenant as the legacy GET /tenant answered it (SPEC 2.9, 1.1): its metadata, plan and
+    the plan's limits; /tenants/self is the same. Errors: NOT_FOUND (the tenant is gone), UNAUTHENTICATED.
+    """
+    GetOwnTenantHealth: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetOwnTenantHealthRequest, _account_service_pb2.GetOwnTenantHealthResponse]  # type: ignore[assignment]
+    """The caller's tenant's lifecycle status; healthy while it is active (SPEC 2.9: /tenant/health and
+    /tenants/self/status). Errors: NOT_FOUND, UNAUTHENTICATED.
+    """
+    GetOwnTenantUsage: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetOwnTenantUsageRequest, _account_service_pb2.GetOwnTenantUsageResponse]  # type: ignore[assignment]
+    """The caller's tenant's usage counters (SPEC 1.1): runs started today and this month and tokens this
+    month (UTC, counted by monitoring), valid API keys (counted by api_keys). Errors: NOT_FOUND,
+    UNAVAILABLE naming the peer that did not answer (never a zero standing in for an unknown count).
+    """
+    GetOwnTenantQuota: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetOwnTenantQuotaRequest, _account_service_pb2.GetOwnTenantQuotaResponse]  # type: ignore[assignment]
+    """One quota of the caller's tenant: its plan's limit against the usage it bounds. Names: api-keys
+    (max_api_keys, valid keys), runs (max_runs_per_day, runs started today), tokens
+    (max_tokens_per_month, tokens this month). Errors: NOT_FOUND (an unknown name), UNAVAILABLE naming
+    the peer that counts the usage.
     """
     SuspendTenant: _aio.UnaryUnaryMultiCallable[_account_service_pb2.SuspendTenantRequest, _account_service_pb2.SuspendTenantResponse]  # type: ignore[assignment]
     """ACTIVE → SUSPENDED. Errors: NOT_FOUND, FAILED_PRECONDITION (illegal transition), INVALID_ARGUMENT."""
@@ -176,6 +214,49 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_account_service_pb2.GetTenantResponse, _abc.Awaitable[_account_service_pb2.GetTenantResponse]]:
         """Reads the caller's tenant (operators and services: any tenant).
         Errors: NOT_FOUND, UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOwnTenant(
+        self,
+        request: _account_service_pb2.GetOwnTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.GetOwnTenantResponse, _abc.Awaitable[_account_service_pb2.GetOwnTenantResponse]]:
+        """The caller's tenant as the legacy GET /tenant answered it (SPEC 2.9, 1.1): its metadata, plan and
+        the plan's limits; /tenants/self is the same. Errors: NOT_FOUND (the tenant is gone), UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOwnTenantHealth(
+        self,
+        request: _account_service_pb2.GetOwnTenantHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.GetOwnTenantHealthResponse, _abc.Awaitable[_account_service_pb2.GetOwnTenantHealthResponse]]:
+        """The caller's tenant's lifecycle status; healthy while it is active (SPEC 2.9: /tenant/health and
+        /tenants/self/status). Errors: NOT_FOUND, UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOwnTenantUsage(
+        self,
+        request: _account_service_pb2.GetOwnTenantUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.GetOwnTenantUsageResponse, _abc.Awaitable[_account_service_pb2.GetOwnTenantUsageResponse]]:
+        """The caller's tenant's usage counters (SPEC 1.1): runs started today and this month and tokens this
+        month (UTC, counted by monitoring), valid API keys (counted by api_keys). Errors: NOT_FOUND,
+        UNAVAILABLE naming the peer that did not answer (never a zero standing in for an unknown count).
+        """
+
+    @_abc_1.abstractmethod
+    def GetOwnTenantQuota(
+        self,
+        request: _account_service_pb2.GetOwnTenantQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.GetOwnTenantQuotaResponse, _abc.Awaitable[_account_service_pb2.GetOwnTenantQuotaResponse]]:
+        """One quota of the caller's tenant: its plan's limit against the usage it bounds. Names: api-keys
+        (max_api_keys, valid keys), runs (max_runs_per_day, runs started today), tokens
+        (max_tokens_per_month, tokens this month). Errors: NOT_FOUND (an unknown name), UNAVAILABLE naming
+        the peer that counts the usage.
         """
 
     @_abc_1.abstractmethod

@@ -187,16 +187,20 @@ class GetActivationEvidenceResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HAS_VALID_KEY_FIELD_NUMBER: _builtins.int
+    VALID_KEYS_FIELD_NUMBER: _builtins.int
     has_valid_key: _builtins.bool
     """≥1 key that is active, not revoked, not disabled and not expired (SPEC 0.2)."""
+    valid_keys: _builtins.int
+    """How many such keys (what the plan's max_api_keys counts, SPEC 0.12)."""
     def __init__(
         self,
         *,
         has_valid_key: _builtins.bool = ...,
+        valid_keys: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_valid_key", b"has_valid_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_valid_key", b"has_valid_key", "valid_keys", b"valid_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -195,7 +195,8 @@ class ApiKeysServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetActivationEvidence(self, request, context):
-        """Activation evidence held by api_keys, for onboarding's predicate. Errors: INVALID_ARGUMENT.
+        """Activation evidence held by api_keys, for onboarding's predicate, and the count of valid keys, for
+        account's /tenant/usage and /tenant/quota/api-keys. Errors: INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -80,7 +80,9 @@ class ApiKeysServiceStub:
     last_used_at like verified uses. Unknown key ids are ignored. Errors: INVALID_ARGUMENT.
     """
     GetActivationEvidence: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetActivationEvidenceRequest, _api_keys_service_pb2.GetActivationEvidenceResponse]
-    """Activation evidence held by api_keys, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+    """Activation evidence held by api_keys, for onboarding's predicate, and the count of valid keys, for
+    account's /tenant/usage and /tenant/quota/api-keys. Errors: INVALID_ARGUMENT.
+    """
 
 @_typing.type_check_only
 class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
@@ -134,7 +136,9 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     last_used_at like verified uses. Unknown key ids are ignored. Errors: INVALID_ARGUMENT.
     """
     GetActivationEvidence: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetActivationEvidenceRequest, _api_keys_service_pb2.GetActivationEvidenceResponse]  # type: ignore[assignment]
-    """Activation evidence held by api_keys, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+    """Activation evidence held by api_keys, for onboarding's predicate, and the count of valid keys, for
+    account's /tenant/usage and /tenant/quota/api-keys. Errors: INVALID_ARGUMENT.
+    """
 
 class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
     """API keys: issue, read, revoke, rotate and verify. The caller's tenant always comes from the
@@ -257,6 +261,8 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_keys_service_pb2.GetActivationEvidenceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_keys_service_pb2.GetActivationEvidenceResponse, _abc.Awaitable[_api_keys_service_pb2.GetActivationEvidenceResponse]]:
-        """Activation evidence held by api_keys, for onboarding's predicate. Errors: INVALID_ARGUMENT."""
+        """Activation evidence held by api_keys, for onboarding's predicate, and the count of valid keys, for
+        account's /tenant/usage and /tenant/quota/api-keys. Errors: INVALID_ARGUMENT.
+        """
 
 def add_ApiKeysServiceServicer_to_server(servicer: ApiKeysServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1317,6 +1317,51 @@ class IngestUsageBatchResponse(_message.Message):
 Global___IngestUsageBatchResponse: _TypeAlias = IngestUsageBatchResponse  # noqa: Y015
 
 @_typing.final
+class GetTenantUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTenantUsageRequest: _TypeAlias = GetTenantUsageRequest  # noqa: Y015
+
+@_typing.final
+class GetTenantUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_TODAY_FIELD_NUMBER: _builtins.int
+    RUNS_THIS_MONTH_FIELD_NUMBER: _builtins.int
+    TOKENS_THIS_MONTH_FIELD_NUMBER: _builtins.int
+    runs_today: _builtins.int
+    runs_this_month: _builtins.int
+    tokens_this_month: _builtins.int
+    """Input + output tokens."""
+    def __init__(
+        self,
+        *,
+        runs_today: _builtins.int = ...,
+        runs_this_month: _builtins.int = ...,
+        tokens_this_month: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs_this_month", b"runs_this_month", "runs_today", b"runs_today", "tokens_this_month", b"tokens_this_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTenantUsageResponse: _TypeAlias = GetTenantUsageResponse  # noqa: Y015
+
+@_typing.final
 class GetIntegrationUsageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

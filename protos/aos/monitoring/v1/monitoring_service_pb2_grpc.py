@@ -763,6 +763,11 @@ class TelemetryServiceStub:
                 request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.IngestUsageBatchRequest.SerializeToString,
                 response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.IngestUsageBatchResponse.FromString,
                 _registered_method=True)
+        self.GetTenantUsage = channel.unary_unary(
+                '/aos.monitoring.v1.TelemetryService/GetTenantUsage',
+                request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetTenantUsageRequest.SerializeToString,
+                response_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetTenantUsageResponse.FromString,
+                _registered_method=True)
         self.GetIntegrationUsage = channel.unary_unary(
                 '/aos.monitoring.v1.TelemetryService/GetIntegrationUsage',
                 request_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetIntegrationUsageRequest.SerializeToString,
@@ -794,6 +799,14 @@ class TelemetryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTenantUsage(self, request, context):
+        """A tenant's usage counters (SPEC 1.1), for account's /tenant/usage and /tenant/quota/*: runs started
+        today and this month, tokens this month (UTC). Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetIntegrationUsage(self, request, context):
         """An integration's usage in a period, for integrations' limits route. Errors: INVALID_ARGUMENT.
         """
@@ -813,6 +826,11 @@ def add_TelemetryServiceServicer_to_server(servicer, server):
                     servicer.IngestUsageBatch,
                     request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.IngestUsageBatchRequest.FromString,
                     response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.IngestUsageBatchResponse.SerializeToString,
+            ),
+            'GetTenantUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantUsage,
+                    request_deserializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetTenantUsageRequest.FromString,
+                    response_serializer=aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetTenantUsageResponse.SerializeToString,
             ),
             'GetIntegrationUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetIntegrationUsage,
@@ -875,6 +893,33 @@ class TelemetryService:
             '/aos.monitoring.v1.TelemetryService/IngestUsageBatch',
             aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.IngestUsageBatchRequest.SerializeToString,
             aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.IngestUsageBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.monitoring.v1.TelemetryService/GetTenantUsage',
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetTenantUsageRequest.SerializeToString,
+            aos_dot_monitoring_dot_v1_dot_monitoring__service__pb2.GetTenantUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

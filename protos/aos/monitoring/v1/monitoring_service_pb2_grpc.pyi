@@ -346,6 +346,10 @@ class TelemetryServiceStub:
     integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
     UNAVAILABLE (integrations, on a cache miss).
     """
+    GetTenantUsage: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetTenantUsageRequest, _monitoring_service_pb2.GetTenantUsageResponse]
+    """A tenant's usage counters (SPEC 1.1), for account's /tenant/usage and /tenant/quota/*: runs started
+    today and this month, tokens this month (UTC). Errors: INVALID_ARGUMENT.
+    """
     GetIntegrationUsage: _grpc.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIntegrationUsageRequest, _monitoring_service_pb2.GetIntegrationUsageResponse]
     """An integration's usage in a period, for integrations' limits route. Errors: INVALID_ARGUMENT."""
 
@@ -365,6 +369,10 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
     fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
     integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
     UNAVAILABLE (integrations, on a cache miss).
+    """
+    GetTenantUsage: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetTenantUsageRequest, _monitoring_service_pb2.GetTenantUsageResponse]  # type: ignore[assignment]
+    """A tenant's usage counters (SPEC 1.1), for account's /tenant/usage and /tenant/quota/*: runs started
+    today and this month, tokens this month (UTC). Errors: INVALID_ARGUMENT.
     """
     GetIntegrationUsage: _aio.UnaryUnaryMultiCallable[_monitoring_service_pb2.GetIntegrationUsageRequest, _monitoring_service_pb2.GetIntegrationUsageResponse]  # type: ignore[assignment]
     """An integration's usage in a period, for integrations' limits route. Errors: INVALID_ARGUMENT."""
@@ -394,6 +402,16 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         fails the batch, nothing written); a record of an integration that is not the tenant's (or not the
         integration key's) counts in errors. Errors: INVALID_ARGUMENT (records[i].field), PERMISSION_DENIED,
         UNAVAILABLE (integrations, on a cache miss).
+        """
+
+    @_abc_1.abstractmethod
+    def GetTenantUsage(
+        self,
+        request: _monitoring_service_pb2.GetTenantUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitoring_service_pb2.GetTenantUsageResponse, _abc.Awaitable[_monitoring_service_pb2.GetTenantUsageResponse]]:
+        """A tenant's usage counters (SPEC 1.1), for account's /tenant/usage and /tenant/quota/*: runs started
+        today and this month, tokens this month (UTC). Errors: INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod
