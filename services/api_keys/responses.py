@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from aos.api_keys.v1 import api_key_pb2 as pb
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
 from services.api_keys import keys
 from services.api_keys.models import ApiKey
-from services.common import paging, validation
+from services.common import paging, querystring, rest, validation
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
 
@@ -84,7 +84,12 @@ def list_page(request: rpc.ListApiKeysRequest) -> tuple[str | None, paging.Page]
 
 
 def public_page(request: rpc.ListPublicApiKeysRequest) -> tuple[str | None, paging.Page]:
-    """SPEC 2.5's filter and offset page; invalid values are INVALID_QUERY."""
+    """SPEC 2.5's filter and offset page, from the REST query string when there is one; invalid values are
+    INVALID_QUERY, as_of is UNSUPPORTED_PARAM."""
+    if request.raw_query:
+        params = querystring.parse(request.raw_query)
+        querystring.refuse_as_of(params)
+        request = querystring.message(params, rpc.ListPublicApiKeysRequest, ("raw_query",))
     if request.as_of:
         raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
     try:
@@ -134,6 +139,36 @@ def tenant_api_key(k: ApiKey) -> pb.TenantApiKey:
     )
 
 
+def _nullable(value: datetime | None) -> struct_pb2.Value:
+    """An RFC 3339 timestamp as the transcoder prints one, or JSON null where the legacy API printed null."""
+    if value is None:
+        return NULL
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return struct_pb2.Value(string_value=stamp.ToJsonString())
+
+
+def legacy_tenant_api_key(k: ApiKey) -> pb.LegacyTenantApiKey:
+    t = tenant_api_key(k)
+    return pb.LegacyTenantApiKey(
+        id=t.id,
+        name=t.name,
+        key_prefix=t.key_prefix,
+        status=t.status,
+        last_used_at=_nullable(k.last_used_at),
+        total_requests=t.total_requests,
+        expires_at=_nullable(k.expires_at),
+        created_at=t.created_at,
+    )
+
+
+def tenant_list(rows: list[ApiKey]) -> rpc.ListTenantApiKeysResponse:
+    """The typed keys for gRPC callers and, in `body`, the bare array REST answers (SPEC 2.4)."""
+    return rpc.ListTenantApiKeysResponse(
+        keys=[tenant_api_key(k) for k in rows], body=rest.json_body([legacy_tenant_api_key(k) for k in rows])
+    )
+
+
 def created(k: ApiKey, secret: str) -> rpc.CreateApiKeyResponse:
     f = api_key_fields(k)
     return rpc.CreateApiKeyResponse(
@@ -165,9 +200,24 @@ def revoked(k: ApiKey, request_id: str) -> rpc.RevokeApiKeyResponse:
 def public_list(
     rows: list[ApiKey], total: int, limit: int, offset: int, request_id: str, correlation_id: str
 ) -> rpc.ListPublicApiKeysResponse:
+    """The typed page for gRPC callers and, in `body`, SPEC 2.5's exact body (null where unset) that REST
+    answers alone."""
     more = offset + len(rows) < total
-    reply = rpc.ListPublicApiKeysResponse(
-        keys=[api_key_pb(k) for k in rows],
+    keys = [api_key_pb(k) for k in rows]
+    legacy = pb.PublicApiKeyList(
+        keys=[
+            pb.PublicApiKey(
+                key_id=p.key_id,
+                name=p.name,
+                prefix=p.prefix,
+                status=p.status,
+                created_at=p.created_at,
+                last_used_at=_nullable(k.last_used_at),
+                expires_at=_nullable(k.expires_at),
+                total_requests=p.total_requests,
+            )
+            for k, p in zip(rows, keys, strict=True)
+        ],
         total=total,
         has_more=more,
         pagination=pb.Pagination(
@@ -175,5 +225,13 @@ def public_list(
         ),
         meta=pb.ListMeta(request_id=request_id, correlation_id=correlation_id, as_of=NULL),
     )
-    reply.generated_at.FromDatetime(datetime.now(UTC))
-    return reply
+    legacy.generated_at.FromDatetime(datetime.now(UTC))
+    return rpc.ListPublicApiKeysResponse(
+        keys=keys,
+        total=total,
+        has_more=more,
+        pagination=legacy.pagination,
+        generated_at=legacy.generated_at,
+        meta=legacy.meta,
+        body=rest.json_body(legacy),
+    )

@@ -85,7 +85,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         where = [] if request.include_revoked else [ApiKey.status != "revoked"]
         async with self._sessions() as session:
             rows, _ = await repository.list_keys(session, who.tenant(), where, TENANT_LIST)
-        return rpc.ListTenantApiKeysResponse(keys=[responses.tenant_api_key(k) for k in TENANT_LIST.cut(rows)[0]])
+        return responses.tenant_list(TENANT_LIST.cut(rows)[0])
 
     async def ListPublicApiKeys(
         self, request: rpc.ListPublicApiKeysRequest, context: Context

@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import contextlib
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
 from aos.integrations.v1 import integration_pb2 as pb
 from aos.integrations.v1 import integrations_service_pb2 as rpc
 from aos.monitoring.v1.monitoring_service_pb2 import GetIntegrationUsageResponse as Usage
-from services.common import validation
+from services.common import paging, querystring, rest, validation
 from services.common.errors import InvalidArgument
 from services.common.interceptors import request_id
 from services.common.paging import Page
@@ -20,7 +21,18 @@ from services.integrations import policy
 from services.integrations.models import Connector, Datasource, Integration, Managed
 
 MAX_INT32 = 2**31 - 1
+NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
 E = TypeVar("E")
+
+
+@contextlib.contextmanager
+def unprocessable() -> Iterator[None]:
+    """Field errors that the legacy /integrations routes answer 422 (SPEC 2.7, 6.3, scenario 24); /v1 keeps 400."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        exc.legacy_http_status = 422
+        raise
 
 
 def _now() -> Any:
@@ -87,17 +99,34 @@ def integrations(rows: list[Integration], total: int, token: str) -> rpc.ListInt
 def facade(
     rows: list[Integration], total: int, more: bool, page: Page, correlation_id: str
 ) -> rpc.ListIntegrationsFacadeResponse:
+    """The typed page for gRPC callers and, in `body`, the IntegrationList REST answers alone (null where
+    unset)."""
     pagination = rpc.Pagination(limit=page.size, offset=page.offset)
     if more:
         pagination.next_offset = page.offset + len(rows)
-    return rpc.ListIntegrationsFacadeResponse(
+    meta = rpc.FacadeMeta(request_id=request_id.get(), correlation_id=correlation_id)
+    reply = rpc.ListIntegrationsFacadeResponse(
         integrations=[summary(r) for r in rows],
         total=total,
         has_more=more,
         pagination=pagination,
         generated_at=_now(),
-        meta=rpc.FacadeMeta(request_id=request_id.get(), correlation_id=correlation_id),
+        meta=meta,
     )
+    next_offset = struct_pb2.Value(number_value=pagination.next_offset) if more else NULL
+    reply.body.CopyFrom(
+        rest.json_body(
+            rpc.IntegrationList(
+                integrations=reply.integrations,
+                total=total,
+                has_more=more,
+                pagination=rpc.LegacyPagination(limit=page.size, offset=page.offset, next_offset=next_offset),
+                generated_at=reply.generated_at,
+                meta=rpc.LegacyFacadeMeta(request_id=meta.request_id, correlation_id=correlation_id, as_of=NULL),
+            )
+        )
+    )
+    return reply
 
 
 def tested(r: Integration) -> rpc.TestResult:
@@ -200,6 +229,23 @@ def integration_changes(
     if request.HasField("config"):
         values["config"] = _config(request)
     return values, secret
+
+
+def facade_query(request: rpc.ListIntegrationsFacadeRequest) -> tuple[rpc.ListIntegrationsFacadeRequest, Page]:
+    """The facade's strict query (SPEC 2.7 as 2.5), from the REST query string when there is one: as_of is
+    UNSUPPORTED_PARAM, any other refusal INVALID_QUERY naming the parameter; before any database access."""
+    if request.raw_query:
+        params = querystring.parse(request.raw_query)
+        querystring.refuse_as_of(params)
+        request = querystring.message(params, rpc.ListIntegrationsFacadeRequest, ("raw_query",))
+    if request.as_of:
+        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+    try:
+        integration_filters(request)
+        return request, paging.request("", 0, request.limit, request.offset, default=20)
+    except InvalidArgument as exc:
+        exc.reason = "INVALID_QUERY"
+        raise
 
 
 def integration_filters(request: rpc.ListIntegrationsRequest | rpc.ListIntegrationsFacadeRequest) -> dict[str, str]:

@@ -104,7 +104,8 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     async def CreateIntegration(
         self, request: rpc.CreateIntegrationRequest, context: Context
     ) -> rpc.CreateIntegrationResponse:
-        row, secret = responses.new_integration(request, self._env_allowed)
+        with responses.unprocessable():
+            row, secret = responses.new_integration(request, self._env_allowed)
         row = await self._create(context, INTEGRATIONS, row, secret)
         return responses.envelope(rpc.CreateIntegrationResponse, responses.integration(row))
 
@@ -123,9 +124,7 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     async def ListIntegrationsFacade(
         self, request: rpc.ListIntegrationsFacadeRequest, context: Context
     ) -> rpc.ListIntegrationsFacadeResponse:
-        if request.as_of:
-            raise InvalidArgument("as_of", "is not supported", reason="UNSUPPORTED_PARAM")
-        page = paging.request("", 0, request.limit, request.offset, default=20)
+        request, page = responses.facade_query(request)
         rows, total = await self._integrations(context, request, page)
         rows, _, more = page.cut(rows)
         headers = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
@@ -134,7 +133,8 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     async def UpdateIntegration(
         self, request: rpc.UpdateIntegrationRequest, context: Context
     ) -> rpc.UpdateIntegrationResponse:
-        values, secret = responses.integration_changes(request, self._env_allowed)
+        with responses.unprocessable():
+            values, secret = responses.integration_changes(request, self._env_allowed)
         row = await self._update(context, INTEGRATIONS, request.integration_id, values, secret)
         return responses.envelope(rpc.UpdateIntegrationResponse, responses.integration(row))
 

@@ -250,3 +250,142 @@ class RevokeResult(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeResult: _TypeAlias = RevokeResult  # noqa: Y015
+
+@_typing.final
+class LegacyTenantApiKey(_message.Message):
+    """A key as GET /tenant/api-keys listed it (SPEC 2.4): unset timestamps are JSON null (a Value), not absent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KEY_PREFIX_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LAST_USED_AT_FIELD_NUMBER: _builtins.int
+    TOTAL_REQUESTS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    key_prefix: _builtins.str
+    status: _builtins.str
+    total_requests: _builtins.int
+    @_builtins.property
+    def last_used_at(self) -> _struct_pb2.Value:
+        """An RFC 3339 string or null."""
+
+    @_builtins.property
+    def expires_at(self) -> _struct_pb2.Value:
+        """An RFC 3339 string or null."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        key_prefix: _builtins.str = ...,
+        status: _builtins.str = ...,
+        last_used_at: _struct_pb2.Value | None = ...,
+        total_requests: _builtins.int = ...,
+        expires_at: _struct_pb2.Value | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "key_prefix", b"key_prefix", "last_used_at", b"last_used_at", "name", b"name", "status", b"status", "total_requests", b"total_requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LegacyTenantApiKey: _TypeAlias = LegacyTenantApiKey  # noqa: Y015
+
+@_typing.final
+class PublicApiKey(_message.Message):
+    """A key as /cus/api_keys/list listed it (SPEC 2.5), exactly these fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_USED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    TOTAL_REQUESTS_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    name: _builtins.str
+    prefix: _builtins.str
+    status: _builtins.str
+    """ACTIVE, REVOKED or EXPIRED."""
+    total_requests: _builtins.int
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_used_at(self) -> _struct_pb2.Value:
+        """An RFC 3339 string or null."""
+
+    @_builtins.property
+    def expires_at(self) -> _struct_pb2.Value:
+        """An RFC 3339 string or null."""
+
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        prefix: _builtins.str = ...,
+        status: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        last_used_at: _struct_pb2.Value | None = ...,
+        expires_at: _struct_pb2.Value | None = ...,
+        total_requests: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "key_id", b"key_id", "last_used_at", b"last_used_at", "name", b"name", "prefix", b"prefix", "status", b"status", "total_requests", b"total_requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublicApiKey: _TypeAlias = PublicApiKey  # noqa: Y015
+
+@_typing.final
+class PublicApiKeyList(_message.Message):
+    """The /cus/api_keys/list body (SPEC 2.5)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublicApiKey]: ...
+    @_builtins.property
+    def pagination(self) -> Global___Pagination: ...
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def meta(self) -> Global___ListMeta: ...
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___PublicApiKey] | None = ...,
+        total: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        pagination: Global___Pagination | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        meta: Global___ListMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "keys", b"keys", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublicApiKeyList: _TypeAlias = PublicApiKeyList  # noqa: Y015

@@ -5,6 +5,7 @@ isort:skip_file
 
 from aos.api_keys.v1 import api_key_pb2 as _api_key_pb2
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -522,18 +523,26 @@ class ListTenantApiKeysResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEYS_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[_api_key_pb2.TenantApiKey]:
-        """The legacy API answered a bare JSON array; the transcoder can only answer an object."""
+        """The keys with typed timestamps (gRPC callers)."""
+
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The REST answer: the same keys as a bare JSON array of LegacyTenantApiKey, null where unset. Rendered by
+        the service, because the transcoder answers one field alone only when it is an HttpBody.
+        """
 
     def __init__(
         self,
         *,
         keys: _abc.Iterable[_api_key_pb2.TenantApiKey] | None = ...,
+        body: _httpbody_pb2.HttpBody | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "keys", b"keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -547,6 +556,7 @@ class ListPublicApiKeysRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    RAW_QUERY_FIELD_NUMBER: _builtins.int
     status: _builtins.str
     """Optional: active, revoked or expired."""
     limit: _builtins.int
@@ -555,6 +565,11 @@ class ListPublicApiKeysRequest(_message.Message):
     """0..2^31-1."""
     as_of: _builtins.str
     """Not supported: any value answers UNSUPPORTED_PARAM."""
+    raw_query: _builtins.str
+    """The URL's whole query string, verbatim: the gateway hands it over unparsed (gateway/raw_query.lua), so the
+    service names an unknown or repeated parameter itself (INVALID_QUERY). When set, the fields above are
+    read from it and must not be set themselves.
+    """
     def __init__(
         self,
         *,
@@ -562,10 +577,11 @@ class ListPublicApiKeysRequest(_message.Message):
         limit: _builtins.int | None = ...,
         offset: _builtins.int = ...,
         as_of: _builtins.str = ...,
+        raw_query: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "raw_query", b"raw_query", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -583,6 +599,7 @@ class ListPublicApiKeysResponse(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     GENERATED_AT_FIELD_NUMBER: _builtins.int
     META_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     has_more: _builtins.bool
     @_builtins.property
@@ -593,6 +610,12 @@ class ListPublicApiKeysResponse(_message.Message):
     def generated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def meta(self) -> _api_key_pb2.ListMeta: ...
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The REST answer: the same page as a PublicApiKeyList (SPEC 2.5's exact keys, null where unset). Rendered
+        by the service, because the transcoder answers one field alone only when it is an HttpBody.
+        """
+
     def __init__(
         self,
         *,
@@ -602,10 +625,11 @@ class ListPublicApiKeysResponse(_message.Message):
         pagination: _api_key_pb2.Pagination | None = ...,
         generated_at: _timestamp_pb2.Timestamp | None = ...,
         meta: _api_key_pb2.ListMeta | None = ...,
+        body: _httpbody_pb2.HttpBody | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "keys", b"keys", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "generated_at", b"generated_at", "has_more", b"has_more", "keys", b"keys", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

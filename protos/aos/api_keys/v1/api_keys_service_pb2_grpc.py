@@ -130,6 +130,7 @@ class ApiKeysServiceServicer:
 
     def ListTenantApiKeys(self, request, context):
         """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+        REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +139,8 @@ class ApiKeysServiceServicer:
     def ListPublicApiKeys(self, request, context):
         """The legacy public list facade with its strict parameters (SPEC 2.5).
         Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+        REST answers the legacy PublicApiKeyList alone (response_body: body) and hands the query over whole
+        (raw_query).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

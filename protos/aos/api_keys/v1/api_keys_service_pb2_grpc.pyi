@@ -48,10 +48,14 @@ class ApiKeysServiceStub:
     Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
     """
     ListTenantApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]
-    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+    REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
+    """
     ListPublicApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListPublicApiKeysRequest, _api_keys_service_pb2.ListPublicApiKeysResponse]
     """The legacy public list facade with its strict parameters (SPEC 2.5).
     Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+    REST answers the legacy PublicApiKeyList alone (response_body: body) and hands the query over whole
+    (raw_query).
     """
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.RevokeApiKeyRequest, _api_keys_service_pb2.RevokeApiKeyResponse]
     """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
@@ -102,10 +106,14 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
     """
     ListTenantApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]  # type: ignore[assignment]
-    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+    REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
+    """
     ListPublicApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListPublicApiKeysRequest, _api_keys_service_pb2.ListPublicApiKeysResponse]  # type: ignore[assignment]
     """The legacy public list facade with its strict parameters (SPEC 2.5).
     Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+    REST answers the legacy PublicApiKeyList alone (response_body: body) and hands the query over whole
+    (raw_query).
     """
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.RevokeApiKeyRequest, _api_keys_service_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
     """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
@@ -177,7 +185,9 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_keys_service_pb2.ListTenantApiKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_keys_service_pb2.ListTenantApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListTenantApiKeysResponse]]:
-        """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+        """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+        REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
+        """
 
     @_abc_1.abstractmethod
     def ListPublicApiKeys(
@@ -187,6 +197,8 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_api_keys_service_pb2.ListPublicApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListPublicApiKeysResponse]]:
         """The legacy public list facade with its strict parameters (SPEC 2.5).
         Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+        REST answers the legacy PublicApiKeyList alone (response_body: body) and hands the query over whole
+        (raw_query).
         """
 
     @_abc_1.abstractmethod

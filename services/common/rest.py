@@ -1,0 +1,52 @@
+"""Legacy REST bodies the transcoder cannot print: a bare JSON array, or null for an unset field. The RPC's
+response carries them as a google.api.HttpBody (its binding's response_body), which Envoy answers verbatim."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from google.api import httpbody_pb2
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+
+def json_body(value: Message | Sequence[Message]) -> httpbody_pb2.HttpBody:
+    """`value` (one message, or a list of them as a bare array) as JSON."""
+    shaped = [to_json(m) for m in value] if isinstance(value, Sequence) else to_json(value)
+    data = json.dumps(shaped, separators=(",", ":")).encode()
+    return httpbody_pb2.HttpBody(content_type="application/json", data=data)
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """A message as the transcoder prints one (proto field names in declaration order, every scalar with its
+    default, int64 as a string, Timestamps in RFC 3339, an integral number without a fraction), except that a
+    google.protobuf.Value set to null prints null: the one way to say null in proto3 JSON."""
+    out: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.message_type is None:
+            out[field.name] = [_scalar(field, v) for v in value] if field.is_repeated else _scalar(field, value)
+        elif field.is_repeated:
+            out[field.name] = [_message(v) for v in value]
+        elif message.HasField(field.name):
+            out[field.name] = _message(value)
+    return out
+
+
+def _scalar(field: Any, value: Any) -> Any:
+    if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64):
+        return str(value)
+    return _number(value)
+
+
+def _message(value: Message) -> Any:
+    if value.DESCRIPTOR.file.package == "google.protobuf":  # Timestamp, Value, Struct: their own JSON forms
+        return _number(json_format.MessageToDict(value))
+    return to_json(value)
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
