@@ -235,3 +235,46 @@ def public_list(
         meta=legacy.meta,
         body=rest.json_body(legacy),
     )
+
+
+# The legacy bodies of the routes that share CreateApiKey, GetApiKey and ListApiKeys with /v1 (SPEC 2.3, 2.4),
+# built from those RPCs' typed answers: SPEC's keys exactly, null where the legacy API printed null.
+LEGACY_KEY = ("key_id", "name", "prefix", "status", "created_at", "last_used_at", "expires_at", "total_requests")
+
+
+def _stamp(message: Any, name: str) -> str | None:
+    return str(getattr(message, name).ToJsonString()) if message.HasField(name) else None
+
+
+def _legacy_key(k: Any, fields: tuple[str, ...] = LEGACY_KEY) -> dict[str, Any]:
+    shaped: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(k, name)
+        if k.DESCRIPTOR.fields_by_name[name].message_type is not None:
+            shaped[name] = _stamp(k, name)
+        elif name in ("rate_limit_rpm", "max_concurrent_runs", "revoked_reason"):
+            shaped[name] = value or None  # 0 / "" mean unset: the legacy API printed null
+        else:
+            shaped[name] = list(value) if name in ("permissions", "allowed_workers") else value
+    return shaped
+
+
+def legacy_created(reply: rpc.CreateApiKeyResponse) -> rpc.CreateTenantApiKeyResponse:
+    fields = ("id", "name", "key_prefix", "key", "status", "last_used_at", "total_requests", "expires_at")
+    shaped = _legacy_key(reply, (*fields, "created_at"))
+    return rpc.CreateTenantApiKeyResponse(body=rest.json_body(shaped))
+
+
+def legacy_detail(reply: rpc.GetApiKeyResponse) -> rpc.GetLegacyApiKeyResponse:
+    detail = ("permissions", "allowed_workers", "rate_limit_rpm", "max_concurrent_runs", "revoked_at", "revoked_reason")
+    return rpc.GetLegacyApiKeyResponse(body=rest.json_body(_legacy_key(reply, LEGACY_KEY + detail)))
+
+
+def legacy_list(reply: rpc.ListApiKeysResponse) -> rpc.ListLegacyApiKeysResponse:
+    shaped = {
+        "items": [_legacy_key(k) for k in reply.items],
+        "total": reply.total,
+        "has_more": reply.has_more,
+        "filters_applied": dict(reply.filters_applied),
+    }
+    return rpc.ListLegacyApiKeysResponse(body=rest.json_body(shaped))

@@ -77,6 +77,24 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             next_page_token=token,
         )
 
+    # The legacy URLs of the three RPCs above: the same calls, answering the legacy bodies (SPEC 2.3, 2.4).
+    async def CreateTenantApiKey(
+        self, request: rpc.CreateTenantApiKeyRequest, context: Context
+    ) -> rpc.CreateTenantApiKeyResponse:
+        same = rpc.CreateApiKeyRequest.FromString(request.SerializeToString())  # the same fields and numbers
+        return responses.legacy_created(await self.CreateApiKey(same, context))
+
+    async def GetLegacyApiKey(
+        self, request: rpc.GetLegacyApiKeyRequest, context: Context
+    ) -> rpc.GetLegacyApiKeyResponse:
+        return responses.legacy_detail(await self.GetApiKey(rpc.GetApiKeyRequest(key_id=request.key_id), context))
+
+    async def ListLegacyApiKeys(
+        self, request: rpc.ListLegacyApiKeysRequest, context: Context
+    ) -> rpc.ListLegacyApiKeysResponse:
+        same = rpc.ListApiKeysRequest(status=request.status, limit=request.limit, offset=request.offset)
+        return responses.legacy_list(await self.ListApiKeys(same, context))
+
     async def ListTenantApiKeys(
         self, request: rpc.ListTenantApiKeysRequest, context: Context
     ) -> rpc.ListTenantApiKeysResponse:

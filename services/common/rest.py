@@ -13,9 +13,14 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 
-def json_body(value: Message | Sequence[Message]) -> httpbody_pb2.HttpBody:
-    """`value` (one message, or a list of them as a bare array) as JSON."""
-    shaped = [to_json(m) for m in value] if isinstance(value, Sequence) else to_json(value)
+def json_body(value: Message | Sequence[Message] | dict[str, Any]) -> httpbody_pb2.HttpBody:
+    """`value` as JSON: one message, a list of them (a bare array), or a dict already in the legacy shape."""
+    if isinstance(value, Message):
+        shaped: Any = to_json(value)
+    elif isinstance(value, dict):
+        shaped = value
+    else:
+        shaped = [to_json(m) for m in value]
     data = json.dumps(shaped, separators=(",", ":")).encode()
     return httpbody_pb2.HttpBody(content_type="application/json", data=data)
 

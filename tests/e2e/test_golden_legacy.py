@@ -157,29 +157,14 @@ GOLDEN: list[Any] = [
         {"tenant_id": str, "api_base_url": str, "websocket_url": None, "docs_url": str, "example_code": str},
     ),
     # 2.3 API keys, read
-    pytest.param(
-        "api_keys",
-        200,
-        {"items": [KEY_READ], "total": int, "has_more": bool, "filters_applied": {"tenant_id": str}},
-        marks=unfixed(f"items carry the canonical ApiKey (extra fields, unset timestamps absent); {SHARED_WITH_V1}"),
-    ),
-    pytest.param(
-        "api_key",
-        200,
-        KEY_DETAIL,
-        marks=unfixed(f"unset timestamps absent, unset integers 0, rotated_to_key_id extra; {SHARED_WITH_V1}"),
-    ),
+    ("api_keys", 200, {"items": [KEY_READ], "total": int, "has_more": bool, "filters_applied": {"tenant_id": str}}),
+    ("api_key", 200, KEY_DETAIL),
     ("api_key_unknown", 404, STATUS),
     ("api_keys_bad_status", 422, STATUS),
     # 2.4 API keys, write
     ("tenant_api_keys", 200, [TENANT_KEY]),
     ("tenant_api_keys_with_revoked", 200, [TENANT_KEY]),
-    pytest.param(
-        "tenant_api_key_create",
-        201,
-        TENANT_KEY | {"key": str},
-        marks=unfixed(f"last_used_at/expires_at absent when unset, key settings extra; {SHARED_WITH_V1}"),
-    ),
+    ("tenant_api_key_create", 201, TENANT_KEY | {"key": str}),
     ("tenant_api_key_create_invalid", 422, STATUS),
     # The revoked key is added to the legacy envelope (README: divergences).
     (
@@ -468,6 +453,10 @@ def test_unset_legacy_fields_are_null_and_set_ones_typed(answers: dict[str, http
     assert keys["second"]["expires_at"] and keys["second"]["last_used_at"] is None
     assert keys["ci"]["status"] == "revoked" and keys["ci"]["last_used_at"]  # the handshake used it
     assert [k["name"] for k in answers["tenant_api_keys"].json()] == ["second"]
+    created, detail = answers["tenant_api_key_create"].json(), answers["api_key"].json()
+    assert created["last_used_at"] is None and created["expires_at"] is None and created["total_requests"] == 0
+    assert detail["revoked_at"] is None and detail["revoked_reason"] is None and detail["rate_limit_rpm"] is None
+    assert detail["permissions"] == ["run:*", "read:*"] and detail["last_used_at"] is None  # read before any use
 
 
 async def test_canonical_routes_keep_their_shapes(http: httpx.AsyncClient, gateway: Gateway) -> None:
@@ -481,4 +470,10 @@ async def test_canonical_routes_keep_their_shapes(http: httpx.AsyncClient, gatew
     bad_id = await http.get("/v1/integrations/not-a-uuid", headers=auth)
     assert bad_id.status_code == 400, bad_id.text
     created = await http.post("/v1/api-keys", json={"name": "ci"}, headers=auth)
-    assert created.status_code == 201 and "legacy" not in created.json()
+    assert created.status_code == 201 and created.json()["permissions"] == ["run:*", "read:*"], created.text
+    assert "last_used_at" not in created.json()  # canonical proto3 JSON: an unset field is absent
+    key_id = created.json()["id"]
+    one = (await http.get(f"/v1/api-keys/{key_id}", headers=auth)).json()
+    assert one["key_id"] == key_id and one["rotated_to_key_id"] == "" and "revoked_at" not in one
+    listed = (await http.get("/v1/api-keys", headers=auth)).json()
+    assert set(listed) == {"items", "total", "has_more", "filters_applied", "next_page_token"}

@@ -500,6 +500,170 @@ class ListApiKeysResponse(_message.Message):
 Global___ListApiKeysResponse: _TypeAlias = ListApiKeysResponse  # noqa: Y015
 
 @_typing.final
+class CreateTenantApiKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    ALLOWED_WORKERS_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_DAYS_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """As CreateApiKeyRequest."""
+    expires_in_days: _builtins.int
+    rate_limit_rpm: _builtins.int
+    max_concurrent_runs: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_workers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        permissions: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_workers: _abc.Iterable[_builtins.str] | None = ...,
+        expires_in_days: _builtins.int | None = ...,
+        rate_limit_rpm: _builtins.int | None = ...,
+        max_concurrent_runs: _builtins.int | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expires_in_days", b"_expires_in_days", "_max_concurrent_runs", b"_max_concurrent_runs", "_rate_limit_rpm", b"_rate_limit_rpm", "expires_in_days", b"expires_in_days", "max_concurrent_runs", b"max_concurrent_runs", "rate_limit_rpm", b"rate_limit_rpm"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expires_in_days", b"_expires_in_days", "_max_concurrent_runs", b"_max_concurrent_runs", "_rate_limit_rpm", b"_rate_limit_rpm", "allowed_workers", b"allowed_workers", "expires_in_days", b"expires_in_days", "max_concurrent_runs", b"max_concurrent_runs", "name", b"name", "permissions", b"permissions", "rate_limit_rpm", b"rate_limit_rpm", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expires_in_days: _TypeAlias = _typing.Literal["expires_in_days"]  # noqa: Y015
+    _WhichOneofArgType__expires_in_days: _TypeAlias = _typing.Literal["_expires_in_days", b"_expires_in_days"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrent_runs: _TypeAlias = _typing.Literal["max_concurrent_runs"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrent_runs: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs"]  # noqa: Y015
+    _WhichOneofReturnType__rate_limit_rpm: _TypeAlias = _typing.Literal["rate_limit_rpm"]  # noqa: Y015
+    _WhichOneofArgType__rate_limit_rpm: _TypeAlias = _typing.Literal["_rate_limit_rpm", b"_rate_limit_rpm"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_in_days) -> _WhichOneofReturnType__expires_in_days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrent_runs) -> _WhichOneofReturnType__max_concurrent_runs | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_limit_rpm) -> _WhichOneofReturnType__rate_limit_rpm | None: ...
+
+Global___CreateTenantApiKeyRequest: _TypeAlias = CreateTenantApiKeyRequest  # noqa: Y015
+
+@_typing.final
+class CreateTenantApiKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The legacy JSON body (the rpc's comment lists its keys)."""
+
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTenantApiKeyResponse: _TypeAlias = CreateTenantApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class GetLegacyApiKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyApiKeyRequest: _TypeAlias = GetLegacyApiKeyRequest  # noqa: Y015
+
+@_typing.final
+class GetLegacyApiKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The legacy JSON body (the rpc's comment lists its keys)."""
+
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyApiKeyResponse: _TypeAlias = GetLegacyApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListLegacyApiKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """Optional: active, revoked or expired (lower-case)."""
+    limit: _builtins.int
+    """1..100, default 50."""
+    offset: _builtins.int
+    """>= 0."""
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLegacyApiKeysRequest: _TypeAlias = ListLegacyApiKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListLegacyApiKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The legacy JSON body (the rpc's comment lists its keys)."""
+
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLegacyApiKeysResponse: _TypeAlias = ListLegacyApiKeysResponse  # noqa: Y015
+
+@_typing.final
 class ListTenantApiKeysRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

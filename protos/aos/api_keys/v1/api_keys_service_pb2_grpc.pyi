@@ -47,6 +47,19 @@ class ApiKeysServiceStub:
     """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
     Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
     """
+    CreateTenantApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.CreateTenantApiKeyRequest, _api_keys_service_pb2.CreateTenantApiKeyResponse]
+    """The legacy POST /tenant/api-keys (SPEC 2.4): CreateApiKey, answering 201 with the legacy body alone
+    (response_body): id, name, key_prefix, key, status, last_used_at (null), total_requests, expires_at (RFC 3339
+    or null), created_at. Errors: as CreateApiKey.
+    """
+    GetLegacyApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetLegacyApiKeyRequest, _api_keys_service_pb2.GetLegacyApiKeyResponse]
+    """The legacy GET /api-keys/{key_id} (SPEC 2.3): GetApiKey's fields without rotated_to_key_id, null where unset
+    (timestamps, revoked_reason, the per-key limits). Errors: as GetApiKey.
+    """
+    ListLegacyApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListLegacyApiKeysRequest, _api_keys_service_pb2.ListLegacyApiKeysResponse]
+    """The legacy GET /api-keys (SPEC 2.3): {items: [{key_id, name, prefix, status, created_at, last_used_at,
+    expires_at, total_requests}], total, has_more, filters_applied}, null where unset. Errors: as ListApiKeys.
+    """
     ListTenantApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]
     """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
     REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
@@ -104,6 +117,19 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListApiKeysRequest, _api_keys_service_pb2.ListApiKeysResponse]  # type: ignore[assignment]
     """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
     Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
+    """
+    CreateTenantApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.CreateTenantApiKeyRequest, _api_keys_service_pb2.CreateTenantApiKeyResponse]  # type: ignore[assignment]
+    """The legacy POST /tenant/api-keys (SPEC 2.4): CreateApiKey, answering 201 with the legacy body alone
+    (response_body): id, name, key_prefix, key, status, last_used_at (null), total_requests, expires_at (RFC 3339
+    or null), created_at. Errors: as CreateApiKey.
+    """
+    GetLegacyApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetLegacyApiKeyRequest, _api_keys_service_pb2.GetLegacyApiKeyResponse]  # type: ignore[assignment]
+    """The legacy GET /api-keys/{key_id} (SPEC 2.3): GetApiKey's fields without rotated_to_key_id, null where unset
+    (timestamps, revoked_reason, the per-key limits). Errors: as GetApiKey.
+    """
+    ListLegacyApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListLegacyApiKeysRequest, _api_keys_service_pb2.ListLegacyApiKeysResponse]  # type: ignore[assignment]
+    """The legacy GET /api-keys (SPEC 2.3): {items: [{key_id, name, prefix, status, created_at, last_used_at,
+    expires_at, total_requests}], total, has_more, filters_applied}, null where unset. Errors: as ListApiKeys.
     """
     ListTenantApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]  # type: ignore[assignment]
     """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
@@ -177,6 +203,37 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_api_keys_service_pb2.ListApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListApiKeysResponse]]:
         """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
         Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateTenantApiKey(
+        self,
+        request: _api_keys_service_pb2.CreateTenantApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.CreateTenantApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.CreateTenantApiKeyResponse]]:
+        """The legacy POST /tenant/api-keys (SPEC 2.4): CreateApiKey, answering 201 with the legacy body alone
+        (response_body): id, name, key_prefix, key, status, last_used_at (null), total_requests, expires_at (RFC 3339
+        or null), created_at. Errors: as CreateApiKey.
+        """
+
+    @_abc_1.abstractmethod
+    def GetLegacyApiKey(
+        self,
+        request: _api_keys_service_pb2.GetLegacyApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.GetLegacyApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.GetLegacyApiKeyResponse]]:
+        """The legacy GET /api-keys/{key_id} (SPEC 2.3): GetApiKey's fields without rotated_to_key_id, null where unset
+        (timestamps, revoked_reason, the per-key limits). Errors: as GetApiKey.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLegacyApiKeys(
+        self,
+        request: _api_keys_service_pb2.ListLegacyApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.ListLegacyApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListLegacyApiKeysResponse]]:
+        """The legacy GET /api-keys (SPEC 2.3): {items: [{key_id, name, prefix, status, created_at, last_used_at,
+        expires_at, total_requests}], total, has_more, filters_applied}, null where unset. Errors: as ListApiKeys.
         """
 
     @_abc_1.abstractmethod
