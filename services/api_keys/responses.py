@@ -242,21 +242,11 @@ def public_list(
 LEGACY_KEY = ("key_id", "name", "prefix", "status", "created_at", "last_used_at", "expires_at", "total_requests")
 
 
-def _stamp(message: Any, name: str) -> str | None:
-    return str(getattr(message, name).ToJsonString()) if message.HasField(name) else None
+UNSET_AS_NULL = ("rate_limit_rpm", "max_concurrent_runs", "revoked_reason")
 
 
 def _legacy_key(k: Any, fields: tuple[str, ...] = LEGACY_KEY) -> dict[str, Any]:
-    shaped: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(k, name)
-        if k.DESCRIPTOR.fields_by_name[name].message_type is not None:
-            shaped[name] = _stamp(k, name)
-        elif name in ("rate_limit_rpm", "max_concurrent_runs", "revoked_reason"):
-            shaped[name] = value or None  # 0 / "" mean unset: the legacy API printed null
-        else:
-            shaped[name] = list(value) if name in ("permissions", "allowed_workers") else value
-    return shaped
+    return rest.pick(k, fields, UNSET_AS_NULL)
 
 
 def legacy_created(reply: rpc.CreateApiKeyResponse) -> rpc.CreateTenantApiKeyResponse:

@@ -4,7 +4,7 @@ response carries them as a google.api.HttpBody (its binding's response_body), wh
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from google.api import httpbody_pb2
@@ -39,6 +39,22 @@ def to_json(message: Message) -> dict[str, Any]:
         elif message.HasField(field.name):
             out[field.name] = _message(value)
     return out
+
+
+def pick(message: Message, fields: Sequence[str], nullable: Collection[str] = ()) -> dict[str, Any]:
+    """The named fields of a typed answer as the legacy API printed them: an unset message field (a Timestamp)
+    null, a `nullable` field's zero value ("" or 0, which the typed answer uses for unset) null, int64 a JSON
+    number, repeated scalars an array."""
+    shaped: dict[str, Any] = {}
+    for name in fields:
+        field, value = message.DESCRIPTOR.fields_by_name[name], getattr(message, name)
+        if field.is_repeated:
+            shaped[name] = list(value)
+        elif field.message_type is not None:
+            shaped[name] = _message(value) if message.HasField(name) else None
+        else:
+            shaped[name] = (value or None) if name in nullable else _number(value)
+    return shaped
 
 
 def _scalar(field: Any, value: Any) -> Any:

@@ -231,6 +231,50 @@ def integration_changes(
     return values, secret
 
 
+# The legacy /integrations bodies (SPEC 2.7), from the canonical RPCs' typed answers: SPEC's keys only, null
+# where unset, integers as JSON numbers (services.common.rest.pick).
+RECORD = (
+    "id",
+    "tenant_id",
+    "name",
+    "provider_type",
+    "status",
+    "health_state",
+    "health_checked_at",
+    "health_message",
+    "default_model",
+    "budget_limit_cents",
+    "token_limit_month",
+    "rate_limit_rpm",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "deleted_at",
+)
+HEALTH = ("integration_id", "health_state", "health_message", "health_checked_at")
+LIMITS = (
+    "integration_id",
+    "budget_limit_cents",
+    "budget_used_cents",
+    "budget_percent",
+    "token_limit_month",
+    "tokens_used_month",
+    "token_percent",
+    "rate_limit_rpm",
+    "requests_this_minute",
+    "rate_percent",
+    "period_start",
+    "period_end",
+)
+UNSET_AS_NULL = ("health_message", "default_model", "created_by")
+
+
+def legacy(reply: Any, fields: tuple[str, ...]) -> Any:
+    """The legacy envelope of a canonical answer {success, data, meta}, data cut to `fields`."""
+    data = rest.pick(reply.data, fields, UNSET_AS_NULL)
+    return rest.json_body({"success": reply.success, "data": data, "meta": rest.to_json(reply.meta)})
+
+
 def facade_query(request: rpc.ListIntegrationsFacadeRequest) -> tuple[rpc.ListIntegrationsFacadeRequest, Page]:
     """The facade's strict query (SPEC 2.7 as 2.5), from the REST query string when there is one: as_of is
     UNSUPPORTED_PARAM, any other refusal INVALID_QUERY naming the parameter; before any database access."""

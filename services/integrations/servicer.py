@@ -178,6 +178,41 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         usage = await self._monitoring.usage(row.tenant_id, row.id, start, end)
         return responses.envelope(rpc.GetIntegrationLimitsResponse, responses.limits(row, usage, start, end))
 
+    # The legacy URLs of five RPCs above: the same calls, answering the legacy bodies (SPEC 2.7).
+    async def CreateLegacyIntegration(
+        self, request: rpc.CreateLegacyIntegrationRequest, context: Context
+    ) -> rpc.CreateLegacyIntegrationResponse:
+        same = rpc.CreateIntegrationRequest.FromString(request.SerializeToString())  # the same fields and numbers
+        reply = await self.CreateIntegration(same, context)
+        return rpc.CreateLegacyIntegrationResponse(body=responses.legacy(reply, responses.RECORD))
+
+    async def GetLegacyIntegration(
+        self, request: rpc.GetLegacyIntegrationRequest, context: Context
+    ) -> rpc.GetLegacyIntegrationResponse:
+        reply = await self.GetIntegration(rpc.GetIntegrationRequest(integration_id=request.integration_id), context)
+        return rpc.GetLegacyIntegrationResponse(body=responses.legacy(reply, responses.RECORD))
+
+    async def UpdateLegacyIntegration(
+        self, request: rpc.UpdateLegacyIntegrationRequest, context: Context
+    ) -> rpc.UpdateLegacyIntegrationResponse:
+        same = rpc.UpdateIntegrationRequest.FromString(request.SerializeToString())
+        reply = await self.UpdateIntegration(same, context)
+        return rpc.UpdateLegacyIntegrationResponse(body=responses.legacy(reply, responses.RECORD))
+
+    async def GetLegacyIntegrationHealth(
+        self, request: rpc.GetLegacyIntegrationHealthRequest, context: Context
+    ) -> rpc.GetLegacyIntegrationHealthResponse:
+        same = rpc.GetIntegrationHealthRequest(integration_id=request.integration_id)
+        reply = await self.GetIntegrationHealth(same, context)
+        return rpc.GetLegacyIntegrationHealthResponse(body=responses.legacy(reply, responses.HEALTH))
+
+    async def GetLegacyIntegrationLimits(
+        self, request: rpc.GetLegacyIntegrationLimitsRequest, context: Context
+    ) -> rpc.GetLegacyIntegrationLimitsResponse:
+        same = rpc.GetIntegrationLimitsRequest(integration_id=request.integration_id)
+        reply = await self.GetIntegrationLimits(same, context)
+        return rpc.GetLegacyIntegrationLimitsResponse(body=responses.legacy(reply, responses.LIMITS))
+
     async def GetActivationEvidence(
         self, request: rpc.GetActivationEvidenceRequest, context: Context
     ) -> rpc.GetActivationEvidenceResponse:

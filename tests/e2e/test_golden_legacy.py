@@ -3,8 +3,7 @@ and their types (null included) must match the shape a legacy client reads, so a
 
 One tenant walks the whole journey once per module (`answers`); each route's answer is then one test against
 its shape below. The shapes are SPEC's, plus the deliberate divergences the README's table lists (extra fields a
-legacy client ignores, decision 1's projects, decision 14's google.rpc.Status errors). Divergences not fixed yet
-are strict xfails naming what differs: fixing one makes its test fail until its mark is removed."""
+legacy client ignores, decision 1's projects, decision 14's google.rpc.Status errors)."""
 
 from __future__ import annotations
 
@@ -95,7 +94,7 @@ INTEGRATION_SUMMARY = {
     "default_model": (str, None),
     "created_at": TS,
 }
-# SPEC 1.5 without credential_ref and config; latency_ms, has_credential and deleted are additions.
+# SPEC 1.5 without credential_ref and config.
 INTEGRATION = {
     "id": str,
     "tenant_id": str,
@@ -113,21 +112,12 @@ INTEGRATION = {
     "created_at": TS,
     "updated_at": TS,
     "deleted_at": MAYBE_TS,
-    "latency_ms": int,
-    "has_credential": bool,
-    "deleted": bool,
 }
 STATUS_RESULT = {"integration_id": str, "status": str, "message": str}
 
 
-def unfixed(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=f"known divergence, not fixed yet: {reason}")
-
-
-SHARED_WITH_V1 = "the route shares its RPC and response message with /v1 (released)"
-
-# name → (HTTP status, shape); a pytest.param carries its xfail mark.
-GOLDEN: list[Any] = [
+# name → (HTTP status, shape)
+GOLDEN: list[tuple[str, int, Any]] = [
     # 2.1 onboarding
     ("onboarding_status", 200, ONBOARDING_STATUS),
     ("onboarding_verify", 200, {"verified": bool, "tenant_id": str, "current_state": str, "message": str}),
@@ -204,47 +194,31 @@ GOLDEN: list[Any] = [
     ("project_create", 201, PROJECT),
     ("project_other", 404, STATUS),
     # 2.7 integrations
-    pytest.param(
-        "integration_create",
-        201,
-        envelope(INTEGRATION),
-        marks=unfixed(f"unset timestamps absent, token_limit_month an int64 JSON string; {SHARED_WITH_V1}"),
-    ),
+    ("integration_create", 201, envelope(INTEGRATION)),
     ("integration_create_raw_secret", 422, STATUS),
     ("integration_create_bad_provider", 422, STATUS),
     ("integrations", 200, envelope([INTEGRATION_SUMMARY], META | {"total": int}) | {"next_page_token": str}),
-    pytest.param(
-        "integration",
-        200,
-        envelope(INTEGRATION),
-        marks=unfixed(f"unset timestamps absent, token_limit_month an int64 JSON string; {SHARED_WITH_V1}"),
-    ),
+    ("integration", 200, envelope(INTEGRATION)),
     ("integration_not_uuid", 422, STATUS),
     ("integration_unknown", 404, STATUS),
-    pytest.param(
-        "integration_update",
-        200,
-        envelope(INTEGRATION),
-        marks=unfixed(f"unset timestamps absent, token_limit_month an int64 JSON string; {SHARED_WITH_V1}"),
-    ),
+    ("integration_update", 200, envelope(INTEGRATION)),
     ("integration_update_nothing", 400, STATUS),
     ("integration_enable", 200, envelope(STATUS_RESULT)),
     ("integration_disable", 200, envelope(STATUS_RESULT)),
     ("integration_disable_again", 409, STATUS),
-    pytest.param(
+    (
         "integration_health",
         200,
         envelope(
             {"integration_id": str, "health_state": str, "health_message": (str, None), "health_checked_at": MAYBE_TS}
         ),
-        marks=unfixed(f"health_checked_at absent when unset, latency_ms extra; {SHARED_WITH_V1}"),
     ),
     (
         "integration_test",
         200,
         envelope({"integration_id": str, "health_state": str, "message": str, "latency_ms": int, "checked_at": TS}),
     ),
-    pytest.param(
+    (
         "integration_limits",
         200,
         envelope(
@@ -263,7 +237,6 @@ GOLDEN: list[Any] = [
                 "period_end": TS,
             }
         ),
-        marks=unfixed(f"int64 counters as JSON strings, current_rpm extra; {SHARED_WITH_V1}"),
     ),
     ("integration_delete", 200, envelope({"deleted": bool, "integration_id": str})),
     (
@@ -423,8 +396,7 @@ def test_golden_response(answers: dict[str, httpx.Response], name: str, status: 
 
 
 def test_every_journey_answer_has_a_golden_shape(answers: dict[str, httpx.Response]) -> None:
-    named = {g.values[0] if hasattr(g, "values") else g[0] for g in GOLDEN}
-    assert set(answers) == named
+    assert set(answers) == {name for name, _, _ in GOLDEN}
 
 
 @pytest.mark.parametrize(
@@ -457,6 +429,10 @@ def test_unset_legacy_fields_are_null_and_set_ones_typed(answers: dict[str, http
     assert created["last_used_at"] is None and created["expires_at"] is None and created["total_requests"] == 0
     assert detail["revoked_at"] is None and detail["revoked_reason"] is None and detail["rate_limit_rpm"] is None
     assert detail["permissions"] == ["run:*", "read:*"] and detail["last_used_at"] is None  # read before any use
+    record = answers["integration_create"].json()["data"]
+    assert record["health_checked_at"] is None and record["deleted_at"] is None and record["token_limit_month"] == 0
+    assert record["default_model"] is None and answers["integration_update"].json()["data"]["default_model"] == "gpt-4o"
+    assert answers["integration_limits"].json()["data"]["tokens_used_month"] == 0
 
 
 async def test_canonical_routes_keep_their_shapes(http: httpx.AsyncClient, gateway: Gateway) -> None:

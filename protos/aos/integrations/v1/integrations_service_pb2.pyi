@@ -1000,6 +1000,280 @@ class GetIntegrationLimitsResponse(_message.Message):
 Global___GetIntegrationLimitsResponse: _TypeAlias = GetIntegrationLimitsResponse  # noqa: Y015
 
 @_typing.final
+class CreateLegacyIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROVIDER_TYPE_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_REF_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
+    BUDGET_LIMIT_CENTS_FIELD_NUMBER: _builtins.int
+    TOKEN_LIMIT_MONTH_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """As CreateIntegrationRequest."""
+    provider_type: _builtins.str
+    credential_ref: _builtins.str
+    credential: _builtins.str
+    default_model: _builtins.str
+    budget_limit_cents: _builtins.int
+    token_limit_month: _builtins.int
+    rate_limit_rpm: _builtins.int
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        provider_type: _builtins.str = ...,
+        credential_ref: _builtins.str = ...,
+        credential: _builtins.str = ...,
+        config: _struct_pb2.Struct | None = ...,
+        default_model: _builtins.str = ...,
+        budget_limit_cents: _builtins.int = ...,
+        token_limit_month: _builtins.int = ...,
+        rate_limit_rpm: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "name", b"name", "provider_type", b"provider_type", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLegacyIntegrationRequest: _TypeAlias = CreateLegacyIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class CreateLegacyIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLegacyIntegrationResponse: _TypeAlias = CreateLegacyIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationRequest: _TypeAlias = GetLegacyIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationResponse: _TypeAlias = GetLegacyIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class UpdateLegacyIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_REF_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
+    BUDGET_LIMIT_CENTS_FIELD_NUMBER: _builtins.int
+    TOKEN_LIMIT_MONTH_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    """As UpdateIntegrationRequest."""
+    name: _builtins.str
+    credential_ref: _builtins.str
+    credential: _builtins.str
+    default_model: _builtins.str
+    budget_limit_cents: _builtins.int
+    token_limit_month: _builtins.int
+    rate_limit_rpm: _builtins.int
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        credential_ref: _builtins.str | None = ...,
+        credential: _builtins.str | None = ...,
+        config: _struct_pb2.Struct | None = ...,
+        default_model: _builtins.str | None = ...,
+        budget_limit_cents: _builtins.int | None = ...,
+        token_limit_month: _builtins.int | None = ...,
+        rate_limit_rpm: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents", "_credential", b"_credential", "_credential_ref", b"_credential_ref", "_default_model", b"_default_model", "_name", b"_name", "_rate_limit_rpm", b"_rate_limit_rpm", "_token_limit_month", b"_token_limit_month", "budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "name", b"name", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents", "_credential", b"_credential", "_credential_ref", b"_credential_ref", "_default_model", b"_default_model", "_name", b"_name", "_rate_limit_rpm", b"_rate_limit_rpm", "_token_limit_month", b"_token_limit_month", "budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "integration_id", b"integration_id", "name", b"name", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_limit_cents: _TypeAlias = _typing.Literal["budget_limit_cents"]  # noqa: Y015
+    _WhichOneofArgType__budget_limit_cents: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents"]  # noqa: Y015
+    _WhichOneofReturnType__credential: _TypeAlias = _typing.Literal["credential"]  # noqa: Y015
+    _WhichOneofArgType__credential: _TypeAlias = _typing.Literal["_credential", b"_credential"]  # noqa: Y015
+    _WhichOneofReturnType__credential_ref: _TypeAlias = _typing.Literal["credential_ref"]  # noqa: Y015
+    _WhichOneofArgType__credential_ref: _TypeAlias = _typing.Literal["_credential_ref", b"_credential_ref"]  # noqa: Y015
+    _WhichOneofReturnType__default_model: _TypeAlias = _typing.Literal["default_model"]  # noqa: Y015
+    _WhichOneofArgType__default_model: _TypeAlias = _typing.Literal["_default_model", b"_default_model"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__rate_limit_rpm: _TypeAlias = _typing.Literal["rate_limit_rpm"]  # noqa: Y015
+    _WhichOneofArgType__rate_limit_rpm: _TypeAlias = _typing.Literal["_rate_limit_rpm", b"_rate_limit_rpm"]  # noqa: Y015
+    _WhichOneofReturnType__token_limit_month: _TypeAlias = _typing.Literal["token_limit_month"]  # noqa: Y015
+    _WhichOneofArgType__token_limit_month: _TypeAlias = _typing.Literal["_token_limit_month", b"_token_limit_month"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_limit_cents) -> _WhichOneofReturnType__budget_limit_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential) -> _WhichOneofReturnType__credential | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential_ref) -> _WhichOneofReturnType__credential_ref | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_model) -> _WhichOneofReturnType__default_model | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_limit_rpm) -> _WhichOneofReturnType__rate_limit_rpm | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__token_limit_month) -> _WhichOneofReturnType__token_limit_month | None: ...
+
+Global___UpdateLegacyIntegrationRequest: _TypeAlias = UpdateLegacyIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class UpdateLegacyIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateLegacyIntegrationResponse: _TypeAlias = UpdateLegacyIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationHealthRequest: _TypeAlias = GetLegacyIntegrationHealthRequest  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationHealthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationHealthResponse: _TypeAlias = GetLegacyIntegrationHealthResponse  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationLimitsRequest: _TypeAlias = GetLegacyIntegrationLimitsRequest  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationLimitsResponse: _TypeAlias = GetLegacyIntegrationLimitsResponse  # noqa: Y015
+
+@_typing.final
 class CreateConnectorRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
