@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 
 from aos.api_keys.v1 import api_key_pb2 as pb
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
@@ -139,34 +139,13 @@ def tenant_api_key(k: ApiKey) -> pb.TenantApiKey:
     )
 
 
-def _nullable(value: datetime | None) -> struct_pb2.Value:
-    """An RFC 3339 timestamp as the transcoder prints one, or JSON null where the legacy API printed null."""
-    if value is None:
-        return NULL
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return struct_pb2.Value(string_value=stamp.ToJsonString())
-
-
-def legacy_tenant_api_key(k: ApiKey) -> pb.LegacyTenantApiKey:
-    t = tenant_api_key(k)
-    return pb.LegacyTenantApiKey(
-        id=t.id,
-        name=t.name,
-        key_prefix=t.key_prefix,
-        status=t.status,
-        last_used_at=_nullable(k.last_used_at),
-        total_requests=t.total_requests,
-        expires_at=_nullable(k.expires_at),
-        created_at=t.created_at,
-    )
+TENANT_KEY = ("id", "name", "key_prefix", "status", "last_used_at", "total_requests", "expires_at", "created_at")
 
 
 def tenant_list(rows: list[ApiKey]) -> rpc.ListTenantApiKeysResponse:
     """The typed keys for gRPC callers and, in `body`, the bare array REST answers (SPEC 2.4)."""
-    return rpc.ListTenantApiKeysResponse(
-        keys=[tenant_api_key(k) for k in rows], body=rest.json_body([legacy_tenant_api_key(k) for k in rows])
-    )
+    keys = [tenant_api_key(k) for k in rows]
+    return rpc.ListTenantApiKeysResponse(keys=keys, body=rest.json_body([rest.pick(k, TENANT_KEY) for k in keys]))
 
 
 def created(k: ApiKey, secret: str) -> rpc.CreateApiKeyResponse:
@@ -203,21 +182,8 @@ def public_list(
     """The typed page for gRPC callers and, in `body`, SPEC 2.5's exact body (null where unset) that REST
     answers alone."""
     more = offset + len(rows) < total
-    keys = [api_key_pb(k) for k in rows]
-    legacy = pb.PublicApiKeyList(
-        keys=[
-            pb.PublicApiKey(
-                key_id=p.key_id,
-                name=p.name,
-                prefix=p.prefix,
-                status=p.status,
-                created_at=p.created_at,
-                last_used_at=_nullable(k.last_used_at),
-                expires_at=_nullable(k.expires_at),
-                total_requests=p.total_requests,
-            )
-            for k, p in zip(rows, keys, strict=True)
-        ],
+    reply = rpc.ListPublicApiKeysResponse(
+        keys=[api_key_pb(k) for k in rows],
         total=total,
         has_more=more,
         pagination=pb.Pagination(
@@ -225,16 +191,10 @@ def public_list(
         ),
         meta=pb.ListMeta(request_id=request_id, correlation_id=correlation_id, as_of=NULL),
     )
-    legacy.generated_at.FromDatetime(datetime.now(UTC))
-    return rpc.ListPublicApiKeysResponse(
-        keys=keys,
-        total=total,
-        has_more=more,
-        pagination=legacy.pagination,
-        generated_at=legacy.generated_at,
-        meta=legacy.meta,
-        body=rest.json_body(legacy),
-    )
+    reply.generated_at.FromDatetime(datetime.now(UTC))
+    page = rest.pick(reply, ("total", "has_more", "pagination", "generated_at", "meta"))
+    reply.body.CopyFrom(rest.json_body({"keys": [_legacy_key(k) for k in reply.keys], **page}))
+    return reply
 
 
 # The legacy bodies of the routes that share CreateApiKey, GetApiKey and ListApiKeys with /v1 (SPEC 2.3, 2.4),

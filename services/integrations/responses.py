@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from aos.integrations.v1 import integration_pb2 as pb
 from aos.integrations.v1 import integrations_service_pb2 as rpc
@@ -21,7 +21,6 @@ from services.integrations import policy
 from services.integrations.models import Connector, Datasource, Integration, Managed
 
 MAX_INT32 = 2**31 - 1
-NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
 E = TypeVar("E")
 
 
@@ -99,8 +98,7 @@ def integrations(rows: list[Integration], total: int, token: str) -> rpc.ListInt
 def facade(
     rows: list[Integration], total: int, more: bool, page: Page, correlation_id: str
 ) -> rpc.ListIntegrationsFacadeResponse:
-    """The typed page for gRPC callers and, in `body`, the IntegrationList REST answers alone (null where
-    unset)."""
+    """The typed page for gRPC callers and, in `body`, the legacy body REST answers alone (null where unset)."""
     pagination = rpc.Pagination(limit=page.size, offset=page.offset)
     if more:
         pagination.next_offset = page.offset + len(rows)
@@ -113,19 +111,8 @@ def facade(
         generated_at=_now(),
         meta=meta,
     )
-    next_offset = struct_pb2.Value(number_value=pagination.next_offset) if more else NULL
-    reply.body.CopyFrom(
-        rest.json_body(
-            rpc.IntegrationList(
-                integrations=reply.integrations,
-                total=total,
-                has_more=more,
-                pagination=rpc.LegacyPagination(limit=page.size, offset=page.offset, next_offset=next_offset),
-                generated_at=reply.generated_at,
-                meta=rpc.LegacyFacadeMeta(request_id=meta.request_id, correlation_id=correlation_id, as_of=NULL),
-            )
-        )
-    )
+    shaped = rest.pick(reply, ("integrations", "total", "has_more", "pagination", "generated_at", "meta"))
+    reply.body.CopyFrom(rest.json_body(shaped))
     return reply
 
 
@@ -272,7 +259,7 @@ UNSET_AS_NULL = ("health_message", "default_model", "created_by")
 def legacy(reply: Any, fields: tuple[str, ...]) -> Any:
     """The legacy envelope of a canonical answer {success, data, meta}, data cut to `fields`."""
     data = rest.pick(reply.data, fields, UNSET_AS_NULL)
-    return rest.json_body({"success": reply.success, "data": data, "meta": rest.to_json(reply.meta)})
+    return rest.json_body({"success": reply.success, "data": data, "meta": rest.pick(reply.meta)})
 
 
 def facade_query(request: rpc.ListIntegrationsFacadeRequest) -> tuple[rpc.ListIntegrationsFacadeRequest, Page]:

@@ -694,8 +694,8 @@ class ListTenantApiKeysResponse(_message.Message):
 
     @_builtins.property
     def body(self) -> _httpbody_pb2.HttpBody:
-        """The REST answer: the same keys as a bare JSON array of LegacyTenantApiKey, null where unset. Rendered by
-        the service, because the transcoder answers one field alone only when it is an HttpBody.
+        """The REST answer: the same keys as a bare JSON array, null where unset. Rendered by the service, because
+        the transcoder answers one field alone only when it is an HttpBody.
         """
 
     def __init__(
@@ -776,8 +776,8 @@ class ListPublicApiKeysResponse(_message.Message):
     def meta(self) -> _api_key_pb2.ListMeta: ...
     @_builtins.property
     def body(self) -> _httpbody_pb2.HttpBody:
-        """The REST answer: the same page as a PublicApiKeyList (SPEC 2.5's exact keys, null where unset). Rendered
-        by the service, because the transcoder answers one field alone only when it is an HttpBody.
+        """The REST answer: this page as SPEC 2.5 prints it (exactly its keys, null where unset). Rendered by the
+        service, because the transcoder answers one field alone only when it is an HttpBody.
         """
 
     def __init__(

@@ -170,7 +170,8 @@ class ApiKeysServiceServicer:
 
     def ListTenantApiKeys(self, request, context):
         """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
-        REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
+        REST answers the legacy bare JSON array of {id, name, key_prefix, status, last_used_at,
+        total_requests, expires_at, created_at}, null where unset (response_body: body).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,8 +180,9 @@ class ApiKeysServiceServicer:
     def ListPublicApiKeys(self, request, context):
         """The legacy public list facade with its strict parameters (SPEC 2.5).
         Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
-        REST answers the legacy PublicApiKeyList alone (response_body: body) and hands the query over whole
-        (raw_query).
+        REST answers the legacy body alone (response_body: body): the page with SPEC 2.5's key fields
+        (key_id, name, prefix, status, created_at, last_used_at, expires_at, total_requests), null where unset;
+        the gateway hands the query over whole (raw_query).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

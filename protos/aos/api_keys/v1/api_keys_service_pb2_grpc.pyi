@@ -62,13 +62,15 @@ class ApiKeysServiceStub:
     """
     ListTenantApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]
     """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
-    REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
+    REST answers the legacy bare JSON array of {id, name, key_prefix, status, last_used_at,
+    total_requests, expires_at, created_at}, null where unset (response_body: body).
     """
     ListPublicApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListPublicApiKeysRequest, _api_keys_service_pb2.ListPublicApiKeysResponse]
     """The legacy public list facade with its strict parameters (SPEC 2.5).
     Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
-    REST answers the legacy PublicApiKeyList alone (response_body: body) and hands the query over whole
-    (raw_query).
+    REST answers the legacy body alone (response_body: body): the page with SPEC 2.5's key fields
+    (key_id, name, prefix, status, created_at, last_used_at, expires_at, total_requests), null where unset;
+    the gateway hands the query over whole (raw_query).
     """
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.RevokeApiKeyRequest, _api_keys_service_pb2.RevokeApiKeyResponse]
     """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
@@ -133,13 +135,15 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     """
     ListTenantApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]  # type: ignore[assignment]
     """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
-    REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
+    REST answers the legacy bare JSON array of {id, name, key_prefix, status, last_used_at,
+    total_requests, expires_at, created_at}, null where unset (response_body: body).
     """
     ListPublicApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListPublicApiKeysRequest, _api_keys_service_pb2.ListPublicApiKeysResponse]  # type: ignore[assignment]
     """The legacy public list facade with its strict parameters (SPEC 2.5).
     Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
-    REST answers the legacy PublicApiKeyList alone (response_body: body) and hands the query over whole
-    (raw_query).
+    REST answers the legacy body alone (response_body: body): the page with SPEC 2.5's key fields
+    (key_id, name, prefix, status, created_at, last_used_at, expires_at, total_requests), null where unset;
+    the gateway hands the query over whole (raw_query).
     """
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.RevokeApiKeyRequest, _api_keys_service_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
     """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
@@ -243,7 +247,8 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_api_keys_service_pb2.ListTenantApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListTenantApiKeysResponse]]:
         """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
-        REST answers the legacy bare JSON array of LegacyTenantApiKey (response_body: body).
+        REST answers the legacy bare JSON array of {id, name, key_prefix, status, last_used_at,
+        total_requests, expires_at, created_at}, null where unset (response_body: body).
         """
 
     @_abc_1.abstractmethod
@@ -254,8 +259,9 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_api_keys_service_pb2.ListPublicApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListPublicApiKeysResponse]]:
         """The legacy public list facade with its strict parameters (SPEC 2.5).
         Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
-        REST answers the legacy PublicApiKeyList alone (response_body: body) and hands the query over whole
-        (raw_query).
+        REST answers the legacy body alone (response_body: body): the page with SPEC 2.5's key fields
+        (key_id, name, prefix, status, created_at, last_used_at, expires_at, total_requests), null where unset;
+        the gateway hands the query over whole (raw_query).
         """
 
     @_abc_1.abstractmethod

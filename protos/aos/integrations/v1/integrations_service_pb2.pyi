@@ -334,7 +334,7 @@ class ListIntegrationsFacadeResponse(_message.Message):
     def meta(self) -> Global___FacadeMeta: ...
     @_builtins.property
     def body(self) -> _httpbody_pb2.HttpBody:
-        """The REST answer: the same page as an IntegrationList (null where unset). Rendered by the service, because
+        """The REST answer: this page with null where unset (next_offset, as_of). Rendered by the service, because
         the transcoder answers one field alone only when it is an HttpBody.
         """
 
@@ -356,102 +356,6 @@ class ListIntegrationsFacadeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListIntegrationsFacadeResponse: _TypeAlias = ListIntegrationsFacadeResponse  # noqa: Y015
-
-@_typing.final
-class IntegrationList(_message.Message):
-    """The /cus/integrations/list body (SPEC 2.7, shaped as 2.5)."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INTEGRATIONS_FIELD_NUMBER: _builtins.int
-    TOTAL_FIELD_NUMBER: _builtins.int
-    HAS_MORE_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    GENERATED_AT_FIELD_NUMBER: _builtins.int
-    META_FIELD_NUMBER: _builtins.int
-    total: _builtins.int
-    has_more: _builtins.bool
-    @_builtins.property
-    def integrations(self) -> _containers.RepeatedCompositeFieldContainer[_integration_pb2.IntegrationSummary]: ...
-    @_builtins.property
-    def pagination(self) -> Global___LegacyPagination: ...
-    @_builtins.property
-    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def meta(self) -> Global___LegacyFacadeMeta: ...
-    def __init__(
-        self,
-        *,
-        integrations: _abc.Iterable[_integration_pb2.IntegrationSummary] | None = ...,
-        total: _builtins.int = ...,
-        has_more: _builtins.bool = ...,
-        pagination: Global___LegacyPagination | None = ...,
-        generated_at: _timestamp_pb2.Timestamp | None = ...,
-        meta: Global___LegacyFacadeMeta | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "integrations", b"integrations", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___IntegrationList: _TypeAlias = IntegrationList  # noqa: Y015
-
-@_typing.final
-class LegacyPagination(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    LIMIT_FIELD_NUMBER: _builtins.int
-    OFFSET_FIELD_NUMBER: _builtins.int
-    NEXT_OFFSET_FIELD_NUMBER: _builtins.int
-    limit: _builtins.int
-    offset: _builtins.int
-    @_builtins.property
-    def next_offset(self) -> _struct_pb2.Value:
-        """The next page's offset, or null on the last page."""
-
-    def __init__(
-        self,
-        *,
-        limit: _builtins.int = ...,
-        offset: _builtins.int = ...,
-        next_offset: _struct_pb2.Value | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_offset", b"next_offset"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "next_offset", b"next_offset", "offset", b"offset"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___LegacyPagination: _TypeAlias = LegacyPagination  # noqa: Y015
-
-@_typing.final
-class LegacyFacadeMeta(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    CORRELATION_ID_FIELD_NUMBER: _builtins.int
-    AS_OF_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    correlation_id: _builtins.str
-    @_builtins.property
-    def as_of(self) -> _struct_pb2.Value:
-        """Always null: point-in-time reads are not supported."""
-
-    def __init__(
-        self,
-        *,
-        request_id: _builtins.str = ...,
-        correlation_id: _builtins.str = ...,
-        as_of: _struct_pb2.Value | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "correlation_id", b"correlation_id", "request_id", b"request_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___LegacyFacadeMeta: _TypeAlias = LegacyFacadeMeta  # noqa: Y015
 
 @_typing.final
 class UpdateIntegrationRequest(_message.Message):

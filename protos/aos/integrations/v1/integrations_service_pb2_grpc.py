@@ -245,8 +245,8 @@ class IntegrationsServiceServicer:
     def ListIntegrationsFacade(self, request, context):
         """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
         Errors: INVALID_ARGUMENT (reason INVALID_QUERY naming status, provider_type, limit, offset or an unknown
-        or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy IntegrationList alone
-        (response_body: body) and hands the query over whole (raw_query).
+        or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy body alone (response_body:
+        body), null where unset; the gateway hands the query over whole (raw_query).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

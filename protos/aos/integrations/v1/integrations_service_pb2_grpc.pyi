@@ -51,8 +51,8 @@ class IntegrationsServiceStub:
     ListIntegrationsFacade: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.ListIntegrationsFacadeRequest, _integrations_service_pb2.ListIntegrationsFacadeResponse]
     """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
     Errors: INVALID_ARGUMENT (reason INVALID_QUERY naming status, provider_type, limit, offset or an unknown
-    or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy IntegrationList alone
-    (response_body: body) and hands the query over whole (raw_query).
+    or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy body alone (response_body:
+    body), null where unset; the gateway hands the query over whole (raw_query).
     """
     UpdateIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateIntegrationRequest, _integrations_service_pb2.UpdateIntegrationResponse]
     """Changes any subset of name, credential, credential_ref, config, default_model and limits; never status.
@@ -161,8 +161,8 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     ListIntegrationsFacade: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.ListIntegrationsFacadeRequest, _integrations_service_pb2.ListIntegrationsFacadeResponse]  # type: ignore[assignment]
     """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
     Errors: INVALID_ARGUMENT (reason INVALID_QUERY naming status, provider_type, limit, offset or an unknown
-    or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy IntegrationList alone
-    (response_body: body) and hands the query over whole (raw_query).
+    or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy body alone (response_body:
+    body), null where unset; the gateway hands the query over whole (raw_query).
     """
     UpdateIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateIntegrationRequest, _integrations_service_pb2.UpdateIntegrationResponse]  # type: ignore[assignment]
     """Changes any subset of name, credential, credential_ref, config, default_model and limits; never status.
@@ -292,8 +292,8 @@ class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_integrations_service_pb2.ListIntegrationsFacadeResponse, _abc.Awaitable[_integrations_service_pb2.ListIntegrationsFacadeResponse]]:
         """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
         Errors: INVALID_ARGUMENT (reason INVALID_QUERY naming status, provider_type, limit, offset or an unknown
-        or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy IntegrationList alone
-        (response_body: body) and hands the query over whole (raw_query).
+        or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy body alone (response_body:
+        body), null where unset; the gateway hands the query over whole (raw_query).
         """
 
     @_abc_1.abstractmethod
