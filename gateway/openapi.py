@@ -143,8 +143,11 @@ def _operation(
     # 201 when the service made the resource (services.common.server.created); a create that finds its
     # idempotent original, or a trace stored before (first write wins), answers 200 with the same body.
     made = verb == "post" and method.name.startswith(("Create", "Store"))
-    index.used.add(method.output_type)
-    out = {"$ref": f"#/components/schemas/{method.output_type.lstrip('.')}"}
+    if rule.response_body:  # a google.api.HttpBody the service rendered (a legacy body; its comment names it)
+        out = {}
+    else:
+        index.used.add(method.output_type)
+        out = {"$ref": f"#/components/schemas/{method.output_type.lstrip('.')}"}
     op["responses"] = {
         code: {"description": "OK", "content": {"application/json": {"schema": out}}}
         for code in (("201", "200") if made else ("200",))

@@ -4,10 +4,27 @@ local function json_string(s)
   return '"' .. s:gsub('[%c"\\\128-\255]', function(c) return string.format("\\u%04x", c:byte()) end) .. '"'
 end
 
+-- Before the transcoder the path is still the REST one: a legacy path (anything but /v1/...) is remembered for
+-- the response, where the legacy-only hint applies (e.g. 422 on legacy /integrations validation, 400 on /v1).
+function envoy_on_request(handle)
+  local path = handle:headers():get(":path") or ""
+  if string.sub(path, 1, 4) ~= "/v1/" then
+    handle:streamInfo():dynamicMetadata():set("aos.status_hint", "legacy", true)
+  end
+end
+
 function envoy_on_response(handle)
   local headers = handle:headers()
   local ctype = headers:get("content-type") or ""
   local hint = headers:get("x-aos-http-status")
+  local legacy_hint = headers:get("x-aos-legacy-http-status")
+  if legacy_hint ~= nil then
+    headers:remove("x-aos-legacy-http-status")
+    local seen = handle:streamInfo():dynamicMetadata():get("aos.status_hint")
+    if seen ~= nil and seen["legacy"] then
+      hint = legacy_hint
+    end
+  end
   if hint ~= nil then
     headers:remove("x-aos-http-status")
     if string.find(ctype, "application/json", 1, true) then

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from aos.api_keys.v1 import api_key_pb2 as pb
 from aos.api_keys.v1 import api_keys_service_pb2 as rpc
 from services.api_keys import keys
 from services.api_keys.models import ApiKey
-from services.common import db, paging, validation
+from services.common import db, paging, querystring, rest, validation
 from services.common.errors import InvalidArgument
 from services.common.principal import Principal
 
@@ -84,7 +84,12 @@ def list_page(request: rpc.ListApiKeysRequest) -> tuple[str | None, paging.Page]
 
 
 def public_page(request: rpc.ListPublicApiKeysRequest) -> tuple[str | None, paging.Page]:
-    """SPEC 2.5's filter and offset page; invalid values are INVALID_QUERY."""
+    """SPEC 2.5's filter and offset page, from the REST query string when there is one; invalid values are
+    INVALID_QUERY, as_of is UNSUPPORTED_PARAM."""
+    if request.raw_query:
+        params = querystring.parse(request.raw_query)
+        querystring.refuse_as_of(params)
+        request = querystring.message(params, rpc.ListPublicApiKeysRequest, ("raw_query",))
     if request.as_of:
         raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
     try:
@@ -134,6 +139,15 @@ def tenant_api_key(k: ApiKey | db.Row) -> pb.TenantApiKey:
     )
 
 
+TENANT_KEY = ("id", "name", "key_prefix", "status", "last_used_at", "total_requests", "expires_at", "created_at")
+
+
+def tenant_list(rows: Sequence[ApiKey | db.Row]) -> rpc.ListTenantApiKeysResponse:
+    """The typed keys for gRPC callers and, in `body`, the bare array REST answers (SPEC 2.4)."""
+    keys = [tenant_api_key(k) for k in rows]
+    return rpc.ListTenantApiKeysResponse(keys=keys, body=rest.json_body([rest.pick(k, TENANT_KEY) for k in keys]))
+
+
 def created(k: ApiKey, secret: str) -> rpc.CreateApiKeyResponse:
     f = api_key_fields(k)
     return rpc.CreateApiKeyResponse(
@@ -165,6 +179,8 @@ def revoked(k: ApiKey, request_id: str) -> rpc.RevokeApiKeyResponse:
 def public_list(
     rows: list[db.Row], total: int, limit: int, offset: int, request_id: str, correlation_id: str
 ) -> rpc.ListPublicApiKeysResponse:
+    """The typed page for gRPC callers and, in `body`, SPEC 2.5's exact body (null where unset) that REST
+    answers alone."""
     more = offset + len(rows) < total
     reply = rpc.ListPublicApiKeysResponse(
         keys=[api_key_pb(k) for k in rows],
@@ -176,4 +192,39 @@ def public_list(
         meta=pb.ListMeta(request_id=request_id, correlation_id=correlation_id, as_of=NULL),
     )
     reply.generated_at.FromDatetime(datetime.now(UTC))
+    page = rest.pick(reply, ("total", "has_more", "pagination", "generated_at", "meta"))
+    reply.body.CopyFrom(rest.json_body({"keys": [_legacy_key(k) for k in reply.keys], **page}))
     return reply
+
+
+# The legacy bodies of the routes that share CreateApiKey, GetApiKey and ListApiKeys with /v1 (SPEC 2.3, 2.4),
+# built from those RPCs' typed answers: SPEC's keys exactly, null where the legacy API printed null.
+LEGACY_KEY = ("key_id", "name", "prefix", "status", "created_at", "last_used_at", "expires_at", "total_requests")
+
+
+UNSET_AS_NULL = ("rate_limit_rpm", "max_concurrent_runs", "revoked_reason")
+
+
+def _legacy_key(k: Any, fields: tuple[str, ...] = LEGACY_KEY) -> dict[str, Any]:
+    return rest.pick(k, fields, UNSET_AS_NULL)
+
+
+def legacy_created(reply: rpc.CreateApiKeyResponse) -> rpc.CreateTenantApiKeyResponse:
+    fields = ("id", "name", "key_prefix", "key", "status", "last_used_at", "total_requests", "expires_at")
+    shaped = _legacy_key(reply, (*fields, "created_at"))
+    return rpc.CreateTenantApiKeyResponse(body=rest.json_body(shaped))
+
+
+def legacy_detail(reply: rpc.GetApiKeyResponse) -> rpc.GetLegacyApiKeyResponse:
+    detail = ("permissions", "allowed_workers", "rate_limit_rpm", "max_concurrent_runs", "revoked_at", "revoked_reason")
+    return rpc.GetLegacyApiKeyResponse(body=rest.json_body(_legacy_key(reply, LEGACY_KEY + detail)))
+
+
+def legacy_list(reply: rpc.ListApiKeysResponse) -> rpc.ListLegacyApiKeysResponse:
+    shaped = {
+        "items": [_legacy_key(k) for k in reply.items],
+        "total": reply.total,
+        "has_more": reply.has_more,
+        "filters_applied": dict(reply.filters_applied),
+    }
+    return rpc.ListLegacyApiKeysResponse(body=rest.json_body(shaped))

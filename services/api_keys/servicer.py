@@ -81,6 +81,24 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
             next_page_token=token,
         )
 
+    # The legacy URLs of the three RPCs above: the same calls, answering the legacy bodies (SPEC 2.3, 2.4).
+    async def CreateTenantApiKey(
+        self, request: rpc.CreateTenantApiKeyRequest, context: Context
+    ) -> rpc.CreateTenantApiKeyResponse:
+        same = rpc.CreateApiKeyRequest.FromString(request.SerializeToString())  # the same fields and numbers
+        return responses.legacy_created(await self.CreateApiKey(same, context))
+
+    async def GetLegacyApiKey(
+        self, request: rpc.GetLegacyApiKeyRequest, context: Context
+    ) -> rpc.GetLegacyApiKeyResponse:
+        return responses.legacy_detail(await self.GetApiKey(rpc.GetApiKeyRequest(key_id=request.key_id), context))
+
+    async def ListLegacyApiKeys(
+        self, request: rpc.ListLegacyApiKeysRequest, context: Context
+    ) -> rpc.ListLegacyApiKeysResponse:
+        same = rpc.ListApiKeysRequest(status=request.status, limit=request.limit, offset=request.offset)
+        return responses.legacy_list(await self.ListApiKeys(same, context))
+
     async def ListTenantApiKeys(
         self, request: rpc.ListTenantApiKeysRequest, context: Context
     ) -> rpc.ListTenantApiKeysResponse:
@@ -89,7 +107,7 @@ class ApiKeysServicer(api_keys_service_pb2_grpc.ApiKeysServiceServicer):
         status = None if request.include_revoked else repository.UNREVOKED
         async with self._reads() as reader:
             rows, _ = await repository.list_keys(reader, who.tenant(), status, TENANT_LIST)
-        return rpc.ListTenantApiKeysResponse(keys=[responses.tenant_api_key(k) for k in TENANT_LIST.cut(rows)[0]])
+        return responses.tenant_list(TENANT_LIST.cut(rows)[0])
 
     async def ListPublicApiKeys(
         self, request: rpc.ListPublicApiKeysRequest, context: Context

@@ -27,6 +27,9 @@ class ServiceError(Exception):
     # An HTTP status for REST callers where the legacy API answered something other than the standard
     # mapping of `code` (e.g. 422 for validation); the gateway applies it. gRPC callers see `code`.
     http_status: int | None = None
+    # The same, for the legacy REST paths only (the gateway ignores it on /v1/...): where the legacy API and
+    # the canonical one disagree, e.g. 422 on legacy /integrations validation against 400 on /v1.
+    legacy_http_status: int | None = None
 
     def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)

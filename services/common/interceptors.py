@@ -158,6 +158,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if exc.http_status:  # read by the gateway's status-hint filter, like a 201 on success
             hint = (("x-aos-http-status", str(exc.http_status)),)
             status = status._replace(trailing_metadata=status.trailing_metadata + hint)
+        if exc.legacy_http_status:
+            hint = (("x-aos-legacy-http-status", str(exc.legacy_http_status)),)
+            status = status._replace(trailing_metadata=status.trailing_metadata + hint)
         self._metrics.error(status.code.name, exc.reason)
         return status
 

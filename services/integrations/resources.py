@@ -48,7 +48,9 @@ class Kind:
         try:
             return str(uuid.UUID(value))
         except ValueError as exc:
-            raise InvalidArgument(self.id_field, "must be a UUID") from exc
+            refused = InvalidArgument(self.id_field, "must be a UUID")
+            refused.legacy_http_status = 422  # the legacy API's path validation (SPEC 2.7)
+            raise refused from exc
 
 
 INTEGRATIONS = Kind(Integration, "integration_id", "provider_type")

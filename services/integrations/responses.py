@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import contextlib
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -12,7 +13,7 @@ from google.protobuf import json_format
 from aos.integrations.v1 import integration_pb2 as pb
 from aos.integrations.v1 import integrations_service_pb2 as rpc
 from aos.monitoring.v1.monitoring_service_pb2 import GetIntegrationUsageResponse as Usage
-from services.common import validation
+from services.common import paging, querystring, rest, validation
 from services.common.errors import InvalidArgument
 from services.common.interceptors import request_id
 from services.common.paging import Page
@@ -21,6 +22,16 @@ from services.integrations.models import Connector, Datasource, Integration, Man
 
 MAX_INT32 = 2**31 - 1
 E = TypeVar("E")
+
+
+@contextlib.contextmanager
+def unprocessable() -> Iterator[None]:
+    """Field errors that the legacy /integrations routes answer 422 (SPEC 2.7, 6.3, scenario 24); /v1 keeps 400."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        exc.legacy_http_status = 422
+        raise
 
 
 def _now() -> Any:
@@ -87,17 +98,22 @@ def integrations(rows: list[Integration], total: int, token: str) -> rpc.ListInt
 def facade(
     rows: list[Integration], total: int, more: bool, page: Page, correlation_id: str
 ) -> rpc.ListIntegrationsFacadeResponse:
+    """The typed page for gRPC callers and, in `body`, the legacy body REST answers alone (null where unset)."""
     pagination = rpc.Pagination(limit=page.size, offset=page.offset)
     if more:
         pagination.next_offset = page.offset + len(rows)
-    return rpc.ListIntegrationsFacadeResponse(
+    meta = rpc.FacadeMeta(request_id=request_id.get(), correlation_id=correlation_id)
+    reply = rpc.ListIntegrationsFacadeResponse(
         integrations=[summary(r) for r in rows],
         total=total,
         has_more=more,
         pagination=pagination,
         generated_at=_now(),
-        meta=rpc.FacadeMeta(request_id=request_id.get(), correlation_id=correlation_id),
+        meta=meta,
     )
+    shaped = rest.pick(reply, ("integrations", "total", "has_more", "pagination", "generated_at", "meta"))
+    reply.body.CopyFrom(rest.json_body(shaped))
+    return reply
 
 
 def tested(r: Integration) -> rpc.TestResult:
@@ -200,6 +216,67 @@ def integration_changes(
     if request.HasField("config"):
         values["config"] = _config(request)
     return values, secret
+
+
+# The legacy /integrations bodies (SPEC 2.7), from the canonical RPCs' typed answers: SPEC's keys only, null
+# where unset, integers as JSON numbers (services.common.rest.pick).
+RECORD = (
+    "id",
+    "tenant_id",
+    "name",
+    "provider_type",
+    "status",
+    "health_state",
+    "health_checked_at",
+    "health_message",
+    "default_model",
+    "budget_limit_cents",
+    "token_limit_month",
+    "rate_limit_rpm",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "deleted_at",
+)
+HEALTH = ("integration_id", "health_state", "health_message", "health_checked_at")
+LIMITS = (
+    "integration_id",
+    "budget_limit_cents",
+    "budget_used_cents",
+    "budget_percent",
+    "token_limit_month",
+    "tokens_used_month",
+    "token_percent",
+    "rate_limit_rpm",
+    "requests_this_minute",
+    "rate_percent",
+    "period_start",
+    "period_end",
+)
+UNSET_AS_NULL = ("health_message", "default_model", "created_by")
+
+
+def legacy(reply: Any, fields: tuple[str, ...]) -> Any:
+    """The legacy envelope of a canonical answer {success, data, meta}, data cut to `fields`."""
+    data = rest.pick(reply.data, fields, UNSET_AS_NULL)
+    return rest.json_body({"success": reply.success, "data": data, "meta": rest.pick(reply.meta)})
+
+
+def facade_query(request: rpc.ListIntegrationsFacadeRequest) -> tuple[rpc.ListIntegrationsFacadeRequest, Page]:
+    """The facade's strict query (SPEC 2.7 as 2.5), from the REST query string when there is one: as_of is
+    UNSUPPORTED_PARAM, any other refusal INVALID_QUERY naming the parameter; before any database access."""
+    if request.raw_query:
+        params = querystring.parse(request.raw_query)
+        querystring.refuse_as_of(params)
+        request = querystring.message(params, rpc.ListIntegrationsFacadeRequest, ("raw_query",))
+    if request.as_of:
+        raise InvalidArgument("as_of", "point-in-time reads are not supported", reason="UNSUPPORTED_PARAM")
+    try:
+        integration_filters(request)
+        return request, paging.request("", 0, request.limit, request.offset, default=20)
+    except InvalidArgument as exc:
+        exc.reason = "INVALID_QUERY"
+        raise
 
 
 def integration_filters(request: rpc.ListIntegrationsRequest | rpc.ListIntegrationsFacadeRequest) -> dict[str, str]:

@@ -104,7 +104,8 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     async def CreateIntegration(
         self, request: rpc.CreateIntegrationRequest, context: Context
     ) -> rpc.CreateIntegrationResponse:
-        row, secret = responses.new_integration(request, self._env_allowed)
+        with responses.unprocessable():
+            row, secret = responses.new_integration(request, self._env_allowed)
         row = await self._create(context, INTEGRATIONS, row, secret)
         return responses.envelope(rpc.CreateIntegrationResponse, responses.integration(row))
 
@@ -123,9 +124,7 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     async def ListIntegrationsFacade(
         self, request: rpc.ListIntegrationsFacadeRequest, context: Context
     ) -> rpc.ListIntegrationsFacadeResponse:
-        if request.as_of:
-            raise InvalidArgument("as_of", "is not supported", reason="UNSUPPORTED_PARAM")
-        page = paging.request("", 0, request.limit, request.offset, default=20)
+        request, page = responses.facade_query(request)
         rows, total = await self._integrations(context, request, page)
         rows, _, more = page.cut(rows)
         headers = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
@@ -134,7 +133,8 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
     async def UpdateIntegration(
         self, request: rpc.UpdateIntegrationRequest, context: Context
     ) -> rpc.UpdateIntegrationResponse:
-        values, secret = responses.integration_changes(request, self._env_allowed)
+        with responses.unprocessable():
+            values, secret = responses.integration_changes(request, self._env_allowed)
         row = await self._update(context, INTEGRATIONS, request.integration_id, values, secret)
         return responses.envelope(rpc.UpdateIntegrationResponse, responses.integration(row))
 
@@ -177,6 +177,41 @@ class IntegrationsServicer(integrations_service_pb2_grpc.IntegrationsServiceServ
         start, end = policy.billing_period(datetime.now(UTC))
         usage = await self._monitoring.usage(row.tenant_id, row.id, start, end)
         return responses.envelope(rpc.GetIntegrationLimitsResponse, responses.limits(row, usage, start, end))
+
+    # The legacy URLs of five RPCs above: the same calls, answering the legacy bodies (SPEC 2.7).
+    async def CreateLegacyIntegration(
+        self, request: rpc.CreateLegacyIntegrationRequest, context: Context
+    ) -> rpc.CreateLegacyIntegrationResponse:
+        same = rpc.CreateIntegrationRequest.FromString(request.SerializeToString())  # the same fields and numbers
+        reply = await self.CreateIntegration(same, context)
+        return rpc.CreateLegacyIntegrationResponse(body=responses.legacy(reply, responses.RECORD))
+
+    async def GetLegacyIntegration(
+        self, request: rpc.GetLegacyIntegrationRequest, context: Context
+    ) -> rpc.GetLegacyIntegrationResponse:
+        reply = await self.GetIntegration(rpc.GetIntegrationRequest(integration_id=request.integration_id), context)
+        return rpc.GetLegacyIntegrationResponse(body=responses.legacy(reply, responses.RECORD))
+
+    async def UpdateLegacyIntegration(
+        self, request: rpc.UpdateLegacyIntegrationRequest, context: Context
+    ) -> rpc.UpdateLegacyIntegrationResponse:
+        same = rpc.UpdateIntegrationRequest.FromString(request.SerializeToString())
+        reply = await self.UpdateIntegration(same, context)
+        return rpc.UpdateLegacyIntegrationResponse(body=responses.legacy(reply, responses.RECORD))
+
+    async def GetLegacyIntegrationHealth(
+        self, request: rpc.GetLegacyIntegrationHealthRequest, context: Context
+    ) -> rpc.GetLegacyIntegrationHealthResponse:
+        same = rpc.GetIntegrationHealthRequest(integration_id=request.integration_id)
+        reply = await self.GetIntegrationHealth(same, context)
+        return rpc.GetLegacyIntegrationHealthResponse(body=responses.legacy(reply, responses.HEALTH))
+
+    async def GetLegacyIntegrationLimits(
+        self, request: rpc.GetLegacyIntegrationLimitsRequest, context: Context
+    ) -> rpc.GetLegacyIntegrationLimitsResponse:
+        same = rpc.GetIntegrationLimitsRequest(integration_id=request.integration_id)
+        reply = await self.GetIntegrationLimits(same, context)
+        return rpc.GetLegacyIntegrationLimitsResponse(body=responses.legacy(reply, responses.LIMITS))
 
     async def GetActivationEvidence(
         self, request: rpc.GetActivationEvidenceRequest, context: Context

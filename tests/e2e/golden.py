@@ -1,20 +1,54 @@
-"""Golden shapes: a JSON body compared with the spec's shape, key by key and type by type (issue 14).
+"""Golden shapes: a JSON body compared with the shape a legacy client reads, key by key and type by type.
 
-Minimal stand-in for helper "legacy"'s module of the same interface (the lead keeps legacy's on merge).
-Shape language: a dict {key: spec} is an object with exactly those keys; a spec is a Python type (str, int,
-float — int also accepted —, bool, dict for any object), None for null, a tuple of alternatives, a
-one-element list [spec] for an array whose every element matches, or a nested dict. bool is not int."""
+A shape is data:
+  {key: spec, ...}   an object with exactly these keys (a missing or an extra key is a difference)
+  str, int, float, bool   that JSON type (int is accepted for float; bool is never an int)
+  dict               any object
+  None               JSON null
+  (spec, spec, ...)  any of the alternatives, e.g. (str, None) for a nullable string
+  [spec]             an array whose every element matches spec (an empty array matches)
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def _type_ok(value: Any, spec: type) -> bool:
+def differences(body: Any, shape: Any, path: str = "$") -> list[str]:
+    """Every way `body` differs from `shape`, each naming its JSON path; [] when it matches."""
+    if isinstance(shape, tuple):
+        if any(not differences(body, alternative, path) for alternative in shape):
+            return []
+        return [f"{path}: {_kind(body)} is none of {', '.join(_name(a) for a in shape)}"]
+    if isinstance(shape, dict):
+        if not isinstance(body, dict):
+            return [f"{path}: expected an object, got {_kind(body)}"]
+        found = [f"{path}.{key}: missing" for key in shape if key not in body]
+        found += [f"{path}.{key}: not in the shape" for key in body if key not in shape]
+        for key, spec in shape.items():
+            if key in body:
+                found += differences(body[key], spec, f"{path}.{key}")
+        return found
+    if isinstance(shape, list):
+        if not isinstance(body, list):
+            return [f"{path}: expected an array, got {_kind(body)}"]
+        return [d for i, item in enumerate(body) for d in differences(item, shape[0], f"{path}[{i}]")]
+    return [] if _is(body, shape) else [f"{path}: expected {_name(shape)}, got {_kind(body)}"]
+
+
+def assert_shape(body: Any, shape: Any) -> None:
+    """Raises AssertionError listing every difference between `body` and `shape`."""
+    found = differences(body, shape)
+    assert not found, "the body differs from its golden shape:\n  " + "\n  ".join(found)
+
+
+def _is(value: Any, spec: Any) -> bool:
+    if spec is None:
+        return value is None
+    if isinstance(value, bool) or spec is bool:
+        return isinstance(value, bool) and spec is bool
     if spec is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if spec is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int | float)
     return isinstance(value, spec)
 
 
@@ -22,37 +56,14 @@ def _name(spec: Any) -> str:
     if spec is None:
         return "null"
     if isinstance(spec, type):
-        return spec.__name__
-    if isinstance(spec, tuple):
-        return " | ".join(_name(s) for s in spec)
-    return "array" if isinstance(spec, list) else "object"
+        return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}[spec]
+    return "array" if isinstance(spec, list) else "object" if isinstance(spec, dict) else repr(spec)
 
 
-def differences(body: Any, shape: Any, path: str = "$") -> list[str]:
-    """Every difference between `body` and `shape`, each naming its JSON path; [] when the body matches."""
-    if isinstance(shape, tuple):
-        if any(not differences(body, alternative, path) for alternative in shape):
-            return []
-        return [f"{path}: expected {_name(shape)}, got {body!r}"]
-    if shape is None:
-        return [] if body is None else [f"{path}: expected null, got {body!r}"]
-    if isinstance(shape, dict):
-        if not isinstance(body, dict):
-            return [f"{path}: expected object, got {body!r}"]
-        found = [f"{path}.{key}: missing" for key in shape if key not in body]
-        found += [f"{path}.{key}: unexpected" for key in body if key not in shape]
-        for key, spec in shape.items():
-            if key in body:
-                found += differences(body[key], spec, f"{path}.{key}")
-        return found
-    if isinstance(shape, list):
-        if not isinstance(body, list):
-            return [f"{path}: expected array, got {body!r}"]
-        return [d for i, item in enumerate(body) for d in differences(item, shape[0], f"{path}[{i}]")]
-    return [] if _type_ok(body, shape) else [f"{path}: expected {_name(shape)}, got {body!r}"]
-
-
-def assert_shape(body: Any, shape: Any) -> None:
-    found = differences(body, shape)
-    if found:
-        raise AssertionError("body differs from its golden shape:\n  " + "\n  ".join(found))
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    kinds = {str: "string", int: "integer", float: "number", dict: "object", list: "array"}
+    return next((name for t, name in kinds.items() if isinstance(value, t)), type(value).__name__)

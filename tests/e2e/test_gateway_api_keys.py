@@ -51,8 +51,8 @@ async def test_create_read_list_and_revoke_through_the_legacy_urls(http: httpx.A
     assert detail["status"] == "REVOKED" and detail["revoked_reason"] == "x" and detail["revoked_at"]
     only_revoked = (await http.get("/api-keys", params={"status": "revoked"}, headers=auth)).json()
     assert [k["key_id"] for k in only_revoked["items"]] == [key_id]
-    assert (await http.get("/tenant/api-keys", headers=auth)).json()["keys"] == []
-    every = (await http.get("/tenant/api-keys", params={"include_revoked": "true"}, headers=auth)).json()["keys"]
+    assert (await http.get("/tenant/api-keys", headers=auth)).json() == []  # a bare array (SPEC 2.4)
+    every = (await http.get("/tenant/api-keys", params={"include_revoked": "true"}, headers=auth)).json()
     assert [k["id"] for k in every] == [key_id] and every[0]["status"] == "revoked"
 
 
@@ -132,7 +132,10 @@ async def test_list_query_rules(http: httpx.AsyncClient, gateway: Gateway) -> No
     assert body["pagination"] == {"limit": 10, "offset": 0, "next_offset": None}
     assert body["meta"]["correlation_id"] == "c-1" and body["meta"]["as_of"] is None and body["generated_at"]
     unknown = await http.get("/cus/api_keys/list", params={"foo": "1"}, headers=auth)
-    assert unknown.status_code == 400  # refused by the gateway's transcoder (unknown query parameter)
+    assert unknown.status_code == 400 and unknown.json()["details"][0]["reason"] == "INVALID_QUERY", unknown.text
+    assert unknown.json()["details"][1]["field_violations"][0]["field"] == "foo"  # named by the service
+    twice = await http.get("/cus/api_keys/list?limit=1&limit=2", headers=auth)
+    assert twice.status_code == 400 and twice.json()["details"][0]["reason"] == "INVALID_QUERY", twice.text
     as_of = await http.get("/cus/api_keys/list", params={"as_of": "x"}, headers=auth)
     assert as_of.status_code == 400 and as_of.json()["details"][0]["reason"] == "UNSUPPORTED_PARAM"
     bad = await http.get("/cus/api_keys/list", params={"limit": 0}, headers=auth)

@@ -43,7 +43,7 @@ async def test_legacy_integration_journey(
 ) -> None:
     tenant, auth = await signup(http, gateway)
     raw = await http.post("/integrations", json=body("raw", credential_ref="sk-abc", credential=""), headers=auth)
-    assert raw.status_code == 400 and raw.json()["message"].startswith("credential_ref:") and "sk-abc" not in raw.text
+    assert raw.status_code == 422 and raw.json()["message"].startswith("credential_ref:") and "sk-abc" not in raw.text
     by_ref = await http.post(
         "/integrations", json=body("by-ref", credential_ref="encrypted://" + "A" * 60, credential=""), headers=auth
     )
@@ -63,7 +63,7 @@ async def test_legacy_integration_journey(
     assert (await http.put(f"/integrations/{iid}", json={}, headers=auth)).status_code == 400
     status_change = await http.put(f"/integrations/{iid}", json={"status": "enabled"}, headers=auth)
     assert status_change.status_code == 400  # status is not a field of the update: only the machine moves it
-    assert (await http.get("/integrations/not-a-uuid", headers=auth)).status_code == 400
+    assert (await http.get("/integrations/not-a-uuid", headers=auth)).status_code == 422  # legacy; /v1 says 400
     renamed = await http.put(
         f"/integrations/{iid}", json={"credential": GOOD_KEY, "default_model": "gpt"}, headers=auth
     )

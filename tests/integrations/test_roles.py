@@ -25,6 +25,12 @@ WRITES: dict[str, Callable[[Ids], Any]] = {
     "EnableIntegration": lambda i: rpc.EnableIntegrationRequest(integration_id=i["integration"]),
     "DisableIntegration": lambda i: rpc.DisableIntegrationRequest(integration_id=i["integration"]),
     "TestIntegration": lambda i: rpc.TestIntegrationRequest(integration_id=i["integration"]),
+    "CreateLegacyIntegration": lambda i: rpc.CreateLegacyIntegrationRequest(
+        name="v", provider_type="openai", credential="x"
+    ),
+    "UpdateLegacyIntegration": lambda i: rpc.UpdateLegacyIntegrationRequest(
+        integration_id=i["integration"], name="legacy"
+    ),
     "CreateConnector": lambda i: rpc.CreateConnectorRequest(name="v", connector_type="http"),
     "UpdateConnector": lambda i: rpc.UpdateConnectorRequest(connector_id=i["connector"], name="mine"),
     "DeleteConnector": lambda i: rpc.DeleteConnectorRequest(connector_id=i["connector"]),
@@ -44,6 +50,9 @@ READS: dict[str, Callable[[Ids], Any]] = {
     "ListIntegrationsFacade": lambda i: rpc.ListIntegrationsFacadeRequest(),
     "GetIntegrationHealth": lambda i: rpc.GetIntegrationHealthRequest(integration_id=i["integration"]),
     "GetIntegrationLimits": lambda i: rpc.GetIntegrationLimitsRequest(integration_id=i["integration"]),
+    "GetLegacyIntegration": lambda i: rpc.GetLegacyIntegrationRequest(integration_id=i["integration"]),
+    "GetLegacyIntegrationHealth": lambda i: rpc.GetLegacyIntegrationHealthRequest(integration_id=i["integration"]),
+    "GetLegacyIntegrationLimits": lambda i: rpc.GetLegacyIntegrationLimitsRequest(integration_id=i["integration"]),
     "GetConnector": lambda i: rpc.GetConnectorRequest(connector_id=i["connector"]),
     "ListConnectors": lambda i: rpc.ListConnectorsRequest(),
     "GetDatasource": lambda i: rpc.GetDatasourceRequest(source_id=i["datasource"]),

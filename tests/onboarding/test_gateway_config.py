@@ -69,7 +69,8 @@ def test_only_the_raw_query_rpcs_get_their_query_whole() -> None:
     _, configs, _ = _filters({"monitoring": ("127.0.0.1", 1), "onboarding": ("127.0.0.1", 2)})
     lua = configs["aos.raw_query"]["default_source_code"]["inline_string"]
     facades = ("/cus/activity/runs", "/cus/incidents/list", "/cus/logs/list")
-    paths = sorted(p for f in facades for p in (f, f"/v1{f}"))
+    legacy_only = ("/cus/api_keys/list", "/cus/integrations/list")  # SPEC 2.5, 2.7: no /v1 twin
+    paths = sorted([*(p for f in facades for p in (f, f"/v1{f}")), *legacy_only])
     assert lua.startswith("local RAW_QUERY_PATHS = {" + ", ".join(f'["{p}"] = true' for p in paths) + "}\n")
     transcoder = configs["envoy.filters.http.grpc_json_transcoder"]
     assert transcoder["request_validation_options"]["reject_unknown_query_parameters"] is True

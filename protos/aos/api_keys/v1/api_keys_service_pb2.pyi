@@ -5,6 +5,7 @@ isort:skip_file
 
 from aos.api_keys.v1 import api_key_pb2 as _api_key_pb2
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -503,6 +504,170 @@ class ListApiKeysResponse(_message.Message):
 Global___ListApiKeysResponse: _TypeAlias = ListApiKeysResponse  # noqa: Y015
 
 @_typing.final
+class CreateTenantApiKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    ALLOWED_WORKERS_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_DAYS_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """As CreateApiKeyRequest."""
+    expires_in_days: _builtins.int
+    rate_limit_rpm: _builtins.int
+    max_concurrent_runs: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_workers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        permissions: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_workers: _abc.Iterable[_builtins.str] | None = ...,
+        expires_in_days: _builtins.int | None = ...,
+        rate_limit_rpm: _builtins.int | None = ...,
+        max_concurrent_runs: _builtins.int | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expires_in_days", b"_expires_in_days", "_max_concurrent_runs", b"_max_concurrent_runs", "_rate_limit_rpm", b"_rate_limit_rpm", "expires_in_days", b"expires_in_days", "max_concurrent_runs", b"max_concurrent_runs", "rate_limit_rpm", b"rate_limit_rpm"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expires_in_days", b"_expires_in_days", "_max_concurrent_runs", b"_max_concurrent_runs", "_rate_limit_rpm", b"_rate_limit_rpm", "allowed_workers", b"allowed_workers", "expires_in_days", b"expires_in_days", "max_concurrent_runs", b"max_concurrent_runs", "name", b"name", "permissions", b"permissions", "rate_limit_rpm", b"rate_limit_rpm", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expires_in_days: _TypeAlias = _typing.Literal["expires_in_days"]  # noqa: Y015
+    _WhichOneofArgType__expires_in_days: _TypeAlias = _typing.Literal["_expires_in_days", b"_expires_in_days"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrent_runs: _TypeAlias = _typing.Literal["max_concurrent_runs"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrent_runs: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs"]  # noqa: Y015
+    _WhichOneofReturnType__rate_limit_rpm: _TypeAlias = _typing.Literal["rate_limit_rpm"]  # noqa: Y015
+    _WhichOneofArgType__rate_limit_rpm: _TypeAlias = _typing.Literal["_rate_limit_rpm", b"_rate_limit_rpm"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_in_days) -> _WhichOneofReturnType__expires_in_days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrent_runs) -> _WhichOneofReturnType__max_concurrent_runs | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_limit_rpm) -> _WhichOneofReturnType__rate_limit_rpm | None: ...
+
+Global___CreateTenantApiKeyRequest: _TypeAlias = CreateTenantApiKeyRequest  # noqa: Y015
+
+@_typing.final
+class CreateTenantApiKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The legacy JSON body (the rpc's comment lists its keys)."""
+
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTenantApiKeyResponse: _TypeAlias = CreateTenantApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class GetLegacyApiKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyApiKeyRequest: _TypeAlias = GetLegacyApiKeyRequest  # noqa: Y015
+
+@_typing.final
+class GetLegacyApiKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The legacy JSON body (the rpc's comment lists its keys)."""
+
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyApiKeyResponse: _TypeAlias = GetLegacyApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListLegacyApiKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """Optional: active, revoked or expired (lower-case)."""
+    limit: _builtins.int
+    """1..100, default 50."""
+    offset: _builtins.int
+    """>= 0."""
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLegacyApiKeysRequest: _TypeAlias = ListLegacyApiKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListLegacyApiKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The legacy JSON body (the rpc's comment lists its keys)."""
+
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLegacyApiKeysResponse: _TypeAlias = ListLegacyApiKeysResponse  # noqa: Y015
+
+@_typing.final
 class ListTenantApiKeysRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -526,18 +691,26 @@ class ListTenantApiKeysResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEYS_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[_api_key_pb2.TenantApiKey]:
-        """The legacy API answered a bare JSON array; the transcoder can only answer an object."""
+        """The keys with typed timestamps (gRPC callers)."""
+
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The REST answer: the same keys as a bare JSON array, null where unset. Rendered by the service, because
+        the transcoder answers one field alone only when it is an HttpBody.
+        """
 
     def __init__(
         self,
         *,
         keys: _abc.Iterable[_api_key_pb2.TenantApiKey] | None = ...,
+        body: _httpbody_pb2.HttpBody | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "keys", b"keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -551,6 +724,7 @@ class ListPublicApiKeysRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    RAW_QUERY_FIELD_NUMBER: _builtins.int
     status: _builtins.str
     """Optional: active, revoked or expired."""
     limit: _builtins.int
@@ -559,6 +733,11 @@ class ListPublicApiKeysRequest(_message.Message):
     """0..2^31-1."""
     as_of: _builtins.str
     """Not supported: any value answers UNSUPPORTED_PARAM."""
+    raw_query: _builtins.str
+    """The URL's whole query string, verbatim: the gateway hands it over unparsed (gateway/raw_query.lua), so the
+    service names an unknown or repeated parameter itself (INVALID_QUERY). When set, the fields above are
+    read from it and must not be set themselves.
+    """
     def __init__(
         self,
         *,
@@ -566,10 +745,11 @@ class ListPublicApiKeysRequest(_message.Message):
         limit: _builtins.int | None = ...,
         offset: _builtins.int = ...,
         as_of: _builtins.str = ...,
+        raw_query: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "as_of", b"as_of", "limit", b"limit", "offset", b"offset", "raw_query", b"raw_query", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -587,6 +767,7 @@ class ListPublicApiKeysResponse(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     GENERATED_AT_FIELD_NUMBER: _builtins.int
     META_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     has_more: _builtins.bool
     @_builtins.property
@@ -597,6 +778,12 @@ class ListPublicApiKeysResponse(_message.Message):
     def generated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def meta(self) -> _api_key_pb2.ListMeta: ...
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The REST answer: this page as SPEC 2.5 prints it (exactly its keys, null where unset). Rendered by the
+        service, because the transcoder answers one field alone only when it is an HttpBody.
+        """
+
     def __init__(
         self,
         *,
@@ -606,10 +793,11 @@ class ListPublicApiKeysResponse(_message.Message):
         pagination: _api_key_pb2.Pagination | None = ...,
         generated_at: _timestamp_pb2.Timestamp | None = ...,
         meta: _api_key_pb2.ListMeta | None = ...,
+        body: _httpbody_pb2.HttpBody | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "keys", b"keys", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "generated_at", b"generated_at", "has_more", b"has_more", "keys", b"keys", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -51,6 +51,21 @@ class ApiKeysServiceStub:
                 request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysRequest.SerializeToString,
                 response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysResponse.FromString,
                 _registered_method=True)
+        self.CreateTenantApiKey = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/CreateTenantApiKey',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateTenantApiKeyRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateTenantApiKeyResponse.FromString,
+                _registered_method=True)
+        self.GetLegacyApiKey = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/GetLegacyApiKey',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetLegacyApiKeyRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetLegacyApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListLegacyApiKeys = channel.unary_unary(
+                '/aos.api_keys.v1.ApiKeysService/ListLegacyApiKeys',
+                request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListLegacyApiKeysRequest.SerializeToString,
+                response_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListLegacyApiKeysResponse.FromString,
+                _registered_method=True)
         self.ListTenantApiKeys = channel.unary_unary(
                 '/aos.api_keys.v1.ApiKeysService/ListTenantApiKeys',
                 request_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListTenantApiKeysRequest.SerializeToString,
@@ -128,8 +143,35 @@ class ApiKeysServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTenantApiKey(self, request, context):
+        """The legacy POST /tenant/api-keys (SPEC 2.4): CreateApiKey, answering 201 with the legacy body alone
+        (response_body): id, name, key_prefix, key, status, last_used_at (null), total_requests, expires_at (RFC 3339
+        or null), created_at. Errors: as CreateApiKey.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLegacyApiKey(self, request, context):
+        """The legacy GET /api-keys/{key_id} (SPEC 2.3): GetApiKey's fields without rotated_to_key_id, null where unset
+        (timestamps, revoked_reason, the per-key limits). Errors: as GetApiKey.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLegacyApiKeys(self, request, context):
+        """The legacy GET /api-keys (SPEC 2.3): {items: [{key_id, name, prefix, status, created_at, last_used_at,
+        expires_at, total_requests}], total, has_more, filters_applied}, null where unset. Errors: as ListApiKeys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTenantApiKeys(self, request, context):
         """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+        REST answers the legacy bare JSON array of {id, name, key_prefix, status, last_used_at,
+        total_requests, expires_at, created_at}, null where unset (response_body: body).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +180,9 @@ class ApiKeysServiceServicer:
     def ListPublicApiKeys(self, request, context):
         """The legacy public list facade with its strict parameters (SPEC 2.5).
         Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+        REST answers the legacy body alone (response_body: body): the page with SPEC 2.5's key fields
+        (key_id, name, prefix, status, created_at, last_used_at, expires_at, total_requests), null where unset;
+        the gateway hands the query over whole (raw_query).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -219,6 +264,21 @@ def add_ApiKeysServiceServicer_to_server(servicer, server):
                     servicer.ListApiKeys,
                     request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysRequest.FromString,
                     response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'CreateTenantApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenantApiKey,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateTenantApiKeyRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateTenantApiKeyResponse.SerializeToString,
+            ),
+            'GetLegacyApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLegacyApiKey,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetLegacyApiKeyRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetLegacyApiKeyResponse.SerializeToString,
+            ),
+            'ListLegacyApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLegacyApiKeys,
+                    request_deserializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListLegacyApiKeysRequest.FromString,
+                    response_serializer=aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListLegacyApiKeysResponse.SerializeToString,
             ),
             'ListTenantApiKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTenantApiKeys,
@@ -349,6 +409,87 @@ class ApiKeysService:
             '/aos.api_keys.v1.ApiKeysService/ListApiKeys',
             aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysRequest.SerializeToString,
             aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTenantApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/CreateTenantApiKey',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateTenantApiKeyRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.CreateTenantApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLegacyApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/GetLegacyApiKey',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetLegacyApiKeyRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.GetLegacyApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLegacyApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.api_keys.v1.ApiKeysService/ListLegacyApiKeys',
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListLegacyApiKeysRequest.SerializeToString,
+            aos_dot_api__keys_dot_v1_dot_api__keys__service__pb2.ListLegacyApiKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

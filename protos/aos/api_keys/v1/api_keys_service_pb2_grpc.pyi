@@ -47,11 +47,30 @@ class ApiKeysServiceStub:
     """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
     Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
     """
+    CreateTenantApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.CreateTenantApiKeyRequest, _api_keys_service_pb2.CreateTenantApiKeyResponse]
+    """The legacy POST /tenant/api-keys (SPEC 2.4): CreateApiKey, answering 201 with the legacy body alone
+    (response_body): id, name, key_prefix, key, status, last_used_at (null), total_requests, expires_at (RFC 3339
+    or null), created_at. Errors: as CreateApiKey.
+    """
+    GetLegacyApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetLegacyApiKeyRequest, _api_keys_service_pb2.GetLegacyApiKeyResponse]
+    """The legacy GET /api-keys/{key_id} (SPEC 2.3): GetApiKey's fields without rotated_to_key_id, null where unset
+    (timestamps, revoked_reason, the per-key limits). Errors: as GetApiKey.
+    """
+    ListLegacyApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListLegacyApiKeysRequest, _api_keys_service_pb2.ListLegacyApiKeysResponse]
+    """The legacy GET /api-keys (SPEC 2.3): {items: [{key_id, name, prefix, status, created_at, last_used_at,
+    expires_at, total_requests}], total, has_more, filters_applied}, null where unset. Errors: as ListApiKeys.
+    """
     ListTenantApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]
-    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+    REST answers the legacy bare JSON array of {id, name, key_prefix, status, last_used_at,
+    total_requests, expires_at, created_at}, null where unset (response_body: body).
+    """
     ListPublicApiKeys: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListPublicApiKeysRequest, _api_keys_service_pb2.ListPublicApiKeysResponse]
     """The legacy public list facade with its strict parameters (SPEC 2.5).
     Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+    REST answers the legacy body alone (response_body: body): the page with SPEC 2.5's key fields
+    (key_id, name, prefix, status, created_at, last_used_at, expires_at, total_requests), null where unset;
+    the gateway hands the query over whole (raw_query).
     """
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_api_keys_service_pb2.RevokeApiKeyRequest, _api_keys_service_pb2.RevokeApiKeyResponse]
     """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
@@ -103,11 +122,30 @@ class ApiKeysServiceAsyncStub(ApiKeysServiceStub):
     """Lists the caller's keys, newest first: page_token (keyset) or the legacy limit/offset.
     Errors: INVALID_ARGUMENT (status, page_size, limit, offset, page_token; 422 on REST).
     """
+    CreateTenantApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.CreateTenantApiKeyRequest, _api_keys_service_pb2.CreateTenantApiKeyResponse]  # type: ignore[assignment]
+    """The legacy POST /tenant/api-keys (SPEC 2.4): CreateApiKey, answering 201 with the legacy body alone
+    (response_body): id, name, key_prefix, key, status, last_used_at (null), total_requests, expires_at (RFC 3339
+    or null), created_at. Errors: as CreateApiKey.
+    """
+    GetLegacyApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.GetLegacyApiKeyRequest, _api_keys_service_pb2.GetLegacyApiKeyResponse]  # type: ignore[assignment]
+    """The legacy GET /api-keys/{key_id} (SPEC 2.3): GetApiKey's fields without rotated_to_key_id, null where unset
+    (timestamps, revoked_reason, the per-key limits). Errors: as GetApiKey.
+    """
+    ListLegacyApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListLegacyApiKeysRequest, _api_keys_service_pb2.ListLegacyApiKeysResponse]  # type: ignore[assignment]
+    """The legacy GET /api-keys (SPEC 2.3): {items: [{key_id, name, prefix, status, created_at, last_used_at,
+    expires_at, total_requests}], total, has_more, filters_applied}, null where unset. Errors: as ListApiKeys.
+    """
     ListTenantApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListTenantApiKeysRequest, _api_keys_service_pb2.ListTenantApiKeysResponse]  # type: ignore[assignment]
-    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+    """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+    REST answers the legacy bare JSON array of {id, name, key_prefix, status, last_used_at,
+    total_requests, expires_at, created_at}, null where unset (response_body: body).
+    """
     ListPublicApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.ListPublicApiKeysRequest, _api_keys_service_pb2.ListPublicApiKeysResponse]  # type: ignore[assignment]
     """The legacy public list facade with its strict parameters (SPEC 2.5).
     Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+    REST answers the legacy body alone (response_body: body): the page with SPEC 2.5's key fields
+    (key_id, name, prefix, status, created_at, last_used_at, expires_at, total_requests), null where unset;
+    the gateway hands the query over whole (raw_query).
     """
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_service_pb2.RevokeApiKeyRequest, _api_keys_service_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
     """Revokes a key for good (re-revoking overwrites the reason). Errors: NOT_FOUND, PERMISSION_DENIED,
@@ -176,12 +214,46 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def CreateTenantApiKey(
+        self,
+        request: _api_keys_service_pb2.CreateTenantApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.CreateTenantApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.CreateTenantApiKeyResponse]]:
+        """The legacy POST /tenant/api-keys (SPEC 2.4): CreateApiKey, answering 201 with the legacy body alone
+        (response_body): id, name, key_prefix, key, status, last_used_at (null), total_requests, expires_at (RFC 3339
+        or null), created_at. Errors: as CreateApiKey.
+        """
+
+    @_abc_1.abstractmethod
+    def GetLegacyApiKey(
+        self,
+        request: _api_keys_service_pb2.GetLegacyApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.GetLegacyApiKeyResponse, _abc.Awaitable[_api_keys_service_pb2.GetLegacyApiKeyResponse]]:
+        """The legacy GET /api-keys/{key_id} (SPEC 2.3): GetApiKey's fields without rotated_to_key_id, null where unset
+        (timestamps, revoked_reason, the per-key limits). Errors: as GetApiKey.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLegacyApiKeys(
+        self,
+        request: _api_keys_service_pb2.ListLegacyApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_keys_service_pb2.ListLegacyApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListLegacyApiKeysResponse]]:
+        """The legacy GET /api-keys (SPEC 2.3): {items: [{key_id, name, prefix, status, created_at, last_used_at,
+        expires_at, total_requests}], total, has_more, filters_applied}, null where unset. Errors: as ListApiKeys.
+        """
+
+    @_abc_1.abstractmethod
     def ListTenantApiKeys(
         self,
         request: _api_keys_service_pb2.ListTenantApiKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_keys_service_pb2.ListTenantApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListTenantApiKeysResponse]]:
-        """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked."""
+        """The legacy GET /tenant/api-keys list: revoked keys only with include_revoked.
+        REST answers the legacy bare JSON array of {id, name, key_prefix, status, last_used_at,
+        total_requests, expires_at, created_at}, null where unset (response_body: body).
+        """
 
     @_abc_1.abstractmethod
     def ListPublicApiKeys(
@@ -191,6 +263,9 @@ class ApiKeysServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_api_keys_service_pb2.ListPublicApiKeysResponse, _abc.Awaitable[_api_keys_service_pb2.ListPublicApiKeysResponse]]:
         """The legacy public list facade with its strict parameters (SPEC 2.5).
         Errors: INVALID_ARGUMENT (reason INVALID_QUERY, or UNSUPPORTED_PARAM for as_of).
+        REST answers the legacy body alone (response_body: body): the page with SPEC 2.5's key fields
+        (key_id, name, prefix, status, created_at, last_used_at, expires_at, total_requests), null where unset;
+        the gateway hands the query over whole (raw_query).
         """
 
     @_abc_1.abstractmethod

@@ -5,6 +5,7 @@ isort:skip_file
 
 from aos.integrations.v1 import integration_pb2 as _integration_pb2
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -224,12 +225,18 @@ class ListIntegrationsFacadeRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    RAW_QUERY_FIELD_NUMBER: _builtins.int
     status: _builtins.str
     provider_type: _builtins.str
     limit: _builtins.int
     offset: _builtins.int
     as_of: _builtins.str
     """Not supported; present only so that it is refused with UNSUPPORTED_PARAM."""
+    raw_query: _builtins.str
+    """The URL's whole query string, verbatim: the gateway hands it over unparsed (gateway/raw_query.lua), so the
+    service names an unknown or repeated parameter itself (INVALID_QUERY). When set, the fields above are
+    read from it and must not be set themselves.
+    """
     def __init__(
         self,
         *,
@@ -238,10 +245,11 @@ class ListIntegrationsFacadeRequest(_message.Message):
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
         as_of: _builtins.str = ...,
+        raw_query: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "limit", b"limit", "offset", b"offset", "provider_type", b"provider_type", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "limit", b"limit", "offset", b"offset", "provider_type", b"provider_type", "raw_query", b"raw_query", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -313,6 +321,7 @@ class ListIntegrationsFacadeResponse(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     GENERATED_AT_FIELD_NUMBER: _builtins.int
     META_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     has_more: _builtins.bool
     @_builtins.property
@@ -323,6 +332,12 @@ class ListIntegrationsFacadeResponse(_message.Message):
     def generated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def meta(self) -> Global___FacadeMeta: ...
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The REST answer: this page with null where unset (next_offset, as_of). Rendered by the service, because
+        the transcoder answers one field alone only when it is an HttpBody.
+        """
+
     def __init__(
         self,
         *,
@@ -332,10 +347,11 @@ class ListIntegrationsFacadeResponse(_message.Message):
         pagination: Global___Pagination | None = ...,
         generated_at: _timestamp_pb2.Timestamp | None = ...,
         meta: Global___FacadeMeta | None = ...,
+        body: _httpbody_pb2.HttpBody | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "generated_at", b"generated_at", "meta", b"meta", "pagination", b"pagination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "has_more", b"has_more", "integrations", b"integrations", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "generated_at", b"generated_at", "has_more", b"has_more", "integrations", b"integrations", "meta", b"meta", "pagination", b"pagination", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -886,6 +902,280 @@ class GetIntegrationLimitsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetIntegrationLimitsResponse: _TypeAlias = GetIntegrationLimitsResponse  # noqa: Y015
+
+@_typing.final
+class CreateLegacyIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROVIDER_TYPE_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_REF_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
+    BUDGET_LIMIT_CENTS_FIELD_NUMBER: _builtins.int
+    TOKEN_LIMIT_MONTH_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """As CreateIntegrationRequest."""
+    provider_type: _builtins.str
+    credential_ref: _builtins.str
+    credential: _builtins.str
+    default_model: _builtins.str
+    budget_limit_cents: _builtins.int
+    token_limit_month: _builtins.int
+    rate_limit_rpm: _builtins.int
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        provider_type: _builtins.str = ...,
+        credential_ref: _builtins.str = ...,
+        credential: _builtins.str = ...,
+        config: _struct_pb2.Struct | None = ...,
+        default_model: _builtins.str = ...,
+        budget_limit_cents: _builtins.int = ...,
+        token_limit_month: _builtins.int = ...,
+        rate_limit_rpm: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "name", b"name", "provider_type", b"provider_type", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLegacyIntegrationRequest: _TypeAlias = CreateLegacyIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class CreateLegacyIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLegacyIntegrationResponse: _TypeAlias = CreateLegacyIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationRequest: _TypeAlias = GetLegacyIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationResponse: _TypeAlias = GetLegacyIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class UpdateLegacyIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_REF_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
+    BUDGET_LIMIT_CENTS_FIELD_NUMBER: _builtins.int
+    TOKEN_LIMIT_MONTH_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_RPM_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    """As UpdateIntegrationRequest."""
+    name: _builtins.str
+    credential_ref: _builtins.str
+    credential: _builtins.str
+    default_model: _builtins.str
+    budget_limit_cents: _builtins.int
+    token_limit_month: _builtins.int
+    rate_limit_rpm: _builtins.int
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        credential_ref: _builtins.str | None = ...,
+        credential: _builtins.str | None = ...,
+        config: _struct_pb2.Struct | None = ...,
+        default_model: _builtins.str | None = ...,
+        budget_limit_cents: _builtins.int | None = ...,
+        token_limit_month: _builtins.int | None = ...,
+        rate_limit_rpm: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents", "_credential", b"_credential", "_credential_ref", b"_credential_ref", "_default_model", b"_default_model", "_name", b"_name", "_rate_limit_rpm", b"_rate_limit_rpm", "_token_limit_month", b"_token_limit_month", "budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "name", b"name", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents", "_credential", b"_credential", "_credential_ref", b"_credential_ref", "_default_model", b"_default_model", "_name", b"_name", "_rate_limit_rpm", b"_rate_limit_rpm", "_token_limit_month", b"_token_limit_month", "budget_limit_cents", b"budget_limit_cents", "config", b"config", "credential", b"credential", "credential_ref", b"credential_ref", "default_model", b"default_model", "integration_id", b"integration_id", "name", b"name", "rate_limit_rpm", b"rate_limit_rpm", "token_limit_month", b"token_limit_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_limit_cents: _TypeAlias = _typing.Literal["budget_limit_cents"]  # noqa: Y015
+    _WhichOneofArgType__budget_limit_cents: _TypeAlias = _typing.Literal["_budget_limit_cents", b"_budget_limit_cents"]  # noqa: Y015
+    _WhichOneofReturnType__credential: _TypeAlias = _typing.Literal["credential"]  # noqa: Y015
+    _WhichOneofArgType__credential: _TypeAlias = _typing.Literal["_credential", b"_credential"]  # noqa: Y015
+    _WhichOneofReturnType__credential_ref: _TypeAlias = _typing.Literal["credential_ref"]  # noqa: Y015
+    _WhichOneofArgType__credential_ref: _TypeAlias = _typing.Literal["_credential_ref", b"_credential_ref"]  # noqa: Y015
+    _WhichOneofReturnType__default_model: _TypeAlias = _typing.Literal["default_model"]  # noqa: Y015
+    _WhichOneofArgType__default_model: _TypeAlias = _typing.Literal["_default_model", b"_default_model"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__rate_limit_rpm: _TypeAlias = _typing.Literal["rate_limit_rpm"]  # noqa: Y015
+    _WhichOneofArgType__rate_limit_rpm: _TypeAlias = _typing.Literal["_rate_limit_rpm", b"_rate_limit_rpm"]  # noqa: Y015
+    _WhichOneofReturnType__token_limit_month: _TypeAlias = _typing.Literal["token_limit_month"]  # noqa: Y015
+    _WhichOneofArgType__token_limit_month: _TypeAlias = _typing.Literal["_token_limit_month", b"_token_limit_month"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_limit_cents) -> _WhichOneofReturnType__budget_limit_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential) -> _WhichOneofReturnType__credential | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credential_ref) -> _WhichOneofReturnType__credential_ref | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_model) -> _WhichOneofReturnType__default_model | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_limit_rpm) -> _WhichOneofReturnType__rate_limit_rpm | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__token_limit_month) -> _WhichOneofReturnType__token_limit_month | None: ...
+
+Global___UpdateLegacyIntegrationRequest: _TypeAlias = UpdateLegacyIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class UpdateLegacyIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateLegacyIntegrationResponse: _TypeAlias = UpdateLegacyIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationHealthRequest: _TypeAlias = GetLegacyIntegrationHealthRequest  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationHealthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationHealthResponse: _TypeAlias = GetLegacyIntegrationHealthResponse  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    integration_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        integration_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_id", b"integration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationLimitsRequest: _TypeAlias = GetLegacyIntegrationLimitsRequest  # noqa: Y015
+
+@_typing.final
+class GetLegacyIntegrationLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegacyIntegrationLimitsResponse: _TypeAlias = GetLegacyIntegrationLimitsResponse  # noqa: Y015
 
 @_typing.final
 class CreateConnectorRequest(_message.Message):

@@ -94,6 +94,31 @@ class IntegrationsServiceStub:
                 request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsRequest.SerializeToString,
                 response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsResponse.FromString,
                 _registered_method=True)
+        self.CreateLegacyIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/CreateLegacyIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateLegacyIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateLegacyIntegrationResponse.FromString,
+                _registered_method=True)
+        self.GetLegacyIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/GetLegacyIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationResponse.FromString,
+                _registered_method=True)
+        self.UpdateLegacyIntegration = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/UpdateLegacyIntegration',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateLegacyIntegrationRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateLegacyIntegrationResponse.FromString,
+                _registered_method=True)
+        self.GetLegacyIntegrationHealth = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/GetLegacyIntegrationHealth',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationHealthRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationHealthResponse.FromString,
+                _registered_method=True)
+        self.GetLegacyIntegrationLimits = channel.unary_unary(
+                '/aos.integrations.v1.IntegrationsService/GetLegacyIntegrationLimits',
+                request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationLimitsRequest.SerializeToString,
+                response_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationLimitsResponse.FromString,
+                _registered_method=True)
         self.CreateConnector = channel.unary_unary(
                 '/aos.integrations.v1.IntegrationsService/CreateConnector',
                 request_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateConnectorRequest.SerializeToString,
@@ -219,7 +244,9 @@ class IntegrationsServiceServicer:
 
     def ListIntegrationsFacade(self, request, context):
         """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
-        Errors: INVALID_ARGUMENT (status, provider_type, limit, offset; as_of → UNSUPPORTED_PARAM).
+        Errors: INVALID_ARGUMENT (reason INVALID_QUERY naming status, provider_type, limit, offset or an unknown
+        or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy body alone (response_body:
+        body), null where unset; the gateway hands the query over whole (raw_query).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -273,6 +300,44 @@ class IntegrationsServiceServicer:
     def GetIntegrationLimits(self, request, context):
         """Limits and this calendar month's usage (SPEC 6.4), the usage from monitoring's GetIntegrationUsage
         (MONITORING.md section 7). Errors: NOT_FOUND, UNAVAILABLE (monitoring: never zeros instead).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateLegacyIntegration(self, request, context):
+        """The legacy URLs of the integration RPCs above (SPEC 2.7): the same calls, each answering the legacy
+        envelope {success, data, meta} alone (response_body), whose data has SPEC's keys, null where unset and
+        integers as JSON numbers. The record is SPEC 1.5's without credential_ref and config: id, tenant_id, name, provider_type, status, health_state,
+        health_checked_at, health_message, default_model, budget_limit_cents, token_limit_month, rate_limit_rpm,
+        created_at, updated_at, created_by, deleted_at; null where unset.
+        Errors: as the canonical RPC (validation 422).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLegacyIntegration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateLegacyIntegration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLegacyIntegrationHealth(self, request, context):
+        """data: integration_id, health_state, health_message, health_checked_at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLegacyIntegrationLimits(self, request, context):
+        """data: SPEC 2.7's limits keys (integration_id, budget_limit_cents ... period_end).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -467,6 +532,31 @@ def add_IntegrationsServiceServicer_to_server(servicer, server):
                     servicer.GetIntegrationLimits,
                     request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsRequest.FromString,
                     response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsResponse.SerializeToString,
+            ),
+            'CreateLegacyIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLegacyIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateLegacyIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateLegacyIntegrationResponse.SerializeToString,
+            ),
+            'GetLegacyIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLegacyIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationResponse.SerializeToString,
+            ),
+            'UpdateLegacyIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateLegacyIntegration,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateLegacyIntegrationRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateLegacyIntegrationResponse.SerializeToString,
+            ),
+            'GetLegacyIntegrationHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLegacyIntegrationHealth,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationHealthRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationHealthResponse.SerializeToString,
+            ),
+            'GetLegacyIntegrationLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLegacyIntegrationLimits,
+                    request_deserializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationLimitsRequest.FromString,
+                    response_serializer=aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationLimitsResponse.SerializeToString,
             ),
             'CreateConnector': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateConnector,
@@ -861,6 +951,141 @@ class IntegrationsService:
             '/aos.integrations.v1.IntegrationsService/GetIntegrationLimits',
             aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsRequest.SerializeToString,
             aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetIntegrationLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLegacyIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/CreateLegacyIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateLegacyIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.CreateLegacyIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLegacyIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/GetLegacyIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateLegacyIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/UpdateLegacyIntegration',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateLegacyIntegrationRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.UpdateLegacyIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLegacyIntegrationHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/GetLegacyIntegrationHealth',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationHealthRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLegacyIntegrationLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aos.integrations.v1.IntegrationsService/GetLegacyIntegrationLimits',
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationLimitsRequest.SerializeToString,
+            aos_dot_integrations_dot_v1_dot_integrations__service__pb2.GetLegacyIntegrationLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

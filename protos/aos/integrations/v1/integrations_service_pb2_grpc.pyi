@@ -50,7 +50,9 @@ class IntegrationsServiceStub:
     """
     ListIntegrationsFacade: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.ListIntegrationsFacadeRequest, _integrations_service_pb2.ListIntegrationsFacadeResponse]
     """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
-    Errors: INVALID_ARGUMENT (status, provider_type, limit, offset; as_of → UNSUPPORTED_PARAM).
+    Errors: INVALID_ARGUMENT (reason INVALID_QUERY naming status, provider_type, limit, offset or an unknown
+    or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy body alone (response_body:
+    body), null where unset; the gateway hands the query over whole (raw_query).
     """
     UpdateIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateIntegrationRequest, _integrations_service_pb2.UpdateIntegrationResponse]
     """Changes any subset of name, credential, credential_ref, config, default_model and limits; never status.
@@ -74,6 +76,20 @@ class IntegrationsServiceStub:
     """Limits and this calendar month's usage (SPEC 6.4), the usage from monitoring's GetIntegrationUsage
     (MONITORING.md section 7). Errors: NOT_FOUND, UNAVAILABLE (monitoring: never zeros instead).
     """
+    CreateLegacyIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateLegacyIntegrationRequest, _integrations_service_pb2.CreateLegacyIntegrationResponse]
+    """The legacy URLs of the integration RPCs above (SPEC 2.7): the same calls, each answering the legacy
+    envelope {success, data, meta} alone (response_body), whose data has SPEC's keys, null where unset and
+    integers as JSON numbers. The record is SPEC 1.5's without credential_ref and config: id, tenant_id, name, provider_type, status, health_state,
+    health_checked_at, health_message, default_model, budget_limit_cents, token_limit_month, rate_limit_rpm,
+    created_at, updated_at, created_by, deleted_at; null where unset.
+    Errors: as the canonical RPC (validation 422).
+    """
+    GetLegacyIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetLegacyIntegrationRequest, _integrations_service_pb2.GetLegacyIntegrationResponse]
+    UpdateLegacyIntegration: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateLegacyIntegrationRequest, _integrations_service_pb2.UpdateLegacyIntegrationResponse]
+    GetLegacyIntegrationHealth: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetLegacyIntegrationHealthRequest, _integrations_service_pb2.GetLegacyIntegrationHealthResponse]
+    """data: integration_id, health_state, health_message, health_checked_at."""
+    GetLegacyIntegrationLimits: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetLegacyIntegrationLimitsRequest, _integrations_service_pb2.GetLegacyIntegrationLimitsResponse]
+    """data: SPEC 2.7's limits keys (integration_id, budget_limit_cents ... period_end)."""
     CreateConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateConnectorRequest, _integrations_service_pb2.CreateConnectorResponse]
     """Registers a connector; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
     GetConnector: _grpc.UnaryUnaryMultiCallable[_integrations_service_pb2.GetConnectorRequest, _integrations_service_pb2.GetConnectorResponse]
@@ -144,7 +160,9 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     """
     ListIntegrationsFacade: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.ListIntegrationsFacadeRequest, _integrations_service_pb2.ListIntegrationsFacadeResponse]  # type: ignore[assignment]
     """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
-    Errors: INVALID_ARGUMENT (status, provider_type, limit, offset; as_of → UNSUPPORTED_PARAM).
+    Errors: INVALID_ARGUMENT (reason INVALID_QUERY naming status, provider_type, limit, offset or an unknown
+    or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy body alone (response_body:
+    body), null where unset; the gateway hands the query over whole (raw_query).
     """
     UpdateIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateIntegrationRequest, _integrations_service_pb2.UpdateIntegrationResponse]  # type: ignore[assignment]
     """Changes any subset of name, credential, credential_ref, config, default_model and limits; never status.
@@ -168,6 +186,20 @@ class IntegrationsServiceAsyncStub(IntegrationsServiceStub):
     """Limits and this calendar month's usage (SPEC 6.4), the usage from monitoring's GetIntegrationUsage
     (MONITORING.md section 7). Errors: NOT_FOUND, UNAVAILABLE (monitoring: never zeros instead).
     """
+    CreateLegacyIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateLegacyIntegrationRequest, _integrations_service_pb2.CreateLegacyIntegrationResponse]  # type: ignore[assignment]
+    """The legacy URLs of the integration RPCs above (SPEC 2.7): the same calls, each answering the legacy
+    envelope {success, data, meta} alone (response_body), whose data has SPEC's keys, null where unset and
+    integers as JSON numbers. The record is SPEC 1.5's without credential_ref and config: id, tenant_id, name, provider_type, status, health_state,
+    health_checked_at, health_message, default_model, budget_limit_cents, token_limit_month, rate_limit_rpm,
+    created_at, updated_at, created_by, deleted_at; null where unset.
+    Errors: as the canonical RPC (validation 422).
+    """
+    GetLegacyIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetLegacyIntegrationRequest, _integrations_service_pb2.GetLegacyIntegrationResponse]  # type: ignore[assignment]
+    UpdateLegacyIntegration: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.UpdateLegacyIntegrationRequest, _integrations_service_pb2.UpdateLegacyIntegrationResponse]  # type: ignore[assignment]
+    GetLegacyIntegrationHealth: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetLegacyIntegrationHealthRequest, _integrations_service_pb2.GetLegacyIntegrationHealthResponse]  # type: ignore[assignment]
+    """data: integration_id, health_state, health_message, health_checked_at."""
+    GetLegacyIntegrationLimits: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetLegacyIntegrationLimitsRequest, _integrations_service_pb2.GetLegacyIntegrationLimitsResponse]  # type: ignore[assignment]
+    """data: SPEC 2.7's limits keys (integration_id, budget_limit_cents ... period_end)."""
     CreateConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.CreateConnectorRequest, _integrations_service_pb2.CreateConnectorResponse]  # type: ignore[assignment]
     """Registers a connector; answers 201. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (name)."""
     GetConnector: _aio.UnaryUnaryMultiCallable[_integrations_service_pb2.GetConnectorRequest, _integrations_service_pb2.GetConnectorResponse]  # type: ignore[assignment]
@@ -259,7 +291,9 @@ class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_integrations_service_pb2.ListIntegrationsFacadeResponse, _abc.Awaitable[_integrations_service_pb2.ListIntegrationsFacadeResponse]]:
         """The legacy public list facade /cus/integrations/list (SPEC 2.5, 2.7 shape).
-        Errors: INVALID_ARGUMENT (status, provider_type, limit, offset; as_of → UNSUPPORTED_PARAM).
+        Errors: INVALID_ARGUMENT (reason INVALID_QUERY naming status, provider_type, limit, offset or an unknown
+        or repeated parameter; as_of → UNSUPPORTED_PARAM). REST answers the legacy body alone (response_body:
+        body), null where unset; the gateway hands the query over whole (raw_query).
         """
 
     @_abc_1.abstractmethod
@@ -325,6 +359,50 @@ class IntegrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Limits and this calendar month's usage (SPEC 6.4), the usage from monitoring's GetIntegrationUsage
         (MONITORING.md section 7). Errors: NOT_FOUND, UNAVAILABLE (monitoring: never zeros instead).
         """
+
+    @_abc_1.abstractmethod
+    def CreateLegacyIntegration(
+        self,
+        request: _integrations_service_pb2.CreateLegacyIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.CreateLegacyIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.CreateLegacyIntegrationResponse]]:
+        """The legacy URLs of the integration RPCs above (SPEC 2.7): the same calls, each answering the legacy
+        envelope {success, data, meta} alone (response_body), whose data has SPEC's keys, null where unset and
+        integers as JSON numbers. The record is SPEC 1.5's without credential_ref and config: id, tenant_id, name, provider_type, status, health_state,
+        health_checked_at, health_message, default_model, budget_limit_cents, token_limit_month, rate_limit_rpm,
+        created_at, updated_at, created_by, deleted_at; null where unset.
+        Errors: as the canonical RPC (validation 422).
+        """
+
+    @_abc_1.abstractmethod
+    def GetLegacyIntegration(
+        self,
+        request: _integrations_service_pb2.GetLegacyIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.GetLegacyIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.GetLegacyIntegrationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateLegacyIntegration(
+        self,
+        request: _integrations_service_pb2.UpdateLegacyIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.UpdateLegacyIntegrationResponse, _abc.Awaitable[_integrations_service_pb2.UpdateLegacyIntegrationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetLegacyIntegrationHealth(
+        self,
+        request: _integrations_service_pb2.GetLegacyIntegrationHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.GetLegacyIntegrationHealthResponse, _abc.Awaitable[_integrations_service_pb2.GetLegacyIntegrationHealthResponse]]:
+        """data: integration_id, health_state, health_message, health_checked_at."""
+
+    @_abc_1.abstractmethod
+    def GetLegacyIntegrationLimits(
+        self,
+        request: _integrations_service_pb2.GetLegacyIntegrationLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integrations_service_pb2.GetLegacyIntegrationLimitsResponse, _abc.Awaitable[_integrations_service_pb2.GetLegacyIntegrationLimitsResponse]]:
+        """data: SPEC 2.7's limits keys (integration_id, budget_limit_cents ... period_end)."""
 
     @_abc_1.abstractmethod
     def CreateConnector(
