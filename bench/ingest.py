@@ -13,7 +13,6 @@ The gateway side is driven by `wrk` with bench/wrk/ingest.lua (without wrk, thos
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any
 
@@ -125,4 +124,3 @@ async def run(running: Running, tenant: Tenant, monitoring_url: str, conc: int, 
     row("5b POST one record, Envoy + IK", 1, best["single"], ratio, "<= 1.5", "wrk")
     # Context, not a target: the floor a write pays that a read does not (its commit waits for the WAL flush).
     row("5b INSERT 1 row + commit, asyncpg (context)", 1, best["raw one"], best["raw one"][1] / best["read"][1])
-    print(json.dumps({"ingest": {k: [round(x, 2) for x in v] for k, v in best.items()}}), flush=True)
