@@ -4,18 +4,20 @@ override that loses the race to a concurrent promotion answers no_op and leaves 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from sqlalchemy import text
 
+from aos.onboarding.v1 import onboarding_service_pb2 as rpc
 from services.common import db
 from services.common.principal import Kind, Principal
 from services.onboarding import states
 from services.onboarding.policy import Skipped, State
-from tests.conftest import Gateway
+from tests.conftest import Gateway, eventually, service
 from tests.onboarding.conftest import FakeApiKeys, FakePeer, Onboarding, onboarding_events, set_state
 from tests.onboarding.test_transitions import new_tenant
 
@@ -36,8 +38,27 @@ async def audits(onb: Onboarding, tenant: str) -> list[Any]:
         return list(rows.all())
 
 
+async def reachable_again(stub_as: Callable[[str], Any], tenant: str) -> None:
+    """Onboarding's channel to a restarted peer reconnects after a backoff: until then the next test's evidence
+    would be unknown. Waits (bounded) until an evaluation hears from every source again."""
+
+    async def heard() -> bool:
+        reply = await stub_as("account").EvaluateActivation(
+            rpc.EvaluateActivationRequest(tenant_id=tenant), metadata=service("account"), timeout=5
+        )
+        return all(r.status != "unknown" for r in reply.requirements)
+
+    await eventually(heard, within=20, every=0.2, retry=lambda exc: isinstance(exc, grpc.aio.AioRpcError))
+
+
 async def test_a_source_down_is_audited_as_unknown_evidence(
-    rest: httpx.AsyncClient, onb_gateway: Gateway, account: Any, onb: Onboarding, keys: FakeApiKeys, api_keys: FakePeer
+    rest: httpx.AsyncClient,
+    onb_gateway: Gateway,
+    account: Any,
+    onb: Onboarding,
+    keys: FakeApiKeys,
+    api_keys: FakePeer,
+    stub_as: Callable[[str], Any],
 ) -> None:
     tenant = await new_tenant(account, OWNER)
     keys.issue(tenant)  # key_ready would be met: the audit must not guess either way while api_keys is down
@@ -49,6 +70,7 @@ async def test_a_source_down_is_audited_as_unknown_evidence(
         )
     finally:
         await api_keys.start()
+        await reachable_again(stub_as, tenant)
     assert done.status_code == 200, done.text
     [audit] = await audits(onb, tenant)
     assert audit.audit_id == done.json()["audit_id"]
