@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import GATE_CACHE_SECONDS, Gateway
+from tests.conftest import GATE_CACHE_SECONDS, Gateway, eventually
 from tests.e2e.golden import assert_shape
 
 pytestmark = pytest.mark.e2e
@@ -353,6 +353,14 @@ async def _journey(call: Journey, gateway: Gateway) -> dict[str, httpx.Response]
     await call("cus_api_keys_list", "GET", "/cus/api_keys/list", params={"limit": 1}, headers=auth)
     await call("cus_api_keys_list_unknown_param", "GET", "/cus/api_keys/list?foo=1", headers=auth)
     await call("cus_api_keys_list_as_of", "GET", "/cus/api_keys/list?as_of=x", headers=auth)
+
+    # A key's use reaches its row in batches (api_keys' usage_flush_seconds): wait for the handshake's before the
+    # revocation, so that the revoked key's last_used_at below is set.
+    async def used() -> bool:
+        listed = (await call.http.get("/tenant/api-keys", headers=auth)).json()
+        return any(k["id"] == key_id and k["last_used_at"] for k in listed)
+
+    await eventually(used, within=10, every=0.2, what="the handshake's use of the key is recorded")
     await call("tenant_api_key_revoke", "DELETE", f"/tenant/api-keys/{key_id}", params={"reason": "x"}, headers=auth)
     await call("tenant_api_key_revoke_unknown", "DELETE", f"/tenant/api-keys/{nobody}", headers=auth)
     await call("tenant_api_keys", "GET", "/tenant/api-keys", headers=auth)
